@@ -1,0 +1,27 @@
+# medcnn: scan folders -> trained models, predictions, saliency maps and per-patient reports.
+# Run: snakemake --cores N   (config/config.yaml runs the bundled demo)
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/demo.smk"
+include: "workflows/rules/ingest.smk"
+include: "workflows/rules/preprocess.smk"
+include: "workflows/rules/split.smk"
+include: "workflows/rules/train.smk"
+include: "workflows/rules/predict.smk"
+include: "workflows/rules/saliency.smk"
+include: "workflows/rules/report.smk"
+
+
+rule all:
+    input:
+        all_reports,

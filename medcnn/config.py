@@ -1,0 +1,99 @@
+"""Load and validate the workflow configuration against the one schema.
+
+The same schema file serves Snakemake's ``validate()`` (through ``config/schema.yaml``) and the
+CLI, so a key that one accepts the other accepts too.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration does not match the schema; the message names the key."""
+
+
+def load_schema() -> dict[str, Any]:
+    """Return the configuration JSON schema (parsed from its YAML file)."""
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _validator_with_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator that also fills in each property's ``default``."""
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    # deepcopy: a shared mutable default would leak between tasks.
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    return cls(schema)
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a configuration and return a copy with every default filled in.
+
+    Raises:
+        ConfigError: naming the offending key path, e.g. ``tasks.cxr.train: Additional
+            properties are not allowed ('epoch' was unexpected)``.
+    """
+    config = copy.deepcopy(config)
+    validator = _validator_with_defaults(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"{where}: {err.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration file, validate it and fill in defaults.
+
+    Raises:
+        ConfigError: when the file is missing, not YAML, or does not match the schema.
+    """
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a configuration (for provenance)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def task_config(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The settings of one task, with a clear error for an unknown task name."""
+    try:
+        return config["tasks"][task]
+    except KeyError:
+        known = ", ".join(sorted(config.get("tasks", {}))) or "none"
+        raise ConfigError(f"unknown task {task!r} (configured: {known})") from None

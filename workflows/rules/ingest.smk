@@ -1,0 +1,16 @@
+checkpoint ingest_scans:
+    input:
+        scans=config["inputs"],
+        labels=[config["labels"]["path"]] if config["labels"]["path"] else [],
+    output:
+        manifest=f"{RESULTS}/ingest/manifest.tsv",
+        quarantine=f"{RESULTS}/ingest/quarantine.tsv",
+    params:
+        # What the outputs depend on (the secret stays out: params are stored in .snakemake).
+        labels=config["labels"],
+        ingest=config["ingest"],
+        keep_identifiers=config["deid"]["keep_identifiers"],
+    log:
+        f"{LOGS}/ingest/ingest_scans.log",
+    shell:
+        "medcnn ingest --config {CONFIGFILE} > {log} 2>&1"

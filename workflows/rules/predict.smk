@@ -1,0 +1,14 @@
+rule predict_subject:
+    input:
+        bundles=fold_bundles,
+        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+        split=f"{RESULTS}/splits/{{task}}.json",
+    output:
+        prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
+    group:
+        "subject"
+    log:
+        f"{LOGS}/predict/{{task}}/{{subject}}.log",
+    shell:
+        "medcnn predict --config {CONFIGFILE} --task {wildcards.task}"
+        " --subject {wildcards.subject} > {log} 2>&1"

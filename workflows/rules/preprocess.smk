@@ -1,0 +1,12 @@
+rule preprocess_images:
+    input:
+        manifest=f"{RESULTS}/ingest/manifest.tsv",
+    output:
+        plans=f"{RESULTS}/preprocess/{{task}}/plans.json",
+        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+    params:
+        task=lambda wc: {k: config["tasks"][wc.task][k] for k in ("modalities", "dims", "target", "preprocess")},
+    log:
+        f"{LOGS}/preprocess/{{task}}.log",
+    shell:
+        "medcnn preprocess --config {CONFIGFILE} --task {wildcards.task} > {log} 2>&1"

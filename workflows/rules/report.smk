@@ -1,0 +1,30 @@
+rule report_subject:
+    input:
+        manifest=f"{RESULTS}/ingest/manifest.tsv",
+        predictions=expand(f"{RESULTS}/predict/{{task}}/{{{{subject}}}}.json", task=TASKS),
+        saliency=expand(f"{RESULTS}/saliency/{{task}}/{{{{subject}}}}/saliency.json", task=TASKS),
+    output:
+        html=f"{RESULTS}/reports/{{subject}}.html",
+    group:
+        "subject"
+    log:
+        f"{LOGS}/report/{{subject}}.log",
+    shell:
+        "medcnn report --config {CONFIGFILE} --subject {wildcards.subject} > {log} 2>&1"
+
+
+rule report_cohort:
+    input:
+        manifest=f"{RESULTS}/ingest/manifest.tsv",
+        quarantine=f"{RESULTS}/ingest/quarantine.tsv",
+        predictions=lambda wc: expand(
+            f"{RESULTS}/predict/{{task}}/{{subject}}.json", task=TASKS, subject=subjects()
+        ),
+        histories=expand(f"{RESULTS}/models/{{task}}/fold0/history.csv", task=TASKS),
+    output:
+        html=f"{RESULTS}/reports/cohort.html",
+        metrics=f"{RESULTS}/reports/cohort.json",
+    log:
+        f"{LOGS}/report/cohort.log",
+    shell:
+        "medcnn report --config {CONFIGFILE} --cohort > {log} 2>&1"

@@ -1,0 +1,16 @@
+rule saliency_subject:
+    input:
+        bundles=fold_bundles,
+        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+        prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
+    output:
+        summary=f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json",
+    params:
+        saliency=lambda wc: config["tasks"][wc.task]["saliency"],
+    group:
+        "subject"
+    log:
+        f"{LOGS}/saliency/{{task}}/{{subject}}.log",
+    shell:
+        "medcnn saliency --config {CONFIGFILE} --task {wildcards.task}"
+        " --subject {wildcards.subject} > {log} 2>&1"

@@ -1,0 +1,11 @@
+rule split_patients:
+    input:
+        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+    output:
+        split=f"{RESULTS}/splits/{{task}}.json",
+    params:
+        split=lambda wc: config["tasks"][wc.task]["split"],
+    log:
+        f"{LOGS}/split/{{task}}.log",
+    shell:
+        "medcnn split --config {CONFIGFILE} --task {wildcards.task} > {log} 2>&1"

@@ -1,0 +1,18 @@
+rule train_model:
+    input:
+        plans=f"{RESULTS}/preprocess/{{task}}/plans.json",
+        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+        split=f"{RESULTS}/splits/{{task}}.json",
+    output:
+        bundle=f"{RESULTS}/models/{{task}}/fold{{fold}}/bundle.json",
+        metrics=f"{RESULTS}/models/{{task}}/fold{{fold}}/metrics.json",
+        history=f"{RESULTS}/models/{{task}}/fold{{fold}}/history.csv",
+    params:
+        settings=lambda wc: {k: config["tasks"][wc.task][k] for k in ("network", "train")},
+        device=config["device"],
+    threads: 8
+    log:
+        f"{LOGS}/train/{{task}}_fold{{fold}}.log",
+    shell:
+        "medcnn train --config {CONFIGFILE} --task {wildcards.task} --fold {wildcards.fold}"
+        " --threads {threads} > {log} 2>&1"
