@@ -52,7 +52,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         ConfigError: naming the offending key path, e.g. ``tasks.cxr.train: Additional
             properties are not allowed ('epoch' was unexpected)``.
     """
-    config = copy.deepcopy(config)
+    # A JSON round trip, not deepcopy: it also breaks YAML aliases (``*anchor``), which would
+    # otherwise make two tasks share one dict and receive each other's defaults.
+    config = json.loads(json.dumps(config))
     validator = _validator_with_defaults(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -25,6 +25,18 @@ from medcnn.report.figures import overlay_png
 log = logging.getLogger(__name__)
 
 
+def minmax_normalise(heat: torch.Tensor) -> torch.Tensor:
+    """Scale each map of a batch ``(B, 1, *spatial)`` to 0..1, the most salient voxel at 1.
+
+    MONAI's ``default_normalizer`` maps the maximum to 0 (it flips magnitudes), which would
+    paint the least salient region hottest; this keeps the usual reading.
+    """
+    flat = heat.reshape(heat.shape[0], -1)
+    low = flat.min(dim=1).values.view(-1, *[1] * (heat.ndim - 1))
+    span = (flat.max(dim=1).values.view(-1, *[1] * (heat.ndim - 1)) - low).clamp_min(1e-12)
+    return (heat - low) / span
+
+
 def gradcam_map(
     model: torch.nn.Module, image: np.ndarray, layer: str, class_index: int = 0
 ) -> np.ndarray:
@@ -39,7 +51,7 @@ def gradcam_map(
     Returns:
         float32 ``(H, W)``, normalised to 0..1 (all zeros when the gradient is zero).
     """
-    cam = GradCAM(nn_module=model, target_layers=layer)
+    cam = GradCAM(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
     x = torch.as_tensor(image[None], dtype=torch.float32)
     heat = cam(x=x, class_idx=class_index)
     return heat[0, 0].detach().cpu().numpy().astype(np.float32)

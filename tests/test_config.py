@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medcnn.config import ConfigError, config_hash, load_config, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL = {
+    "inputs": ["scans"],
+    "tasks": {"cxr": {"kind": "classification", "target": {"column": "f", "positive": "p"}}},
+}
+
+
+def test_defaults_are_filled_per_task():
+    config = validate_config(MINIMAL)
+    task = config["tasks"]["cxr"]
+    assert task["network"]["name"] == "densenet121"
+    assert task["preprocess"]["size"] == 128
+    assert task["train"]["epochs"] == 30
+    assert config["results"] == "results"
+    assert config["deid"] == {"secret": None, "keep_identifiers": False}
+
+
+def test_defaults_are_not_shared_between_tasks():
+    two = {**MINIMAL, "tasks": {"a": MINIMAL["tasks"]["cxr"], "b": MINIMAL["tasks"]["cxr"]}}
+    config = validate_config(two)
+    config["tasks"]["a"]["train"]["epochs"] = 99
+    assert config["tasks"]["b"]["train"]["epochs"] == 30
+
+
+def test_unknown_key_is_named():
+    bad = {**MINIMAL, "tasks": {"cxr": {**MINIMAL["tasks"]["cxr"], "train": {"epoch": 3}}}}
+    with pytest.raises(ConfigError, match=r"tasks\.cxr\.train: .*'epoch' was unexpected"):
+        validate_config(bad)
+
+
+def test_mistyped_value_is_named():
+    bad = {**MINIMAL, "tasks": {"cxr": {**MINIMAL["tasks"]["cxr"], "train": {"epochs": "ten"}}}}
+    with pytest.raises(ConfigError, match=r"tasks\.cxr\.train\.epochs: 'ten' is not of type"):
+        validate_config(bad)
+
+
+def test_load_config_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "resuls": "x"}))
+    with pytest.raises(ConfigError, match=r"(?s)c\.yaml.*'resuls' was unexpected"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_config_is_valid():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["demo"]["enabled"] is True
+    assert config["inputs"] == ["demo/dicom"]
+
+
+def test_config_hash_is_order_independent():
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_cli_and_snakefile_reject_the_same_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**MINIMAL, "tasks": {"cxr": {**MINIMAL["tasks"]["cxr"], "lr": 1}}}))
+    cli = subprocess.run(
+        [sys.executable, "-m", "medcnn", "validate", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2
+    assert "'lr' was unexpected" in cli.stderr
+    smk = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"),
+         "--configfile", str(bad), "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert smk.returncode != 0
+    assert "'lr' was unexpected" in smk.stdout + smk.stderr
