@@ -4,8 +4,9 @@ The demo cohort stands in for a hospital export: real DICOM Part 10 files (Expli
 Little Endian) in a messy folder tree, with a label table keyed by AccessionNumber, as a
 radiology report table would be. Everything is deterministic for a fixed ``seed``: the
 random draws come from :func:`numpy.random.default_rng` only and every UID is derived from
-the seed with :func:`pydicom.uid.generate_uid` (``prefix=None``, fixed entropy sources), so
-two runs with the same arguments write byte-identical files.
+the arguments with :func:`pydicom.uid.generate_uid` (pydicom's root prefix plus fixed entropy
+sources; note that ``prefix=None`` would ignore the entropy sources and return a random UUID
+UID), so two runs with the same arguments write byte-identical files.
 
 What a reader has to cope with (on purpose):
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
 from scipy import ndimage
 
 __all__ = [
@@ -351,15 +352,16 @@ def _draw_anatomy(rng: np.random.Generator) -> dict[str, float]:
     """Per-patient body shape, in units of image rows (see :func:`_render`)."""
     return {
         "body_half_width": rng.uniform(0.36, 0.42),
-        "lung_dx": rng.uniform(0.15, 0.19),
+        "lung_dx": rng.uniform(0.17, 0.20),
         "lung_cy": rng.uniform(-0.04, 0.02),
-        "lung_rx": rng.uniform(0.12, 0.145),
+        "lung_rx": rng.uniform(0.115, 0.135),
         "lung_ry": rng.uniform(0.25, 0.30),
         "heart_rx": rng.uniform(0.12, 0.15),
-        "heart_ry": rng.uniform(0.10, 0.13),
-        "heart_dx": rng.uniform(0.03, 0.07),
+        "heart_ry": rng.uniform(0.10, 0.12),
+        "heart_dx": rng.uniform(0.03, 0.06),
         "rib_start": rng.uniform(-0.33, -0.29),
-        "rib_step": rng.uniform(0.052, 0.062),
+        "rib_step": rng.uniform(0.050, 0.058),
+        "rib_bend": rng.uniform(0.9, 1.4),
         "tissue": rng.uniform(0.46, 0.56),
         "lung_dark": rng.uniform(0.28, 0.34),
     }
@@ -432,12 +434,21 @@ def _draw_studies(
     return studies
 
 
+def _uid(entropy_srcs: list[str]) -> str:
+    """A reproducible UID: a hash of ``entropy_srcs`` below pydicom's root UID.
+
+    pydicom's ``generate_uid(prefix=None, ...)`` ignores ``entropy_srcs`` and returns a
+    random ``2.25.<uuid4>`` UID, so a real prefix is needed for reproducibility.
+    """
+    return str(generate_uid(prefix=PYDICOM_ROOT_UID, entropy_srcs=entropy_srcs))
+
+
 def _study_uids(uid_base: list[str], patient_id: str, number: int) -> dict[str, str]:
     src = [*uid_base, f"patient={patient_id}", f"study={number}"]
     return {
-        "study": str(generate_uid(prefix=None, entropy_srcs=[*src, "StudyInstanceUID"])),
-        "series": str(generate_uid(prefix=None, entropy_srcs=[*src, "SeriesInstanceUID"])),
-        "sop": str(generate_uid(prefix=None, entropy_srcs=[*src, "SOPInstanceUID"])),
+        "study": _uid([*src, "StudyInstanceUID"]),
+        "series": _uid([*src, "SeriesInstanceUID"]),
+        "sop": _uid([*src, "SOPInstanceUID"]),
     }
 
 
@@ -520,6 +531,14 @@ def _render(
     body = _sigmoid((half_w - ax) / edge)
     tissue = a["tissue"] + 0.12 * (1.0 - np.clip(ax / a["body_half_width"], 0, 1) ** 2)
 
+    # Heart (bulging to the image right) and mediastinum: they cut the medial lung border.
+    hx, hy = a["heart_dx"], a["lung_cy"] + a["lung_ry"] - 0.06
+    rh = np.sqrt(((x - hx) / a["heart_rx"]) ** 2 + ((y - hy) / a["heart_ry"]) ** 2)
+    heart = _sigmoid((1.0 - rh) / 0.05)
+    medi_w = 0.05 + 0.02 * _sigmoid((y + 0.1) / 0.05)
+    mediastinum = np.maximum(heart, _sigmoid((medi_w - ax) / edge) * _sigmoid((y + 0.45) / 0.02))
+    spine = _sigmoid((0.028 - ax) / 0.008)
+
     # Lungs: two ellipses, wider at the base (costophrenic angles), apex narrower.
     lung = np.zeros((rows, cols))
     lung_fields = []
@@ -529,48 +548,61 @@ def _render(
         t = np.clip((y - a["lung_cy"]) / ry, -1.0, 1.0)
         rx = a["lung_rx"] * (0.85 + 0.22 * t)
         r = np.sqrt(((x - cx) / rx) ** 2 + ((y - a["lung_cy"]) / ry) ** 2)
-        field = _sigmoid((1.0 - r) / 0.06)
+        field = _sigmoid((1.0 - r) / 0.06) * (1.0 - mediastinum)
         lung = np.maximum(lung, field)
         lung_fields.append((field, cx))
+    lung_bottom = a["lung_cy"] + a["lung_ry"]
+    # Below the diaphragm domes: abdomen, as dense as the heart it merges with.
+    abdomen = _sigmoid((y - lung_bottom + 0.06 - 0.5 * (ax - 0.15) ** 2) / 0.02)
 
-    # Heart (to the image right), mediastinum and spine: bright, central.
-    hx, hy = a["heart_dx"], a["lung_cy"] + 0.13
-    rh = np.sqrt(((x - hx) / a["heart_rx"]) ** 2 + ((y - hy) / a["heart_ry"]) ** 2)
-    heart = _sigmoid((1.0 - rh) / 0.08)
-    medi_w = 0.045 + 0.025 * _sigmoid((y + 0.1) / 0.05)
-    mediastinum = _sigmoid((medi_w - ax) / edge) * _sigmoid((y + 0.45) / 0.02)
-    spine = _sigmoid((0.03 - ax) / 0.006)
-
-    # Posterior ribs: arches, highest at |x| ~ 0.15, in the chest wall and over the lungs.
+    # Posterior ribs: arches, highest at |x| ~ 0.15, fading below the lung bases.
     ribs = np.zeros((rows, cols))
     for k in range(10):
         y0 = a["rib_start"] + k * a["rib_step"]
-        yc = y0 + 1.1 * (ax - 0.15) ** 2 + 0.02 * k * ax
-        ribs = np.maximum(ribs, np.exp(-(((y - yc) / 0.011) ** 2)))
+        yc = y0 + a["rib_bend"] * (ax - 0.15) ** 2 + 0.02 * k * ax
+        ribs = np.maximum(ribs, np.exp(-(((y - yc) / 0.010) ** 2)))
     ribs *= _sigmoid((ax - 0.04) / 0.01) * _sigmoid((a["body_half_width"] - 0.02 - ax) / 0.02)
-    ribs *= _sigmoid((0.34 - y) / 0.02)
+    ribs *= _sigmoid((lung_bottom + 0.02 - y) / 0.02)
+    # Clavicles: from the sternal notch up and out towards the shoulders.
+    yc = a["lung_cy"] - a["lung_ry"] - 0.01 - 0.25 * (ax - 0.05)
+    clavicles = np.exp(-(((y - yc) / 0.013) ** 2)) * _sigmoid((ax - 0.05) / 0.01)
+    clavicles *= _sigmoid((a["body_half_width"] - 0.03 - ax) / 0.015)
 
     img = 0.04 + body * tissue
-    img = img - a["lung_dark"] * lung * (1.0 - 0.7 * heart) * body
-    img = img + 0.22 * np.maximum(heart, mediastinum) * (1.0 - 0.3 * lung) * body
-    img = img + 0.12 * spine * body + 0.10 * ribs * body
-    # Lung markings (vessels), mid-frequency texture inside the lungs.
-    img = img + 0.025 * lung * _smooth_noise(rng, (rows, cols), 24)
+    img = img - a["lung_dark"] * lung * body
+    img = img + 0.12 * np.maximum(mediastinum, abdomen) * body + 0.08 * spine * body
+    img = img + 0.07 * ribs * (1.0 - 0.5 * mediastinum) * body + 0.10 * clavicles * body
+    # Lung markings (vessels): mid-frequency texture, denser towards the hila.
+    img = img + 0.03 * lung * _smooth_noise(rng, (rows, cols), 24)
 
     opacity = None
     if positive:
         field, cx = lung_fields[int(rng.integers(2))]
-        ry = a["lung_ry"]
-        # Centre well inside the chosen lung; heart side avoided a little.
-        ox = cx + rng.uniform(-0.4, 0.4) * a["lung_rx"]
-        oy = a["lung_cy"] + rng.uniform(-0.55, 0.55) * ry
         radius = rng.uniform(0.10, 0.16) * cols / rows
+        # Centre inside the chosen lung, biased laterally away from the heart border;
+        # redrawn until the lung covers most of the opacity's inner disc (best of 32 kept).
+        best = (-1.0, 0.0, 0.0)
+        for _ in range(32):
+            ox = cx + rng.uniform(-0.2, 0.45) * a["lung_rx"] * np.sign(cx)
+            oy = a["lung_cy"] + rng.uniform(-0.45, 0.55) * a["lung_ry"]
+            inner = (x - ox) ** 2 + (y - oy) ** 2 <= (0.5 * radius) ** 2
+            cover = float(field[inner].mean()) if inner.any() else 0.0
+            if cover > best[0]:
+                best = (cover, ox, oy)
+            if cover >= 0.85:
+                break
+        _, ox, oy = best
         d = np.sqrt((x - ox) ** 2 + (y - oy) ** 2)
-        blob = _sigmoid((radius - d) / (0.18 * radius))
+        blob = _sigmoid((radius - d) / (0.15 * radius))
         texture = 1.0 + 0.2 * _smooth_noise(rng, (rows, cols), 12)
-        amp = rng.uniform(0.22, 0.30)
-        img = img + amp * blob * texture * np.clip(field * 1.3, 0.0, 1.0)
-        opacity = ((oy + 0.5) * rows - 0.5, ox * rows + cols / 2 - 0.5, radius * rows)
+        amp = rng.uniform(0.30, 0.38)
+        # Confined to the lung field: consolidated lung turns as dense as soft tissue or more.
+        img = img + amp * blob * texture * field
+        opacity = (
+            float((oy + 0.5) * rows - 0.5),
+            float(ox * rows + cols / 2 - 0.5),
+            float(radius * rows),
+        )
 
     # Low-frequency exposure variation and quantum noise.
     img = img * (1.0 + 0.05 * _smooth_noise(rng, (rows, cols), 4))

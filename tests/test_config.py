@@ -67,7 +67,9 @@ def test_config_hash_is_order_independent():
 
 def test_cli_and_snakefile_reject_the_same_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({**MINIMAL, "tasks": {"cxr": {**MINIMAL["tasks"]["cxr"], "lr": 1}}}))
+    bad.write_text(
+        yaml.safe_dump({**MINIMAL, "tasks": {"cxr": {**MINIMAL["tasks"]["cxr"], "lr": 1}}})
+    )
     cli = subprocess.run(
         [sys.executable, "-m", "medcnn", "validate", "--config", str(bad)],
         capture_output=True,
@@ -76,8 +78,18 @@ def test_cli_and_snakefile_reject_the_same_key(tmp_path):
     assert cli.returncode == 2
     assert "'lr' was unexpected" in cli.stderr
     smk = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"),
-         "--configfile", str(bad), "--directory", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(bad),
+            "--directory",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
     )

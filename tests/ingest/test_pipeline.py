@@ -41,9 +41,7 @@ def test_ingest_demo_cohort(demo_cohort, tmp_path):
     secret = b"test-secret"
     expected = {pseudonym(i.patient_id, secret, "sub-") for i in images}
     assert set(manifest["subject"]) == expected
-    by_series = {
-        pseudonym(i.study_uid, secret, "ses-", 8): i.finding for i in images
-    }
+    by_series = {pseudonym(i.study_uid, secret, "ses-", 8): i.finding for i in images}
     for _, row in manifest.iterrows():
         assert row["finding"] == by_series[row["study"]]
         assert row["dims"] == "2"
@@ -59,7 +57,9 @@ def test_ingest_demo_cohort(demo_cohort, tmp_path):
     assert sidecar["SOPInstanceUID"] == first.sop_uid
     assert sidecar["PhotometricInterpretation"] == first.photometric
     values = np.asarray(nii.dataobj)[:, :, 0].T
-    stored = ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    stored = ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(
+        ds.get("RescaleIntercept", 0)
+    )
     if first.photometric == "MONOCHROME2":
         np.testing.assert_allclose(values, stored)
     else:

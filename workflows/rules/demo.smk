@@ -5,7 +5,7 @@ if config["demo"]["enabled"]:
             dicom=directory(f"{config['demo']['out']}/dicom"),
             labels=f"{config['demo']['out']}/labels.csv",
         params:
-            out=config["demo"]["out"],
+            out=lambda wildcards, output: Path(output.labels).parent,
             patients=config["demo"]["n_patients"],
             size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],

@@ -6,6 +6,7 @@ checkpoint ingest_scans:
         manifest=f"{RESULTS}/ingest/manifest.tsv",
         quarantine=f"{RESULTS}/ingest/quarantine.tsv",
     params:
+        configfile=CONFIGFILE,
         # What the outputs depend on (the secret stays out: params are stored in .snakemake).
         labels=config["labels"],
         ingest=config["ingest"],
@@ -13,4 +14,4 @@ checkpoint ingest_scans:
     log:
         f"{LOGS}/ingest/ingest_scans.log",
     shell:
-        "medcnn ingest --config {CONFIGFILE} > {log} 2>&1"
+        "medcnn ingest --config {params.configfile} > {log} 2>&1"

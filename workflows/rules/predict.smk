@@ -7,8 +7,10 @@ rule predict_subject:
         prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
     group:
         "subject"
+    params:
+        configfile=CONFIGFILE,
     log:
         f"{LOGS}/predict/{{task}}/{{subject}}.log",
     shell:
-        "medcnn predict --config {CONFIGFILE} --task {wildcards.task}"
+        "medcnn predict --config {params.configfile} --task {wildcards.task}"
         " --subject {wildcards.subject} > {log} 2>&1"

@@ -5,8 +5,9 @@ rule preprocess_images:
         plans=f"{RESULTS}/preprocess/{{task}}/plans.json",
         index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
     params:
+        configfile=CONFIGFILE,
         task=lambda wc: {k: config["tasks"][wc.task][k] for k in ("modalities", "dims", "target", "preprocess")},
     log:
         f"{LOGS}/preprocess/{{task}}.log",
     shell:
-        "medcnn preprocess --config {CONFIGFILE} --task {wildcards.task} > {log} 2>&1"
+        "medcnn preprocess --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

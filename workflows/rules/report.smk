@@ -7,10 +7,12 @@ rule report_subject:
         html=f"{RESULTS}/reports/{{subject}}.html",
     group:
         "subject"
+    params:
+        configfile=CONFIGFILE,
     log:
         f"{LOGS}/report/{{subject}}.log",
     shell:
-        "medcnn report --config {CONFIGFILE} --subject {wildcards.subject} > {log} 2>&1"
+        "medcnn report --config {params.configfile} --subject {wildcards.subject} > {log} 2>&1"
 
 
 rule report_cohort:
@@ -24,7 +26,9 @@ rule report_cohort:
     output:
         html=f"{RESULTS}/reports/cohort.html",
         metrics=f"{RESULTS}/reports/cohort.json",
+    params:
+        configfile=CONFIGFILE,
     log:
         f"{LOGS}/report/cohort.log",
     shell:
-        "medcnn report --config {CONFIGFILE} --cohort > {log} 2>&1"
+        "medcnn report --config {params.configfile} --cohort > {log} 2>&1"

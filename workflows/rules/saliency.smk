@@ -6,11 +6,12 @@ rule saliency_subject:
     output:
         summary=f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json",
     params:
+        configfile=CONFIGFILE,
         saliency=lambda wc: config["tasks"][wc.task]["saliency"],
     group:
         "subject"
     log:
         f"{LOGS}/saliency/{{task}}/{{subject}}.log",
     shell:
-        "medcnn saliency --config {CONFIGFILE} --task {wildcards.task}"
+        "medcnn saliency --config {params.configfile} --task {wildcards.task}"
         " --subject {wildcards.subject} > {log} 2>&1"

@@ -4,8 +4,9 @@ rule split_patients:
     output:
         split=f"{RESULTS}/splits/{{task}}.json",
     params:
+        configfile=CONFIGFILE,
         split=lambda wc: config["tasks"][wc.task]["split"],
     log:
         f"{LOGS}/split/{{task}}.log",
     shell:
-        "medcnn split --config {CONFIGFILE} --task {wildcards.task} > {log} 2>&1"
+        "medcnn split --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

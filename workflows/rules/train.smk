@@ -8,11 +8,12 @@ rule train_model:
         metrics=f"{RESULTS}/models/{{task}}/fold{{fold}}/metrics.json",
         history=f"{RESULTS}/models/{{task}}/fold{{fold}}/history.csv",
     params:
+        configfile=CONFIGFILE,
         settings=lambda wc: {k: config["tasks"][wc.task][k] for k in ("network", "train")},
         device=config["device"],
     threads: 8
     log:
         f"{LOGS}/train/{{task}}_fold{{fold}}.log",
     shell:
-        "medcnn train --config {CONFIGFILE} --task {wildcards.task} --fold {wildcards.fold}"
+        "medcnn train --config {params.configfile} --task {wildcards.task} --fold {wildcards.fold}"
         " --threads {threads} > {log} 2>&1"

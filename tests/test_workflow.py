@@ -1,0 +1,135 @@
+"""The real ``snakemake`` on a tiny cohort, through to the reports."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medcnn.demo import write_demo_cohort
+from tests.conftest import MARK
+from tests.ingest.test_pipeline import snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(configfile),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def readable_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when gzip (NIfTI headers and extensions included)."""
+    blob = path.read_bytes()
+    return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
+
+
+@pytest.fixture(scope="module")
+def workflow_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("workflow")
+    scans = work / "scans"
+    images = write_demo_cohort(scans, n_patients=8, seed=5, image_size=64, identifier_suffix=MARK)
+    config = {
+        "inputs": [str(scans / "dicom")],
+        "labels": {"path": str(scans / "labels.csv"), "columns": ["finding"]},
+        "deid": {"secret": "workflow-test"},
+        "tasks": {
+            "cxr": {
+                "kind": "classification",
+                "target": {"column": "finding", "positive": "pneumonia"},
+                "preprocess": {"size": 32},
+                "train": {"epochs": 1, "batch_size": 4},
+                "split": {"test_fraction": 0.3, "val_fraction": 0.3},
+            }
+        },
+    }
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    before = snapshot(scans)
+    result = run_snakemake(work, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, scans, images, before, configfile
+
+
+def test_every_subject_gets_a_report_with_prediction_and_images(workflow_run):
+    work, _, images, _, _ = workflow_run
+    results = work / "results"
+    manifest = (results / "ingest" / "manifest.tsv").read_text().splitlines()
+    subjects = sorted({line.split("\t")[0] for line in manifest[1:]})
+    assert len(subjects) == len({i.patient_id for i in images}) == 8
+    for subject in subjects:
+        html = (results / "reports" / f"{subject}.html").read_text()
+        prediction = json.loads((results / "predict" / "cxr" / f"{subject}.json").read_text())
+        assert prediction["images"], subject
+        for image in prediction["images"]:
+            assert f"{image['probability']:.3f}" in html
+            assert image["series"] in html
+        # thumbnail + Grad-CAM overlay per image, embedded; nothing fetched from elsewhere
+        assert html.count("data:image/png;base64,") == 2 * len(prediction["images"])
+        assert not re.search(r'(src|href)="(?!data:|#|sub-)', html)
+        assert prediction["model"]["weights_sha256"][0] in html
+        assert subject in html
+    cohort = (results / "reports" / "cohort.html").read_text()
+    metrics = json.loads((results / "reports" / "cohort.json").read_text())
+    assert metrics["summary"]["subjects"] == 8
+    assert metrics["quarantined"] == 3
+    assert 'id="auroc-cxr"' in cohort
+    for subject in subjects:
+        assert f'href="{subject}.html"' in cohort
+
+
+def test_no_identifier_reaches_results_or_logs(workflow_run):
+    work, _, images, _, _ = workflow_run
+    needles = set()
+    for image in images:
+        family = image.patient_name.split("^")[0]
+        needles |= {image.patient_id, image.accession_number, family, image.birth_date}
+    needles = {n.encode() for n in needles if n}
+    assert all(MARK.encode() in n or n.isdigit() for n in needles)
+    checked = 0
+    for folder in (work / "results", work / "logs"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                blob = readable_bytes(path)
+                found = [n for n in needles if n in blob]
+                assert not found, f"{path} holds identifiers {found}"
+                checked += 1
+    assert checked > 50
+
+
+def test_inputs_untouched_and_broken_files_quarantined(workflow_run):
+    work, scans, _, before, _ = workflow_run
+    assert snapshot(scans) == before
+    quarantine = (work / "results" / "ingest" / "quarantine.tsv").read_text()
+    assert "notes.dcm" in quarantine
+    assert "no pixel data" in quarantine
+    assert len(quarantine.strip().splitlines()) == 4  # header + 3 broken files
+
+
+def test_rerun_has_nothing_to_do(workflow_run):
+    work, _, _, _, configfile = workflow_run
+    result = run_snakemake(work, configfile, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
