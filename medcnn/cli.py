@@ -83,6 +83,12 @@ def _validate(args: argparse.Namespace) -> None:
     print(f"{args.config}: valid")
 
 
+def _config_reference(args: argparse.Namespace) -> None:
+    from medcnn.config import reference_markdown
+
+    print(reference_markdown(), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``medcnn`` command."""
     parser = argparse.ArgumentParser(prog="medcnn", description=__doc__.splitlines()[0])
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
 
     step("validate", _validate, "validate a config file against the schema")
+    step("config-reference", _config_reference, "print the config reference (Markdown)", False)
     step("ingest", _ingest, "input folders -> NIfTI, sidecars, manifest.tsv, quarantine.tsv")
     for name, func, text in (
         ("preprocess", _preprocess, "preprocess a task's images and write plans.json"),

@@ -99,3 +99,43 @@ def task_config(config: dict[str, Any], task: str) -> dict[str, Any]:
     except KeyError:
         known = ", ".join(sorted(config.get("tasks", {}))) or "none"
         raise ConfigError(f"unknown task {task!r} (configured: {known})") from None
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table, generated from the schema.
+
+    The README embeds this output (a test checks it is current), so the documentation of a
+    key cannot drift from the key itself.
+    """
+    schema = load_schema()
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(node: dict[str, Any], prefix: str, required: set[str]) -> None:
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        kind = node.get("type", "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in node:
+            kind += " (" + ", ".join(str(v) for v in node["enum"]) + ")"
+        if prefix:
+            if "default" in node and not isinstance(node["default"], dict):
+                default = json.dumps(node["default"])
+            elif prefix.rsplit(".", 1)[-1] in required:
+                default = "required"
+            else:
+                default = ""
+            text = " ".join(str(node.get("description", "")).split())
+            rows.append((prefix, kind, default, text))
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{prefix}.{name}" if prefix else name, set(node.get("required", [])))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{prefix}.<name>", set())
+        items = node.get("items")
+        if isinstance(items, dict) and items.get("properties"):
+            walk(items, f"{prefix}[]", set())
+
+    walk(schema, "", set(schema.get("required", [])))
+    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {t} | {d and f'`{d}`'} | {text} |" for k, t, d, text in rows]
+    return "\n".join(lines) + "\n"
