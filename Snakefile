@@ -22,6 +22,10 @@ include: "workflows/rules/saliency.smk"
 include: "workflows/rules/report.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     input:
         all_reports,

@@ -8,8 +8,11 @@ them: ``medcnn report`` should not pay for importing torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from medcnn import __version__
@@ -50,22 +53,44 @@ def _split(args: argparse.Namespace) -> None:
     run_split(load_config(args.config), args.task)
 
 
+@contextlib.contextmanager
+def _stage_device(config: dict, stage: str) -> Iterator[None]:
+    """Claim the stage's GPUs (if any) and resolve ``device: auto`` for this job.
+
+    ``auto`` means CUDA only when the stage asks for GPUs (``resources.<stage>.gpu``): a job
+    that did not claim a device must not start on whichever GPU happens to be device 0.
+    """
+    from medcnn.devices import claim_gpus
+
+    gpus = config["resources"][stage].get("gpu", 0)
+    with claim_gpus(gpus, config["resources"]["jobs_per_gpu"]):
+        if config["device"] == "auto":
+            config["device"] = "cuda" if gpus else "cpu"
+        yield
+
+
 def _train(args: argparse.Namespace) -> None:
     from medcnn.train.classifier import run_train
 
-    run_train(load_config(args.config), args.task, args.fold, threads=args.threads)
+    config = load_config(args.config)
+    with _stage_device(config, "train"):
+        run_train(config, args.task, args.fold, threads=args.threads)
 
 
 def _predict(args: argparse.Namespace) -> None:
     from medcnn.predict.classifier import run_predict
 
-    run_predict(load_config(args.config), args.task, args.subject, threads=args.threads)
+    config = load_config(args.config)
+    with _stage_device(config, "predict"):
+        run_predict(config, args.task, args.subject, threads=args.threads)
 
 
 def _saliency(args: argparse.Namespace) -> None:
     from medcnn.saliency.cam import run_saliency
 
-    run_saliency(load_config(args.config), args.task, args.subject, threads=args.threads)
+    config = load_config(args.config)
+    with _stage_device(config, "saliency"):
+        run_saliency(config, args.task, args.subject, threads=args.threads)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -143,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if os.environ.get("SLURM_JOB_ID"):
+        # Makes each job's log say where it ran (the SLURM test checks this line).
+        log.info("SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.uname().nodename)
     try:
         args.func(args)
     except ConfigError as exc:

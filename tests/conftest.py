@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medcnn.config import validate_config
 from medcnn.demo import write_demo_cohort
@@ -41,4 +44,60 @@ def tiny_config(demo: Path, results: Path, **task_overrides) -> dict:
             "deid": {"secret": "test-secret"},
             "tasks": {"cxr": task},
         }
+    )
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) -> tuple:
+    """A tiny cohort and config for real Snakemake runs: 64 px images, 32 px input, 1 epoch.
+
+    Returns:
+        (scan folder, the DemoImage records, the config file)
+    """
+    scans = work / "scans"
+    images = write_demo_cohort(
+        scans, n_patients=n_patients, seed=seed, image_size=64, identifier_suffix=MARK
+    )
+    config = {
+        "inputs": [str(scans / "dicom")],
+        "labels": {"path": str(scans / "labels.csv"), "columns": ["finding"]},
+        "deid": {"secret": "workflow-test"},
+        "resources": {"train": {"threads": 2}},
+        "tasks": {
+            "cxr": {
+                "kind": "classification",
+                "target": {"column": "finding", "positive": "pneumonia"},
+                "preprocess": {"size": 32},
+                "train": {"epochs": 1, "batch_size": 4},
+                "split": {"test_fraction": 0.3, "val_fraction": 0.3},
+            }
+        },
+        **extra,
+    }
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    return scans, images, configfile
+
+
+def run_snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The real ``snakemake`` on the repository's Snakefile, in ``workdir``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(configfile),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
     )

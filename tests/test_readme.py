@@ -10,7 +10,9 @@ README = (REPO / "README.md").read_text()
 
 
 def test_config_reference_is_current():
-    spec = importlib.util.spec_from_file_location("update_readme", REPO / "scripts/update_readme.py")
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", REPO / "scripts/update_readme.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.render(README) == README, "run: python scripts/update_readme.py"

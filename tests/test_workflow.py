@@ -5,39 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from medcnn.demo import write_demo_cohort
-from tests.conftest import MARK
+from tests.conftest import MARK, make_tiny_workflow, run_snakemake
 from tests.ingest.test_pipeline import snapshot
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "--configfile",
-            str(configfile),
-            "--directory",
-            str(workdir),
-            "--cores",
-            "2",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-    )
 
 
 def readable_bytes(path: Path) -> bytes:
@@ -49,24 +22,7 @@ def readable_bytes(path: Path) -> bytes:
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("workflow")
-    scans = work / "scans"
-    images = write_demo_cohort(scans, n_patients=8, seed=5, image_size=64, identifier_suffix=MARK)
-    config = {
-        "inputs": [str(scans / "dicom")],
-        "labels": {"path": str(scans / "labels.csv"), "columns": ["finding"]},
-        "deid": {"secret": "workflow-test"},
-        "tasks": {
-            "cxr": {
-                "kind": "classification",
-                "target": {"column": "finding", "positive": "pneumonia"},
-                "preprocess": {"size": 32},
-                "train": {"epochs": 1, "batch_size": 4},
-                "split": {"test_fraction": 0.3, "val_fraction": 0.3},
-            }
-        },
-    }
-    configfile = work / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
+    scans, images, configfile = make_tiny_workflow(work)
     before = snapshot(scans)
     result = run_snakemake(work, configfile)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

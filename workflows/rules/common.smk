@@ -1,5 +1,6 @@
 # Shared names and input functions. No logic beyond looking things up.
 import csv
+import math
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -34,6 +35,46 @@ def fold_bundles(wildcards):
         f"{RESULTS}/models/{wildcards.task}/fold{k}/bundle.json"
         for k in range(n_folds(wildcards.task))
     ]
+
+
+def _largest_voxels():
+    """Voxels of the largest image in the manifest (after ingest; 0 before)."""
+    manifest = Path(RESULTS) / "ingest" / "manifest.tsv"
+    if not manifest.exists():
+        return 0
+    with open(manifest) as fh:
+        shapes = [row["shape"] for row in csv.DictReader(fh, delimiter="\t")]
+    return max((math.prod(int(v) for v in s.split("x")) for s in shapes), default=0)
+
+
+def _training_voxels(task):
+    """Voxels of a task's whole preprocessed set (an upper bound: every image of the cohort)."""
+    manifest = Path(RESULTS) / "ingest" / "manifest.tsv"
+    if not manifest.exists():
+        return 0
+    with open(manifest) as fh:
+        n_images = sum(1 for _ in fh) - 1
+    size = config["tasks"][task]["preprocess"]["size"]
+    return n_images * size ** config["tasks"][task]["dims"]
+
+
+def stage_resources(stage):
+    """Snakemake resources of a stage from config, memory scaled to the data and retries."""
+    settings = config["resources"][stage]
+
+    def mem_mb(wildcards, attempt):
+        voxels = _training_voxels(wildcards.task) if stage == "train" else _largest_voxels()
+        # float32, and a few copies in flight (original, resampled, augmented, batch)
+        scaled = voxels * 4 * 8 / 2**20 if stage in ("preprocess", "train", "predict", "saliency") else 0
+        return int((settings["mem_mb"] + scaled) * attempt)
+
+    def runtime(wildcards, attempt):
+        return settings["runtime"] * attempt
+
+    resources = {"mem_mb": mem_mb, "runtime": runtime}
+    if settings.get("gpu"):
+        resources["gpu"] = settings["gpu"]
+    return resources
 
 
 def subjects():

@@ -11,6 +11,9 @@ checkpoint ingest_scans:
         labels=config["labels"],
         ingest=config["ingest"],
         keep_identifiers=config["deid"]["keep_identifiers"],
+    threads: config["resources"]["ingest"]["threads"]
+    resources:
+        **stage_resources("ingest"),
     log:
         f"{LOGS}/ingest/ingest_scans.log",
     shell:

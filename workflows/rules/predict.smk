@@ -9,8 +9,11 @@ rule predict_subject:
         "subject"
     params:
         configfile=CONFIGFILE,
+    threads: config["resources"]["predict"]["threads"]
+    resources:
+        **stage_resources("predict"),
     log:
         f"{LOGS}/predict/{{task}}/{{subject}}.log",
     shell:
         "medcnn predict --config {params.configfile} --task {wildcards.task}"
-        " --subject {wildcards.subject} > {log} 2>&1"
+        " --subject {wildcards.subject} --threads {threads} > {log} 2>&1"

@@ -7,6 +7,9 @@ rule preprocess_images:
     params:
         configfile=CONFIGFILE,
         task=lambda wc: {k: config["tasks"][wc.task][k] for k in ("modalities", "dims", "target", "preprocess")},
+    threads: config["resources"]["preprocess"]["threads"]
+    resources:
+        **stage_resources("preprocess"),
     log:
         f"{LOGS}/preprocess/{{task}}.log",
     shell:

@@ -9,6 +9,9 @@ rule report_subject:
         "subject"
     params:
         configfile=CONFIGFILE,
+    threads: config["resources"]["report"]["threads"]
+    resources:
+        **stage_resources("report"),
     log:
         f"{LOGS}/report/{{subject}}.log",
     shell:
@@ -28,6 +31,9 @@ rule report_cohort:
         metrics=f"{RESULTS}/reports/cohort.json",
     params:
         configfile=CONFIGFILE,
+    threads: config["resources"]["report"]["threads"]
+    resources:
+        **stage_resources("report"),
     log:
         f"{LOGS}/report/cohort.log",
     shell:

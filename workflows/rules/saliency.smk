@@ -10,8 +10,11 @@ rule saliency_subject:
         saliency=lambda wc: config["tasks"][wc.task]["saliency"],
     group:
         "subject"
+    threads: config["resources"]["saliency"]["threads"]
+    resources:
+        **stage_resources("saliency"),
     log:
         f"{LOGS}/saliency/{{task}}/{{subject}}.log",
     shell:
         "medcnn saliency --config {params.configfile} --task {wildcards.task}"
-        " --subject {wildcards.subject} > {log} 2>&1"
+        " --subject {wildcards.subject} --threads {threads} > {log} 2>&1"

@@ -6,6 +6,9 @@ rule split_patients:
     params:
         configfile=CONFIGFILE,
         split=lambda wc: config["tasks"][wc.task]["split"],
+    threads: config["resources"]["split"]["threads"]
+    resources:
+        **stage_resources("split"),
     log:
         f"{LOGS}/split/{{task}}.log",
     shell:

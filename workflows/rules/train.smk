@@ -11,7 +11,9 @@ rule train_model:
         configfile=CONFIGFILE,
         settings=lambda wc: {k: config["tasks"][wc.task][k] for k in ("network", "train")},
         device=config["device"],
-    threads: 8
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **stage_resources("train"),
     log:
         f"{LOGS}/train/{{task}}_fold{{fold}}.log",
     shell:
