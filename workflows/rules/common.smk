@@ -1,6 +1,8 @@
 # Shared names and input functions. No logic beyond looking things up.
 import csv
 import math
+import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -12,6 +14,10 @@ if workflow.config_settings.config_args:
         "medcnn does not take --config key=value overrides; copy config/config.yaml, edit "
         "it and pass it with --configfile"
     )
+
+# Jobs call `medcnn`; take the one installed next to the Python running Snakemake (a venv or
+# conda env need not be activated, and pyenv needs no rehash).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 CONFIGFILE = str(Path(workflow.configfiles[-1]).resolve())
 RESULTS = config["results"]
