@@ -114,7 +114,9 @@ def invert_monochrome1(
     bits = int(ds.get("BitsStored", 16))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo_hi = (
-        np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1]) if signed else np.array([0, 2**bits - 1])
+        np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1])
+        if signed
+        else np.array([0, 2**bits - 1])
     )
     if slope is None:
         mapped = apply_modality_lut(lo_hi, ds).astype(np.float64)

@@ -418,10 +418,8 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             "SliceGaps": geo.gaps,
             "Resampled": geo.resampled,
             "GantryTiltDegrees": round(geo.tilt_deg, 4),
-            "EnhancedMultiFrame": first.frame is not None and first_ds.get(
-                "PerFrameFunctionalGroupsSequence"
-            )
-            is not None,
+            "EnhancedMultiFrame": first.frame is not None
+            and first_ds.get("PerFrameFunctionalGroupsSequence") is not None,
         }
     )
     header = first_ds.copy()
