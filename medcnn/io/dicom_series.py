@@ -376,7 +376,13 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         )
         if options.uneven_spacing == "reject":
             raise DicomReadError(f"{what}; rejected (ingest.uneven_spacing: reject)")
-        if options.uneven_spacing == "resample" and not colour:
+        span = float(report.positions[-1] - report.positions[0])
+        sparse = report.step > 0 and span / report.step + 1 > 2 * n_slices
+        if options.uneven_spacing == "resample" and sparse:
+            # Interpolating more slices than were acquired invents most of the volume (a few
+            # scattered slices of a long series, say): better keep what is there.
+            warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
+        elif options.uneven_spacing == "resample" and not colour:
             data, new_positions = geometry.resample_regular(data, report.positions, report.step)
             n_slices = data.shape[2]
             geo.resampled = True
