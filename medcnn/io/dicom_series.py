@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, pixel_array
 
 from medcnn.io import geometry
 from medcnn.io.dicom import (
@@ -210,48 +210,77 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
     return frames
 
 
-def _decode(path: Path) -> tuple[Dataset, np.ndarray]:
-    """The dataset and its frames ``(frames, rows, columns[, 3])`` (colour as RGB)."""
-    try:
-        ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise DicomReadError(f"{path.name}: not a readable DICOM file: {exc}") from exc
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise DicomReadError(f"{path.name}: no pixel data")
+def _decode(path: Path, header: bool = True) -> tuple[Dataset | None, np.ndarray]:
+    """The dataset (when ``header``) and the frames ``(frames, rows, columns[, 3])``.
+
+    Colour comes back as RGB. Without ``header`` only the pixel-related elements are parsed
+    (``pydicom.pixels.pixel_array``), which is what most slices of a series need.
+    """
+    ds = None
     try:
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
-            pixels = ds.pixel_array
+            if header:
+                ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
+                if not any(
+                    k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+                ):
+                    raise DicomReadError(f"{path.name}: no pixel data")
+                pixels = ds.pixel_array
+            else:
+                try:
+                    pixels = pixel_array(str(path))
+                except Exception:  # deflated or unusual files: parse them in full
+                    return _decode(path, header=True)
+    except DicomReadError:
+        raise
     except Exception as exc:  # pydicom raises many types for truncated/undecodable data
-        file_meta = getattr(ds, "file_meta", None)
-        syntax = file_meta.get("TransferSyntaxUID", "?") if file_meta is not None else "?"
+        try:
+            meta = pydicom.filereader.read_file_meta_info(path)
+            syntax = meta.get("TransferSyntaxUID", "?")
+        except Exception:  # the file meta itself is damaged
+            syntax = "?"
         name = getattr(syntax, "name", str(syntax))
         raise DicomReadError(
             f"{path.name}: cannot decode pixel data ({name}): {type(exc).__name__}: {exc}"
         ) from exc
-    n_frames = _int(ds.get("NumberOfFrames", 1)) or 1
-    samples = _int(ds.get("SamplesPerPixel", 1)) or 1
-    if n_frames == 1:
-        pixels = pixels[None]
-    if pixels.ndim != (4 if samples == 3 else 3):
-        raise DicomReadError(f"{path.name}: unexpected pixel array shape {pixels.shape}")
     return ds, pixels
 
 
-def _frame_values(ds: Dataset, pixels: np.ndarray, info: FrameInfo) -> np.ndarray:
-    """One frame after the modality LUT and MONOCHROME1 inversion, shape (rows, cols[, 3])."""
+def _as_frames(pixels: np.ndarray, info: FrameInfo) -> np.ndarray:
+    """Add the frame axis that pydicom drops for single-frame files."""
+    if pixels.ndim == (3 if info.colour else 2):
+        pixels = pixels[None]
+    if pixels.ndim != (4 if info.colour else 3):
+        raise DicomReadError(f"{info.path.name}: unexpected pixel array shape {pixels.shape}")
+    return pixels
+
+
+def _frame_values(
+    pixels: np.ndarray, info: FrameInfo, ref: Dataset, own: Dataset | None
+) -> np.ndarray:
+    """One frame after the modality LUT and MONOCHROME1 inversion, shape (rows, cols[, 3]).
+
+    Args:
+        pixels: the file's frames.
+        info: the frame.
+        ref: the series' first dataset (bit depth, and whether a LUT sequence is in use).
+        own: the frame's own dataset when the modality LUT is a table (then needed), or None
+            when RescaleSlope/Intercept from ``info`` describe it (slopes vary per slice in
+            PET and some CT, so they are always taken per frame).
+    """
     raw = pixels[info.frame or 0]
     if info.colour:
         return raw
-    if info.frame is None:
-        values = apply_modality_lut(raw, ds).astype(np.float64)
+    if own is not None:
+        values = apply_modality_lut(raw, own).astype(np.float64)
     else:
         values = raw.astype(np.float64) * info.slope + info.intercept
     if info.photometric == "MONOCHROME1":
-        if info.frame is None:
-            values = invert_monochrome1(values, ds)
+        if own is not None:
+            values = invert_monochrome1(values, own)
         else:
-            values = invert_monochrome1(values, ds, slope=info.slope, intercept=info.intercept)
+            values = invert_monochrome1(values, ref, slope=info.slope, intercept=info.intercept)
     return values
 
 
@@ -335,7 +364,15 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     n_slices, n_volumes = len(by_position), counts.pop()
 
     # Decode file by file; keep only the datasets this series needs (one series in memory).
-    cache: dict[Path, tuple[Dataset, np.ndarray]] = {}
+    # The full header is parsed for the first file (sidecar facts) and, when the modality
+    # LUT is a table rather than slope/intercept, for every file; otherwise only pixels.
+    first_ds, first_pixels = _decode(first.path, header=True)
+    assert first_ds is not None
+    lut_table = "ModalityLUTSequence" in first_ds
+    cache: dict[Path, tuple[Dataset | None, np.ndarray]] = {
+        first.path: (first_ds if lut_table else None, _as_frames(first_pixels, first))
+    }
+    del first_pixels
     warnings: list[str] = []
     colour = first.colour
     shape = (first.columns, first.rows, n_slices, n_volumes) + ((3,) if colour else ())
@@ -343,16 +380,16 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
             if info.path not in cache:
-                cache[info.path] = _decode(info.path)
-            ds, pixels = cache[info.path]
-            values = _frame_values(ds, pixels, info)
+                own, pixels = _decode(info.path, header=lut_table)
+                cache = {info.path: (own, _as_frames(pixels, info))}  # one file at a time
+            own, pixels = cache[info.path]
+            values = _frame_values(pixels, info, first_ds, own)
             if values.shape[:2] != (first.rows, first.columns):
                 raise DicomReadError(
                     f"{info.path.name}: frame size {values.shape[:2]} differs from the series"
                 )
             # (rows, columns) -> (columns, rows): NIfTI's i runs along a row.
             data[:, :, k, t] = np.swapaxes(values, 0, 1)
-    first_ds = cache[first.path][0]
 
     geo = SeriesGeometry(n_slices=n_slices, n_volumes=n_volumes)
     positions = np.array([float(np.dot(g[0].position(), normal)) for g in by_position])
@@ -449,7 +486,8 @@ def _assemble_mosaic(frames: list[FrameInfo]) -> DicomImage:
     affine = None
     first_ds = None
     for info in sorted(frames, key=_time_order):
-        ds, _ = _decode(info.path)
+        ds, _ = _decode(info.path, header=True)
+        assert ds is not None  # header=True always returns the dataset
         with pywarnings.catch_warnings():
             pywarnings.simplefilter("ignore")
             try:
