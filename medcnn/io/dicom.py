@@ -30,9 +30,11 @@ class DicomImage:
     """One decoded DICOM image.
 
     Attributes:
-        data: float32 voxels, shape ``(columns, rows, 1)``, after the modality LUT
-            (RescaleSlope/Intercept) and with MONOCHROME1 inverted so that higher always
-            means brighter (more attenuation on a radiograph).
+        data: voxels after the modality LUT (RescaleSlope/Intercept) and with MONOCHROME1
+            inverted so that higher always means brighter (more attenuation on a
+            radiograph). From :func:`read_image`: float32 ``(columns, rows, 1)``; from
+            :func:`medcnn.io.dicom_series.assemble_series`: ``(i, j, k)``, ``(i, j, k, t)``
+            or RGB ``(i, j, k, t, 3)``, in the smallest exact type.
         affine: 4x4 voxel-to-RAS+ matrix in millimetres.
         header: the dataset without pixel data (identifiers still in it: handle with care).
         meta: non-identifying acquisition facts for the sidecar.
