@@ -23,7 +23,13 @@ def test_defaults_are_filled_per_task():
     assert task["preprocess"]["size"] == 128
     assert task["train"]["epochs"] == 30
     assert config["results"] == "results"
-    assert config["deid"] == {"secret": None, "keep_identifiers": False}
+    assert config["deid"] == {
+        "secret": None,
+        "keep_identifiers": False,
+        "dates": "remove",
+        "max_shift_days": 365,
+        "mapping": None,
+    }
 
 
 def test_defaults_are_not_shared_between_tasks():

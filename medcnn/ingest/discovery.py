@@ -1,16 +1,80 @@
-"""Find the scan files below the input folders (read only: nothing is ever written there)."""
+"""Find the scan files below the input folders (read only: nothing is ever written there).
+
+What is recognised:
+
+* DICOM by content (the ``DICM`` magic at byte 128), so files without an extension are
+  found; files named like DICOM (``.dcm``, ``.ima``, no extension) without the magic are still
+  offered as DICOM so that a broken one is reported rather than silently skipped (old
+  ACR-NEMA files have no preamble and are read this way too).
+* Every file that a ``DICOMDIR`` references, whatever its name.
+* NIfTI (``.nii``, ``.nii.gz``) and 2D images (PNG, JPEG, TIFF, BMP).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pydicom
 
 from medcnn.io.dicom import looks_like_dicom
 
+log = logging.getLogger(__name__)
+
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima", ""})
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 SKIPPED_NAMES = frozenset({"DICOMDIR", ".DS_Store", "Thumbs.db"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One entry of ``config['inputs']``.
+
+    Attributes:
+        path: the folder.
+        pattern: regular expression searched in each non-DICOM file's path relative to
+            ``path`` (POSIX separators), with named groups ``subject`` (required), ``study``
+            and ``key`` (optional); None when not configured.
+        table: CSV/TSV with columns ``file`` (relative to ``path``), ``subject`` and
+            optionally ``study`` and ``key``; None when not configured.
+        modality: the modality recorded for non-DICOM files of this folder.
+    """
+
+    path: Path
+    pattern: re.Pattern[str] | None = None
+    table: Path | None = None
+    modality: str = "OT"
+
+
+def parse_inputs(items: list[Any]) -> list[InputSpec]:
+    """Turn ``config['inputs']`` (strings or ``{path, pattern, table, modality}``) into specs.
+
+    Raises:
+        ValueError: a pattern that does not compile or lacks the ``subject`` group.
+    """
+    specs = []
+    for item in items:
+        if isinstance(item, str):
+            specs.append(InputSpec(Path(item)))
+            continue
+        pattern = None
+        if item.get("pattern"):
+            try:
+                pattern = re.compile(item["pattern"])
+            except re.error as exc:
+                raise ValueError(f"inputs: bad pattern {item['pattern']!r}: {exc}") from exc
+            if "subject" not in pattern.groupindex:
+                raise ValueError(f"inputs: pattern {item['pattern']!r} has no (?P<subject>...)")
+        table = Path(item["table"]) if item.get("table") else None
+        specs.append(InputSpec(Path(item["path"]), pattern, table, item.get("modality") or "OT"))
+    return specs
 
 
 @dataclass(frozen=True)
@@ -19,42 +83,175 @@ class Candidate:
 
     Attributes:
         path: the file.
-        kind: ``dicom`` when it has the DICOM magic or a DICOM-like name (it is then read,
-            and quarantined if it is not DICOM after all), else ``other``.
+        kind: ``dicom``, ``nifti``, ``image`` or ``other``.
+        spec: the input folder it was found under.
     """
 
     path: Path
     kind: str
+    spec: InputSpec | None = None
+
+    @property
+    def relative(self) -> str:
+        """The path below its input folder, with ``/`` separators."""
+        if self.spec is None:
+            return self.path.name
+        try:
+            return self.path.relative_to(self.spec.path).as_posix()
+        except ValueError:
+            return self.path.name
 
 
-def discover(folders: list[Path], min_bytes: int = 132) -> Iterator[Candidate]:
-    """Walk folders recursively in a stable (sorted) order.
+def classify(path: Path, size: int, min_bytes: int = 132) -> str:
+    """The kind of a file, from its name and (for DICOM) its content."""
+    if looks_like_dicom(path):
+        return "dicom"
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in (".dcm", ".dicom", ".ima"):
+        return "dicom"
+    if suffix == "" and size >= min_bytes:
+        # Old ACR-NEMA style files have no preamble; try them, quarantine if not.
+        return "dicom"
+    return "other"
 
-    DICOM is recognised by content (the ``DICM`` magic), so files without an extension are
-    found; a file named like DICOM but without the magic is still offered as ``dicom`` so that
-    a broken one is reported rather than silently skipped.
+
+def dicomdir_files(dicomdir: Path) -> list[Path]:
+    """Files referenced by a DICOMDIR (that exist), in the order of its records.
+
+    A DICOMDIR that cannot be read is logged and ignored: its files are still found by the
+    folder walk.
+    """
+    try:
+        ds = pydicom.dcmread(dicomdir, force=True)
+        records = ds.DirectoryRecordSequence
+    except Exception as exc:  # a broken DICOMDIR must not stop ingest
+        log.warning("ignoring unreadable DICOMDIR %s: %s", dicomdir, exc)
+        return []
+    files = []
+    for record in records:
+        ref = record.get("ReferencedFileID")
+        if not ref:
+            continue
+        parts = [ref] if isinstance(ref, str) else list(ref)
+        path = dicomdir.parent.joinpath(*parts)
+        if not path.is_file():
+            # DICOMDIR file IDs are upper case; file systems may have stored them otherwise.
+            path = _case_insensitive(dicomdir.parent, parts) or path
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+def _case_insensitive(root: Path, parts: list[str]) -> Path | None:
+    current = root
+    for part in parts:
+        try:
+            match = next(p for p in current.iterdir() if p.name.lower() == part.lower())
+        except (StopIteration, OSError):
+            return None
+        current = match
+    return current
+
+
+def discover(folders: list[Path] | list[InputSpec], min_bytes: int = 132) -> Iterator[Candidate]:
+    """Walk the input folders recursively in a stable (sorted) order.
+
+    Args:
+        folders: input folders (paths, or specs from :func:`parse_inputs`).
+        min_bytes: files without extension smaller than this are not taken for DICOM.
 
     Raises:
         FileNotFoundError: an input folder does not exist.
     """
-    for folder in folders:
+    specs = [f if isinstance(f, InputSpec) else InputSpec(Path(f)) for f in folders]
+    seen: set[Path] = set()
+    for spec in specs:
+        folder = spec.path
         if not folder.is_dir():
             raise FileNotFoundError(f"input folder not found: {folder}")
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if "DICOMDIR" in files:
+                for path in dicomdir_files(Path(root) / "DICOMDIR"):
+                    if path not in seen:
+                        seen.add(path)
+                        yield Candidate(path, "dicom", spec)
             for name in sorted(files):
                 if name.startswith(".") or name in SKIPPED_NAMES:
                     continue
                 path = Path(root) / name
+                if path in seen:
+                    continue
                 try:
                     size = path.stat().st_size
                 except OSError:
                     continue
-                suffix = path.suffix.lower()
-                if looks_like_dicom(path) or (suffix in (".dcm", ".dicom", ".ima")):
-                    yield Candidate(path, "dicom")
-                elif suffix == "" and size >= min_bytes:
-                    # Old ACR-NEMA style files have no preamble; try them, quarantine if not.
-                    yield Candidate(path, "dicom")
-                else:
-                    yield Candidate(path, "other")
+                seen.add(path)
+                yield Candidate(path, classify(path, size, min_bytes), spec)
+
+
+def load_subject_table(path: Path) -> dict[str, dict[str, str]]:
+    """Read an input's table: ``{file: {subject, study, key}}`` (file relative to the folder).
+
+    Raises:
+        ValueError: the table lacks the ``file`` or ``subject`` column.
+    """
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    missing = [c for c in ("file", "subject") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: input table lacks columns {missing}")
+    return {
+        row["file"]: {k: row[k] for k in ("subject", "study", "key") if k in table.columns}
+        for _, row in table.iterrows()
+    }
+
+
+def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]) -> dict:
+    """Subject, study and label key of a non-DICOM file from its input's pattern or table.
+
+    Returns:
+        ``{"subject", "study", "key"}`` (original values, not yet pseudonymised). Without a
+        pattern or table the subject is the first folder below the input folder (or the file
+        name without extension for files directly in it), the study is ``1``, and the key
+        is the relative path, matching a labels table that lists files.
+
+    Raises:
+        ValueError: the file does not match the pattern or is not in the table.
+    """
+    spec = candidate.spec or InputSpec(candidate.path.parent)
+    relative = candidate.relative
+    if spec.table is not None:
+        row = tables[spec.table].get(relative)
+        if row is None or not row.get("subject"):
+            raise ValueError(f"not listed (with a subject) in the input table {spec.table.name}")
+        return {
+            "subject": row["subject"],
+            "study": row.get("study") or "1",
+            "key": row.get("key") or relative,
+        }
+    if spec.pattern is not None:
+        match = spec.pattern.search(relative)
+        if match is None or not match.group("subject"):
+            raise ValueError(f"path does not match the input pattern {spec.pattern.pattern!r}")
+        groups = match.groupdict()
+        return {
+            "subject": groups["subject"],
+            "study": groups.get("study") or "1",
+            "key": groups.get("key") or relative,
+        }
+    parts = relative.split("/")
+    stem = parts[0] if len(parts) > 1 else _stem(parts[0])
+    return {"subject": stem, "study": "1", "key": relative}
+
+
+def _stem(name: str) -> str:
+    for suffix in (".nii.gz", *NIFTI_SUFFIXES, *IMAGE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

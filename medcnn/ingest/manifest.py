@@ -1,25 +1,37 @@
-"""The cohort manifest: one row per image (2D) or series (3D), the contract after ingest.
+"""The cohort manifest: one row per image (2D) or volume (3D/4D), the contract after ingest.
 
-Columns (tab-separated, in this order, then one column per configured label):
+Columns (tab-separated, in this order; then the columns added later; then one column per
+configured label):
 
 =============  ==============================================================================
 subject        pseudonymous subject ID (``sub-`` + keyed hash of PatientID)
 study          pseudonymous study ID (``ses-`` + keyed hash of StudyInstanceUID)
-series         image/series ID, unique within the subject (``<modality>-<hash>``)
-modality       DICOM Modality (CR, DX, CT, MR, ...)
-dims           spatial dimensions of the image: 2 or 3
-shape          voxels along i, j, k, ``x``-separated (i = columns, j = rows)
-spacing        mm along i, j, k, ``x``-separated
+series         image/series ID, unique within the subject (``<modality>-<hash>``, then
+               ``-NNN`` for one image of a multi-image radiograph series or one part of a
+               split series)
+modality       DICOM Modality (CR, DX, CT, MR, ...), or the input's ``modality`` for files
+               that are not DICOM
+dims           spatial dimensions of the image: 2 (one slice) or 3
+shape          voxels along i, j, k, ``x``-separated (i = columns, j = rows), then the
+               number of volumes t for a time series (4D)
+spacing        mm along i, j, k, ``x``-separated (column lengths of the affine)
 photometric    PhotometricInterpretation of the source
 view           ViewPosition (PA, AP, LL, ...) or empty
 path           the NIfTI image, relative to the results folder
 sidecar        its JSON sidecar, relative to the results folder
 warnings       ``;``-separated ingest warnings, empty when none
+volumes        (added) number of volumes t: 1, or more for a time series
+channels       (added) 1 for greyscale, 3 for RGB (stored as NIfTI vector ``(i, j, k, t, 3)``)
+source         (added) what the image was made from: ``dicom``, ``nifti`` or ``image``
 =============  ==============================================================================
+
+Files set aside go to ``quarantine.tsv`` with columns ``file`` (the path below the input
+folder, prefixed with the folder's name) and ``reason``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -38,14 +50,53 @@ MANIFEST_COLUMNS = (
     "sidecar",
     "warnings",
 )
+#: Columns added after the walking skeleton; written after MANIFEST_COLUMNS, before labels.
+EXTRA_COLUMNS = ("volumes", "channels", "source")
 QUARANTINE_COLUMNS = ("file", "reason")
+_SHAPE = re.compile(r"^\d+x\d+x\d+(x\d+)?$")
+_SPACING = re.compile(r"^[0-9.eE+-]+x[0-9.eE+-]+x[0-9.eE+-]+$")
+
+
+def validate_manifest(frame: pd.DataFrame) -> list[str]:
+    """Problems with manifest rows (values as text, as read back); empty when valid."""
+    problems = []
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        return [f"missing columns {missing}"]
+    for index, row in frame.astype(str).iterrows():
+        where = f"row {index} ({row['subject']}/{row['series']})"
+        if not row["subject"].startswith("sub-") or not row["study"].startswith("ses-"):
+            problems.append(f"{where}: subject/study are not pseudonyms")
+        if row["dims"] not in ("2", "3"):
+            problems.append(f"{where}: dims {row['dims']!r} is not 2 or 3")
+        if not _SHAPE.match(row["shape"]):
+            problems.append(f"{where}: shape {row['shape']!r} is not i x j x k[x t]")
+        elif (row["shape"].split("x")[2] == "1") != (row["dims"] == "2"):
+            problems.append(f"{where}: dims {row['dims']} does not match shape {row['shape']}")
+        if not _SPACING.match(row["spacing"]) or any(
+            float(v) <= 0 for v in row["spacing"].split("x")
+        ):
+            problems.append(f"{where}: spacing {row['spacing']!r} is not three positive mm")
+        if not row["path"].endswith(".nii.gz") or not row["sidecar"].endswith(".json"):
+            problems.append(f"{where}: path/sidecar are not .nii.gz/.json")
+    if frame.duplicated(["subject", "series"]).any():
+        problems.append("series IDs repeat within a subject")
+    return problems
 
 
 def write_manifest(path: Path, rows: list[dict], label_columns: list[str]) -> None:
-    """Write the manifest, sorted by subject, study and series."""
-    columns = list(MANIFEST_COLUMNS) + [c for c in label_columns if c not in MANIFEST_COLUMNS]
+    """Write the manifest, sorted by subject, study and series.
+
+    Raises:
+        ValueError: a row breaks the documented format (a bug in ingest, never bad input).
+    """
+    fixed = list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS)
+    columns = fixed + [c for c in label_columns if c not in fixed]
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.sort_values(["subject", "study", "series"], kind="stable")
+    problems = validate_manifest(frame)
+    if problems:
+        raise ValueError(f"{path}: invalid manifest rows: " + "; ".join(problems[:5]))
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep="\t", index=False)
 

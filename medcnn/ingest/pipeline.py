@@ -1,34 +1,67 @@
 """Ingest: input folders -> de-identified NIfTI + sidecars, ``manifest.tsv``, ``quarantine.tsv``.
 
-Two passes: headers first (cheap, to group images into patients, studies and series), then
-pixel data one image at a time, so memory stays flat however large the cohort. A file that
-fails either pass is quarantined with its reason and the batch goes on.
+Two passes: headers first (cheap, to group images into patients, studies and series, and to
+split series into volumes), then pixel data one series at a time, so memory stays flat however
+large the cohort. A file that fails either pass is quarantined with its reason and the batch
+goes on. Nothing is ever written below the input folders.
+
+Outputs per image or volume: ``results/ingest/{subject}/{series}.nii.gz`` (qform = sform,
+code 1) and ``{series}.json`` (BIDS-like, de-identified). Both are rewritten only when the
+sidecar changes, so Snakemake re-runs downstream jobs for new or changed scans only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medcnn import __version__
-from medcnn.ingest.discovery import discover
+from medcnn.ingest.discovery import (
+    Candidate,
+    discover,
+    identify,
+    load_subject_table,
+    parse_inputs,
+)
+from medcnn.ingest.grouping import describe_split, split_series
 from medcnn.ingest.manifest import write_manifest, write_quarantine
-from medcnn.io.deid import IDENTIFYING_KEYWORDS, pseudonym, resolve_secret
-from medcnn.io.dicom import DicomReadError, read_header, read_image, sha256_file
-from medcnn.io.nifti import jsonable, write_json, write_nifti
+from medcnn.io.deid import (
+    IDENTIFYING_KEYWORDS,
+    date_shift_days,
+    pseudonym,
+    resolve_secret,
+    shift_date,
+    write_mapping,
+)
+from medcnn.io.dicom import (
+    PROJECTION_MODALITIES,
+    DicomImage,
+    DicomReadError,
+    read_header,
+    read_image,
+    sha256_file,
+)
+from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_from_header
+from medcnn.io.image2d import read_image_file
+from medcnn.io.nifti import jsonable, read_nifti, write_json, write_nifti
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Entry:
+    """One DICOM file after the header pass (identifiers kept in memory only)."""
+
     path: Path
+    shown: str
     modality: str
     patient_id: str
     study_uid: str
@@ -36,6 +69,28 @@ class _Entry:
     sop_uid: str
     instance: int
     key_value: str | None
+    frames: list[FrameInfo] = field(default_factory=list)
+    dates: dict[str, str] = field(default_factory=dict)
+    identifiers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    """What every conversion needs: settings, the key, and the running outputs."""
+
+    config: dict[str, Any]
+    results: Path
+    out: Path
+    secret: bytes
+    options: AssemblyOptions
+    labels: dict[str, dict[str, str]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[tuple[str, str]] = field(default_factory=list)
+    mapping: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def reject(self, shown: str, reason: str) -> None:
+        self.quarantine.append((shown, reason))
+        log.warning("quarantined %s: %s", shown, reason)
 
 
 def load_labels(path: Path, column: str, columns: list[str]) -> dict[str, dict[str, str]]:
@@ -69,154 +124,362 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
     """Convert every image below ``config['inputs']`` and write the manifest.
 
     Args:
-        config: the validated workflow configuration.
+        config: the validated workflow configuration (defaults filled in).
 
     Returns:
-        (images written to the manifest, files quarantined).
+        (images or volumes written to the manifest, files quarantined).
     """
     results = Path(config["results"])
-    out = results / "ingest"
-    folders = [Path(p) for p in config["inputs"]]
-    secret = resolve_secret(config["deid"]["secret"])
-    keep_ids = config["deid"]["keep_identifiers"]
+    specs = parse_inputs(config["inputs"])
+    folders = [s.path for s in specs]
     label_cfg = config["labels"]
     labels: dict[str, dict[str, str]] = {}
     if label_cfg["path"]:
         labels = load_labels(Path(label_cfg["path"]), label_cfg["column"], label_cfg["columns"])
-    key_keyword = label_cfg["key"]
-
-    quarantine: list[tuple[str, str]] = []
-    entries: list[_Entry] = []
-    seen_sop: dict[str, Path] = {}
-    n_other = 0
-    for cand in discover(folders, config["ingest"]["min_bytes"]):
-        shown = _relative(cand.path, folders)
-        if cand.kind != "dicom":
-            n_other += 1
-            log.info("skipped (not a scan type ingest reads yet): %s", shown)
-            continue
-        try:
-            ds = read_header(cand.path)
-        except DicomReadError as exc:
-            quarantine.append((shown, str(exc)))
-            log.warning("quarantined %s: %s", shown, exc)
-            continue
-        sop = str(ds.get("SOPInstanceUID", ""))
-        if sop and sop in seen_sop:
-            reason = f"duplicate SOPInstanceUID of {_relative(seen_sop[sop], folders)}"
-            quarantine.append((shown, reason))
-            log.warning("quarantined %s: %s", shown, reason)
-            continue
-        seen_sop[sop] = cand.path
-        required = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")
-        missing = [k for k in required if not ds.get(k)]
-        if missing:
-            reason = f"missing {', '.join(missing)}"
-            quarantine.append((shown, reason))
-            log.warning("quarantined %s: %s", shown, reason)
-            continue
-        entries.append(
-            _Entry(
-                path=cand.path,
-                modality=str(ds.get("Modality", "OT")) or "OT",
-                patient_id=str(ds.PatientID),
-                study_uid=str(ds.StudyInstanceUID),
-                series_uid=str(ds.SeriesInstanceUID),
-                sop_uid=sop,
-                instance=int(ds.get("InstanceNumber", 0) or 0),
-                key_value=str(ds.get(key_keyword, "")) if labels else None,
-            )
-        )
-
-    by_series: dict[tuple[str, str], list[_Entry]] = defaultdict(list)
-    for entry in entries:
-        by_series[(entry.patient_id, entry.series_uid)].append(entry)
-
-    rows: list[dict[str, Any]] = []
-    for (_, series_uid), members in sorted(by_series.items(), key=lambda kv: kv[1][0].sop_uid):
-        members.sort(key=lambda e: (e.instance, e.sop_uid))
-        for index, entry in enumerate(members):
-            subject = pseudonym(entry.patient_id, secret, "sub-")
-            study = pseudonym(entry.study_uid, secret, "ses-", 8)
-            series = f"{entry.modality}-{pseudonym(series_uid, secret, '', 8)}"
-            if len(members) > 1:
-                series += f"-{index + 1:03d}"
-            shown = _relative(entry.path, folders)
-            try:
-                row = _convert(entry, subject, study, series, out, results, keep_ids)
-            except DicomReadError as exc:
-                quarantine.append((shown, str(exc)))
-                log.warning("quarantined %s: %s", shown, exc)
-                continue
-            if labels:
-                found = labels.get(entry.key_value or "")
-                for column in label_cfg["columns"]:
-                    row[column] = found[column] if found else ""
-            rows.append(row)
-
-    write_manifest(out / "manifest.tsv", rows, label_cfg["columns"])
-    write_quarantine(out / "quarantine.tsv", quarantine)
-    log.info(
-        "ingest: %d images of %d subjects, %d quarantined, %d other files skipped",
-        len(rows),
-        len({r["subject"] for r in rows}),
-        len(quarantine),
-        n_other,
+    ctx = _Context(
+        config=config,
+        results=results,
+        out=results / "ingest",
+        secret=resolve_secret(config["deid"]["secret"]),
+        options=AssemblyOptions(uneven_spacing=config["ingest"]["uneven_spacing"]),
+        labels=labels,
     )
-    return len(rows), len(quarantine)
+    tables = {s.table: load_subject_table(s.table) for s in specs if s.table is not None}
+
+    entries: list[_Entry] = []
+    others: list[tuple[Candidate, str]] = []
+    seen_sop: dict[str, Path] = {}
+    n_skipped = 0
+    for cand in discover(specs, config["ingest"]["min_bytes"]):
+        shown = _relative(cand.path, folders)
+        if cand.kind in ("nifti", "image"):
+            others.append((cand, shown))
+        elif cand.kind == "dicom":
+            entry = _read_entry(cand, shown, ctx, seen_sop, folders, tables)
+            if entry is not None:
+                entries.append(entry)
+        else:
+            n_skipped += 1
+            log.info("skipped (not a scan file): %s", shown)
+
+    by_series: dict[tuple[str, str, str], list[_Entry]] = defaultdict(list)
+    for entry in entries:
+        by_series[(entry.patient_id, entry.study_uid, entry.series_uid)].append(entry)
+    for _, members in sorted(by_series.items(), key=lambda kv: kv[1][0].sop_uid):
+        members.sort(key=lambda e: (e.instance, e.sop_uid))
+        if _is_projection(members):
+            _convert_projections(members, ctx)
+        else:
+            _convert_volumes(members, ctx)
+    for cand, shown in others:
+        _convert_other(cand, shown, ctx, tables)
+
+    write_manifest(ctx.out / "manifest.tsv", ctx.rows, label_cfg["columns"])
+    write_quarantine(ctx.out / "quarantine.tsv", ctx.quarantine)
+    if config["deid"]["mapping"]:
+        write_mapping(Path(config["deid"]["mapping"]), ctx.mapping)
+    log.info(
+        "ingest: %d images/volumes of %d subjects, %d files quarantined, %d other files skipped",
+        len(ctx.rows),
+        len({r["subject"] for r in ctx.rows}),
+        len(ctx.quarantine),
+        n_skipped,
+    )
+    return len(ctx.rows), len(ctx.quarantine)
 
 
-def _convert(
+def _read_entry(
+    cand: Candidate,
+    shown: str,
+    ctx: _Context,
+    seen_sop: dict[str, Path],
+    folders: list[Path],
+    tables: dict[Path, dict[str, dict[str, str]]],
+) -> _Entry | None:
+    """Header pass of one DICOM file; None (and a quarantine row) when it cannot be used."""
+    try:
+        ds = read_header(cand.path)
+    except DicomReadError as exc:
+        ctx.reject(shown, str(exc))
+        return None
+    sop = str(ds.get("SOPInstanceUID", ""))
+    if sop and sop in seen_sop:
+        ctx.reject(shown, f"duplicate SOPInstanceUID of {_relative(seen_sop[sop], folders)}")
+        return None
+    seen_sop[sop] = cand.path
+    patient_id = str(ds.get("PatientID", "") or "")
+    if not patient_id and cand.spec is not None and (cand.spec.pattern or cand.spec.table):
+        # An anonymised export without PatientID: the folder layout can still say who it is.
+        try:
+            patient_id = identify(cand, tables)["subject"]
+        except ValueError:
+            patient_id = ""
+    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID") if not ds.get(k)]
+    if not patient_id:
+        missing.insert(0, "PatientID")
+    if missing:
+        ctx.reject(shown, f"missing {', '.join(missing)}")
+        return None
+    if "PixelData" not in ds and not ds.get("Rows"):
+        sop_class = ds.get("SOPClassUID")
+        name = getattr(sop_class, "name", None) or str(sop_class or "unknown SOP class")
+        ctx.reject(shown, f"no pixel data ({name})")
+        return None
+    burned = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
+    if burned and ctx.config["ingest"]["burned_in"] == "quarantine":
+        ctx.reject(shown, "BurnedInAnnotation YES (ingest.burned_in: quarantine)")
+        return None
+    key_keyword = ctx.config["labels"]["key"]
+    try:
+        frames = frames_from_header(ds, cand.path)
+    except (ValueError, TypeError, AttributeError) as exc:
+        ctx.reject(shown, f"unusable image header: {exc}")
+        return None
+    dates = {k: str(ds.get(k)) for k in ("StudyDate", "AcquisitionDate") if ds.get(k)}
+    if ds.get("AcquisitionDateTime"):
+        dates["AcquisitionDateTime"] = str(ds.AcquisitionDateTime)
+    identifiers = {k: str(ds.get(k)) for k in IDENTIFYING_KEYWORDS if ds.get(k)}
+    return _Entry(
+        path=cand.path,
+        shown=shown,
+        modality=str(ds.get("Modality", "OT")) or "OT",
+        patient_id=patient_id,
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_uid=sop,
+        instance=int(ds.get("InstanceNumber", 0) or 0),
+        key_value=str(ds.get(key_keyword, "")) if ctx.labels else None,
+        frames=frames,
+        dates=dates,
+        identifiers=identifiers if ctx.config["deid"]["keep_identifiers"] else {},
+    )
+
+
+def _is_projection(members: list[_Entry]) -> bool:
+    """Radiographs: one 2D greyscale image per file, each written on its own."""
+    return members[0].modality in PROJECTION_MODALITIES and all(
+        len(e.frames) == 1 and e.frames[0].frame is None and not e.frames[0].colour for e in members
+    )
+
+
+def _ids(entry: _Entry, ctx: _Context) -> tuple[str, str]:
+    subject = pseudonym(entry.patient_id, ctx.secret, "sub-")
+    study = pseudonym(entry.study_uid, ctx.secret, "ses-", 8)
+    ctx.mapping.append((subject, "PatientID", entry.patient_id))
+    ctx.mapping.append((study, "StudyInstanceUID", entry.study_uid))
+    return subject, study
+
+
+def _date_fields(entry: _Entry, ctx: _Context) -> dict[str, str]:
+    """Dates for the sidecar per ``deid.dates`` (none, or shifted per subject)."""
+    if ctx.config["deid"]["dates"] != "shift":
+        return {}
+    days = date_shift_days(entry.patient_id, ctx.secret, ctx.config["deid"]["max_shift_days"])
+    out: dict[str, str] = {}
+    if "StudyDate" in entry.dates:
+        shifted = shift_date(entry.dates["StudyDate"], days)
+        if shifted:
+            out["StudyDate"] = shifted
+    acquired = entry.dates.get("AcquisitionDateTime") or entry.dates.get("AcquisitionDate")
+    if acquired:
+        shifted = shift_date(acquired, days)
+        if shifted:
+            # Only the (shifted) day: a time of day next to a date narrows it down again.
+            out["AcquisitionDateTime"] = shifted
+    return out
+
+
+def _convert_projections(members: list[_Entry], ctx: _Context) -> None:
+    """Each radiograph file becomes one ``(columns, rows, 1)`` image (the classic path)."""
+    series_uid = members[0].series_uid
+    for index, entry in enumerate(members):
+        subject, study = _ids(entry, ctx)
+        series = f"{entry.modality}-{pseudonym(series_uid, ctx.secret, '', 8)}"
+        if len(members) > 1:
+            series += f"-{index + 1:03d}"
+        try:
+            image = read_image(entry.path)
+            source_hash = sha256_file(entry.path)
+        except (DicomReadError, OSError) as exc:
+            ctx.reject(entry.shown, str(exc))
+            continue
+        sidecar = {
+            **image.meta,
+            "SOPInstanceUID": entry.sop_uid,
+            "SourceSHA256": source_hash,
+            **_date_fields(entry, ctx),
+        }
+        row = _write(ctx, entry, subject, study, series, image, sidecar, dtype=np.float32)
+        ctx.rows.append(row)
+
+
+def _convert_volumes(members: list[_Entry], ctx: _Context) -> None:
+    """One SeriesInstanceUID: split into volumes, then stack each."""
+    by_path = {e.path: e for e in members}
+    frames = [f for e in members for f in e.frames]
+    parts = split_series(frames)
+    first = members[0]
+    subject, study = _ids(first, ctx)
+    base = f"{first.modality}-{pseudonym(first.series_uid, ctx.secret, '', 8)}"
+    for number, part in enumerate(parts, start=1):
+        series = base if len(parts) == 1 else f"{base}-{number:03d}"
+        files = sorted({f.path for f in part.frames}, key=lambda p: by_path[p].instance)
+        explanation = describe_split(part.reasons)
+        if explanation:
+            log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
+        try:
+            image = assemble_series(part.frames, ctx.options)
+            source_hash = _combined_hash(files)
+        except (DicomReadError, OSError) as exc:
+            for path in files:
+                ctx.reject(by_path[path].shown, str(exc))
+            continue
+        for warning in image.warnings:
+            log.warning("%s/%s: %s", subject, series, warning)
+        entry = by_path[files[0]]
+        sidecar: dict[str, Any] = {
+            **image.meta,
+            "SourceSHA256": source_hash,
+            "SourceFiles": len(files),
+            **_date_fields(entry, ctx),
+        }
+        if part.reasons:
+            sidecar["SeriesSplit"] = {
+                "part": number,
+                "of": len(parts),
+                "by": dict(part.reasons),
+                "explanation": explanation,
+            }
+        if len(files) == 1:
+            sidecar["SOPInstanceUID"] = entry.sop_uid
+        row = _write(ctx, entry, subject, study, series, image, sidecar, dtype=None)
+        ctx.rows.append(row)
+
+
+def _combined_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _write(
+    ctx: _Context,
     entry: _Entry,
     subject: str,
     study: str,
     series: str,
-    out: Path,
-    results: Path,
-    keep_ids: bool,
+    image: DicomImage,
+    sidecar: dict[str, Any],
+    dtype: Any,
 ) -> dict[str, Any]:
-    nii = out / subject / f"{series}.nii.gz"
-    sidecar_path = out / subject / f"{series}.json"
-    source_hash = sha256_file(entry.path)
-    image = read_image(entry.path)
-    sidecar: dict[str, Any] = {
-        **image.meta,
+    """Write one DICOM-derived image and return its manifest row (labels joined)."""
+    sidecar = {
+        **sidecar,
         "Subject": subject,
         "Study": study,
         "Series": series,
         "StudyInstanceUID": entry.study_uid,
         "SeriesInstanceUID": entry.series_uid,
-        "SOPInstanceUID": entry.sop_uid,
-        "SourceSHA256": source_hash,
         "Warnings": image.warnings,
         "ConversionSoftware": f"medcnn {__version__}",
+        **entry.identifiers,
     }
-    if keep_ids:
-        for keyword in IDENTIFYING_KEYWORDS:
-            if keyword in image.header:
-                sidecar[keyword] = str(image.header.get(keyword))
+    row = _write_outputs(ctx, subject, study, series, image.data, image.affine, sidecar, dtype)
+    row["modality"] = entry.modality
+    row["source"] = "dicom"
+    if ctx.labels:
+        found = ctx.labels.get(entry.key_value or "")
+        for column in ctx.config["labels"]["columns"]:
+            row[column] = found[column] if found else ""
+    return row
+
+
+def _write_outputs(
+    ctx: _Context,
+    subject: str,
+    study: str,
+    series: str,
+    data: np.ndarray,
+    affine: np.ndarray,
+    sidecar: dict[str, Any],
+    dtype: Any,
+) -> dict[str, Any]:
+    nii = ctx.out / subject / f"{series}.nii.gz"
+    sidecar_path = ctx.out / subject / f"{series}.json"
+    colour = data.ndim == 5
+    volumes = int(data.shape[3]) if data.ndim >= 4 else 1
     # Rewrite only when something changed, so unchanged subjects keep their timestamps and
     # Snakemake re-runs downstream jobs for new or changed scans only.
     previous = _read_json(sidecar_path)
     if previous != _normalise(sidecar) or not nii.exists():
-        write_nifti(nii, image.data, image.affine)
+        tr = sidecar.get("RepetitionTime") if volumes > 1 else None
+        write_nifti(nii, data, affine, dtype=dtype, repetition_time=tr)
         write_json(sidecar_path, sidecar)
-    shape = image.data.shape
-    spacing = [abs(float(v)) for v in (image.affine[:3, :3] ** 2).sum(axis=0) ** 0.5]
+    spatial = data.shape[:3]
+    spacing = [abs(float(v)) for v in (affine[:3, :3] ** 2).sum(axis=0) ** 0.5]
+    shape = list(spatial) + ([volumes] if volumes > 1 else [])
     return {
         "subject": subject,
         "study": study,
         "series": series,
-        "modality": entry.modality,
-        "dims": 2 if shape[2] == 1 else 3,
+        "modality": sidecar.get("Modality", ""),
+        "dims": 2 if spatial[2] == 1 else 3,
         "shape": "x".join(str(s) for s in shape),
         "spacing": "x".join(f"{s:.4g}" for s in spacing),
-        "photometric": image.meta["PhotometricInterpretation"],
-        "view": image.meta["ViewPosition"],
-        "path": str(nii.relative_to(results)),
-        "sidecar": str(sidecar_path.relative_to(results)),
-        "warnings": ";".join(image.warnings),
+        "photometric": sidecar.get("PhotometricInterpretation", ""),
+        "view": sidecar.get("ViewPosition", ""),
+        "path": str(nii.relative_to(ctx.results)),
+        "sidecar": str(sidecar_path.relative_to(ctx.results)),
+        "warnings": ";".join(sidecar.get("Warnings", [])),
+        "volumes": volumes,
+        "channels": 3 if colour else 1,
     }
+
+
+def _convert_other(
+    cand: Candidate, shown: str, ctx: _Context, tables: dict[Path, dict[str, dict[str, str]]]
+) -> None:
+    """A NIfTI or 2D image file: subject and study from the input's pattern or table."""
+    try:
+        ids = identify(cand, tables)
+    except ValueError as exc:
+        ctx.reject(shown, str(exc))
+        return
+    subject = pseudonym(ids["subject"], ctx.secret, "sub-")
+    study = pseudonym(f"{ids['subject']}/{ids['study']}", ctx.secret, "ses-", 8)
+    ctx.mapping.append((subject, "subject", ids["subject"]))
+    ctx.mapping.append((study, "study", f"{ids['subject']}/{ids['study']}"))
+    modality = cand.spec.modality if cand.spec is not None else "OT"
+    series = f"{modality}-{pseudonym(cand.relative, ctx.secret, '', 8)}"
+    try:
+        if cand.kind == "nifti":
+            data, affine, meta, warnings = read_nifti(cand.path)
+        else:
+            data, affine, meta, warnings = read_image_file(
+                cand.path, ctx.config["ingest"]["image_spacing"]
+            )
+        source_hash = sha256_file(cand.path)
+    except (DicomReadError, OSError) as exc:
+        ctx.reject(shown, str(exc))
+        return
+    sidecar = {
+        **meta,
+        "Modality": modality,
+        "Subject": subject,
+        "Study": study,
+        "Series": series,
+        "SourceSHA256": source_hash,
+        "Warnings": warnings,
+        "ConversionSoftware": f"medcnn {__version__}",
+    }
+    row = _write_outputs(ctx, subject, study, series, data, affine, sidecar, dtype=None)
+    row["source"] = cand.kind
+    if ctx.labels:
+        found = ctx.labels.get(ids["key"])
+        for column in ctx.config["labels"]["columns"]:
+            row[column] = found[column] if found else ""
+    ctx.rows.append(row)
 
 
 def _read_json(path: Path) -> Any:

@@ -30,9 +30,11 @@ class DicomImage:
     """One decoded DICOM image.
 
     Attributes:
-        data: float32 voxels, shape ``(columns, rows, 1)``, after the modality LUT
-            (RescaleSlope/Intercept) and with MONOCHROME1 inverted so that higher always
-            means brighter (more attenuation on a radiograph).
+        data: voxels after the modality LUT (RescaleSlope/Intercept) and with MONOCHROME1
+            inverted so that higher always means brighter (more attenuation on a
+            radiograph). From :func:`read_image`: float32 ``(columns, rows, 1)``; from
+            :func:`medcnn.io.dicom_series.assemble_series`: ``(i, j, k)``, ``(i, j, k, t)``
+            or RGB ``(i, j, k, t, 3)``, in the smallest exact type.
         affine: 4x4 voxel-to-RAS+ matrix in millimetres.
         header: the dataset without pixel data (identifiers still in it: handle with care).
         meta: non-identifying acquisition facts for the sidecar.
@@ -94,6 +96,38 @@ def pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
     return (1.0, 1.0), "none"
 
 
+def invert_monochrome1(
+    values: np.ndarray,
+    ds: Dataset,
+    slope: float | None = None,
+    intercept: float | None = None,
+) -> np.ndarray:
+    """Invert MONOCHROME1 values so that higher always means brighter.
+
+    The inversion is within the range that the stored bits can hold (after the modality LUT),
+    so that the result does not depend on which values happen to occur in this image.
+
+    Args:
+        values: pixel values after the modality LUT.
+        ds: the dataset (BitsStored, PixelRepresentation, and its modality LUT).
+        slope: RescaleSlope to use instead of the dataset's (per-frame values of an enhanced
+            multi-frame file); ``intercept`` likewise.
+    """
+    bits = int(ds.get("BitsStored", 16))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo_hi = (
+        np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1])
+        if signed
+        else np.array([0, 2**bits - 1])
+    )
+    if slope is None:
+        mapped = apply_modality_lut(lo_hi, ds).astype(np.float64)
+    else:
+        mapped = lo_hi * float(slope) + float(intercept or 0.0)
+    lo, hi = np.sort(mapped)
+    return lo + hi - values
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -136,17 +170,7 @@ def read_image(path: Path) -> DicomImage:
     values = apply_modality_lut(stored, ds).astype(np.float32)
     warnings: list[str] = []
     if photometric == "MONOCHROME1":
-        # Invert within the range the stored bits can hold (after the modality LUT), so that
-        # the result does not depend on which values happen to occur in this image.
-        bits = int(ds.get("BitsStored", 16))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-        lo_hi = (
-            np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1])
-            if signed
-            else np.array([0, 2**bits - 1])
-        )
-        lo, hi = np.sort(apply_modality_lut(lo_hi, ds).astype(np.float64))
-        values = (lo + hi - values).astype(np.float32)
+        values = invert_monochrome1(values, ds).astype(np.float32)
 
     (row_mm, col_mm), spacing_source = pixel_spacing(ds)
     if spacing_source == "none":

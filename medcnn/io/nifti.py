@@ -1,4 +1,4 @@
-"""Write NIfTI images and their JSON sidecars."""
+"""Read NIfTI inputs; write NIfTI images and their JSON sidecars."""
 
 from __future__ import annotations
 
@@ -8,22 +8,88 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import DTypeLike
+
+from medcnn.io.dicom import DicomReadError
 
 
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    """Write ``data`` (NIfTI axis order, float32) with the same qform and sform.
+class NiftiReadError(DicomReadError):
+    """A NIfTI input that cannot be read; the message is fit for ``quarantine.tsv``."""
+
+
+def write_nifti(
+    path: Path,
+    data: np.ndarray,
+    affine: np.ndarray,
+    dtype: DTypeLike | None = np.float32,
+    repetition_time: float | None = None,
+) -> None:
+    """Write ``data`` (NIfTI axis order) with the same qform and sform.
 
     Written to a temporary name and renamed, so an interrupted run never leaves a truncated
-    image that a later run would take for finished.
+    image that a later run would take for finished. The header carries nothing but geometry
+    and units: no description, no auxiliary file, no extensions (de-identification).
+
+    Args:
+        path: the ``.nii.gz`` to write.
+        data: voxels ``(i, j, k)``, ``(i, j, k, t)``, or ``(i, j, k, t, 3)`` for RGB (stored
+            with the NIfTI ``vector`` intent).
+        affine: 4x4 voxel-to-RAS+ in mm. A sheared affine (gantry tilt) is kept exactly in
+            the sform; the qform, which cannot hold shear, gets the closest rigid one.
+        dtype: storage type; None keeps ``data.dtype``.
+        repetition_time: seconds between volumes of a time series (pixdim[4]).
     """
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine)
+    array = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
+    img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)  # scanner anatomical
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
+    if array.ndim == 5:
+        img.header.set_intent("vector")
+    if array.ndim >= 4 and repetition_time:
+        zooms = list(img.header.get_zooms())
+        zooms[3] = float(repetition_time)
+        img.header.set_zooms(zooms)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part.nii.gz")
     nib.save(img, tmp)
     tmp.replace(path)
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
+    """Read a NIfTI input for re-writing under a pseudonym.
+
+    Returns:
+        (voxels with scaling applied, 4x4 RAS+ affine as nibabel chooses it (sform, else
+        qform), sidecar facts, warnings). Header text fields (description, aux file, intent
+        name) and extensions, which may name a patient, are not carried over.
+
+    Raises:
+        NiftiReadError: unreadable or truncated file.
+    """
+    try:
+        img = nib.load(path)
+        header = img.header
+        slope, inter = header.get_slope_inter()
+        if (slope is None or slope == 1) and not inter:
+            data = np.asanyarray(img.dataobj)
+        else:
+            data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise NiftiReadError(f"not a readable NIfTI file: {type(exc).__name__}: {exc}") from exc
+    warnings: list[str] = []
+    _, qcode = header.get_qform(coded=True)
+    _, scode = header.get_sform(coded=True)
+    if not qcode and not scode:
+        warnings.append("no qform or sform: world geometry unknown (nibabel's default used)")
+    meta = {
+        "SourceFormat": "nifti",
+        "QformCode": int(qcode or 0),
+        "SformCode": int(scode or 0),
+        "SourceDataType": str(header.get_data_dtype()),
+        "PixelSpacing": [float(z) for z in header.get_zooms()[:2]],
+    }
+    return data, img.affine, meta, warnings
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
