@@ -1,6 +1,6 @@
 checkpoint ingest_scans:
     input:
-        scans=config["inputs"],
+        scans=[i if isinstance(i, str) else i["path"] for i in config["inputs"]],
         labels=[config["labels"]["path"]] if config["labels"]["path"] else [],
     output:
         manifest=f"{RESULTS}/ingest/manifest.tsv",
