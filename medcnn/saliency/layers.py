@@ -19,9 +19,7 @@ def _named(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return dict(model.named_modules())
 
 
-def spatial_layers(
-    model: torch.nn.Module, in_channels: int, spatial: Sequence[int]
-) -> list[str]:
+def spatial_layers(model: torch.nn.Module, in_channels: int, spatial: Sequence[int]) -> list[str]:
     """Leaf modules, in execution order, whose output is a spatial feature map.
 
     Args:
@@ -66,9 +64,7 @@ def spatial_layers(
     return order
 
 
-def probe_target_layer(
-    model: torch.nn.Module, in_channels: int, spatial: Sequence[int]
-) -> str:
+def probe_target_layer(model: torch.nn.Module, in_channels: int, spatial: Sequence[int]) -> str:
     """The last module, in execution order, whose output is a spatial feature map.
 
     Raises:

@@ -164,6 +164,11 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     unreliable = sum(not m["faithfulness"]["reliable"] for m in maps)
     log.info(
         "saliency %s %s: %d maps (%d below faithfulness %.3f) in %.1f s",
-        name, subject, len(maps), unreliable, threshold, summary["seconds"],
+        name,
+        subject,
+        len(maps),
+        unreliable,
+        threshold,
+        summary["seconds"],
     )
     return summary

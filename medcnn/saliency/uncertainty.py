@@ -57,7 +57,9 @@ def tta_uncertainty(
         logits = model(batch)
     probs = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, dim=1)
     # Undo each flip (a flip is its own inverse) before comparing the predictions.
-    back = torch.stack([torch.flip(p, [a - 1 for a in f]) if f else p for p, f in zip(probs, flips, strict=True)])
+    back = torch.stack(
+        [torch.flip(p, [a - 1 for a in f]) if f else p for p, f in zip(probs, flips, strict=True)]
+    )
     mean = back.mean(dim=0)
     var = back.var(dim=0, unbiased=False)
     return mean.numpy().astype(np.float32), var.numpy().astype(np.float32)
