@@ -7,7 +7,7 @@ import torch
 from medcnn.saliency.cam import saliency_map
 from medcnn.saliency.faithfulness import impute, removal_batch, road_score
 from medcnn.saliency.pipeline import ensemble_probability
-from tests.saliency.toy import faithful_detector, planted_image, randomised
+from tests.saliency.toy import RandomCNN, faithful_detector, planted_image, randomised
 
 THRESHOLD = 0.05  # the schema default of tasks.<task>.saliency.faithfulness_threshold
 
@@ -71,3 +71,13 @@ def test_shape_mismatch_is_a_clear_error():
     image, _ = planted_image()
     with pytest.raises(ValueError, match="does not match image"):
         road_score(ensemble_probability([faithful_detector()], 0), image, np.zeros((8, 8)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("method", ["gradcam", "occlusion"])
+def test_randomised_cnn_maps_do_not_pass_as_faithful(seed, method):
+    image, _ = planted_image()
+    model = RandomCNN(seed)
+    heat = saliency_map(model, image, method, "relu", occlusion_mask_size=4)
+    faith = road_score(ensemble_probability([model], 0), image, heat)
+    assert abs(faith["score"]) < THRESHOLD

@@ -55,3 +55,28 @@ def planted_image(dims: int = 2, seed: int = 0) -> tuple[np.ndarray, tuple[slice
     where = (slice(9, 15), slice(2, 8)) if dims == 2 else (slice(9, 15), slice(2, 8), slice(5, 11))
     image[(0, *where)] = 1.0
     return image, where
+
+
+class RandomCNN(torch.nn.Module):
+    """Two random 3x3 convolutions, global mean, linear head: responds to texture at random.
+
+    ``head_gain`` amplifies the head so the probability does move with the input; a map of
+    such a model can then only score well by ranking voxels the way the model uses them.
+    """
+
+    def __init__(self, seed: int, head_gain: float = 100.0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.relu1 = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.head = torch.nn.Linear(8, 1)
+        with torch.no_grad():
+            self.head.weight.mul_(head_gain)
+            self.head.bias.zero_()
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.relu(self.conv2(self.relu1(self.conv1(x))))
+        return self.head(features.mean(dim=(2, 3)))
