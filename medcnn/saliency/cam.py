@@ -7,6 +7,7 @@ so maps of different methods and folds can be averaged and compared.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -100,7 +101,11 @@ def occlusion_map(
         activate=torch.sigmoid,
     )
     x = torch.as_tensor(image[None], dtype=torch.float32)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # MONAI indexes with lists, which torch deprecates; one warning per patch floods logs
+        warnings.filterwarnings(
+            "ignore", message="Using a non-tuple sequence", category=UserWarning
+        )
         occluded, _ = occ(x)
         p0 = torch.sigmoid(model(x))[0, class_index]
     # MONAI >= 1.3 returns (B, classes, *spatial); older releases (B, C, *spatial, classes).
