@@ -86,7 +86,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _saliency(args: argparse.Namespace) -> None:
-    from medcnn.saliency.cam import run_saliency
+    from medcnn.saliency.pipeline import run_saliency
 
     config = load_config(args.config)
     with _stage_device(config, "saliency"):

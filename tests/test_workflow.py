@@ -42,8 +42,17 @@ def test_every_subject_gets_a_report_with_prediction_and_images(workflow_run):
         for image in prediction["images"]:
             assert f"{image['probability']:.3f}" in html
             assert image["series"] in html
-        # thumbnail + Grad-CAM overlay per image, embedded; nothing fetched from elsewhere
-        assert html.count("data:image/png;base64,") == 2 * len(prediction["images"])
+        # a thumbnail plus Grad-CAM, Grad-CAM++ and occlusion overlays per image, embedded,
+        # each map with its faithfulness score; nothing fetched from elsewhere
+        saliency = json.loads(
+            (results / "saliency" / "cxr" / subject / "saliency.json").read_text()
+        )
+        assert len(saliency["maps"]) == 3 * len(prediction["images"])
+        assert html.count("data:image/png;base64,") == 4 * len(prediction["images"])
+        assert html.count('class="score"') == len(saliency["maps"])
+        for m in saliency["maps"]:
+            assert f"{m['faithfulness']['score']:.3f}" in html
+        assert (results / "reports" / f"{subject}.pdf").read_bytes()[:5] == b"%PDF-"
         assert not re.search(r'(src|href)="(?!data:|#|sub-)', html)
         assert prediction["model"]["weights_sha256"][0] in html
         assert subject in html
@@ -54,6 +63,7 @@ def test_every_subject_gets_a_report_with_prediction_and_images(workflow_run):
     assert 'id="auroc-cxr"' in cohort
     for subject in subjects:
         assert f'href="{subject}.html"' in cohort
+    assert (results / "reports" / "figures" / "cxr_reliability.png").exists()
 
 
 def test_no_identifier_reaches_results_or_logs(workflow_run):

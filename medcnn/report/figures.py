@@ -61,11 +61,71 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, label: str) -> bytes:
 
 
 def history_png(epochs: list[int], series: dict[str, list[float]]) -> bytes:
-    """Training curves: one line per named series against the epoch."""
+    """Training curves: one line per named series against the epoch.
+
+    Losses and 0..1 scores are drawn on two axes when both are present, so a loss of 5 does
+    not flatten an AUROC of 0.8.
+    """
     fig, ax = plt.subplots(figsize=(5, 3))
-    for name, values in series.items():
+    scores = {k: v for k, v in series.items() if "loss" not in k}
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    for name, values in (losses or scores).items():
         ax.plot(epochs, values, marker="o", ms=3, label=name)
     ax.set_xlabel("epoch")
-    ax.legend()
+    ax.set_ylabel("loss" if losses else "score")
+    handles, names = ax.get_legend_handles_labels()
+    if losses and scores:
+        right = ax.twinx()
+        for i, (name, values) in enumerate(scores.items()):
+            right.plot(
+                epochs, values, marker="s", ms=3, ls="--", c=f"C{i + len(losses)}", label=name
+            )
+        right.set_ylabel("score")
+        more = right.get_legend_handles_labels()
+        handles, names = handles + more[0], names + more[1]
+    ax.legend(handles, names, fontsize=8)
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def reliability_png(bins: list[dict], ece: float, label: str) -> bytes:
+    """Reliability diagram: observed share of positives against mean predicted probability.
+
+    Args:
+        bins: as :func:`medcnn.report.evaluation.reliability` returns them.
+        ece: expected calibration error, shown in the legend.
+        label: the finding's name.
+    """
+    fig, ax = plt.subplots(figsize=(4, 4))
+    used = [b for b in bins if b["count"]]
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
+    ax.plot(
+        [b["mean_probability"] for b in used],
+        [b["observed"] for b in used],
+        marker="o",
+        lw=2,
+        label=f"{label} (ECE {ece:.3f})",
+    )
+    for b in used:
+        ax.annotate(
+            str(b["count"]),
+            (b["mean_probability"], b["observed"]),
+            fontsize=7,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed share positive")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def placeholder_png(text: str) -> bytes:
+    """A small figure saying why the real one is missing (a figure output must exist)."""
+    fig, ax = plt.subplots(figsize=(4, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9, color="#555")
+    ax.set_axis_off()
     return _png(fig)

@@ -1,28 +1,21 @@
-"""Grad-CAM maps for one subject's images, averaged over the task's folds.
+"""Saliency maps of one image: Grad-CAM, Grad-CAM++ and occlusion sensitivity.
 
-Writes ``results/saliency/{task}/{subject}/{series}_gradcam.png`` (the map over the image),
-``{series}_gradcam.npy`` (the map, float32 ``(size, size)`` in the preprocessed grid, 0..1) and
-``saliency.json`` listing them.
+All three come from :mod:`monai.visualize` and work for 2D and 3D networks alike. Every map
+is returned in the network's input grid, normalised to 0..1 with the most salient voxel at 1,
+so maps of different methods and folds can be averaged and compared.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-from typing import Any
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.visualize import GradCAM
+from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 
-from medcnn.data.index import read_index
-from medcnn.models.bundle import load_bundle
-from medcnn.models.factory import cam_layer
-from medcnn.predict.classifier import fold_dirs
-from medcnn.report.figures import overlay_png
-
-log = logging.getLogger(__name__)
+#: Method names accepted in ``tasks.<task>.saliency.methods``.
+METHODS = ("gradcam", "gradcampp", "occlusion")
 
 
 def minmax_normalise(heat: torch.Tensor) -> torch.Tensor:
@@ -37,55 +30,109 @@ def minmax_normalise(heat: torch.Tensor) -> torch.Tensor:
     return (heat - low) / span
 
 
-def gradcam_map(
-    model: torch.nn.Module, image: np.ndarray, layer: str, class_index: int = 0
+def cam_map(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    layer: str,
+    class_index: int = 0,
+    method: str = "gradcam",
 ) -> np.ndarray:
-    """Grad-CAM of one image.
+    """Grad-CAM or Grad-CAM++ of one image.
 
     Args:
-        model: a classifier in eval mode.
-        image: float32 ``(1, H, W)``.
-        layer: dotted name of the target layer.
+        model: a classifier in eval mode, ``(B, C, *spatial)`` to logits ``(B, K)``.
+        image: float32 ``(C, *spatial)``, channel first, 2D or 3D.
+        layer: dotted name of the target layer (see :mod:`medcnn.saliency.layers`).
         class_index: output logit to explain.
+        method: ``gradcam`` or ``gradcampp``.
 
     Returns:
-        float32 ``(H, W)``, normalised to 0..1 (all zeros when the gradient is zero).
+        float32 ``(*spatial)``, 0..1 (all zeros when the gradient is zero).
     """
-    cam = GradCAM(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
+    kind = {"gradcam": GradCAM, "gradcampp": GradCAMpp}[method]
+    cam = kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
     x = torch.as_tensor(image[None], dtype=torch.float32)
     heat = cam(x=x, class_idx=class_index)
     return heat[0, 0].detach().cpu().numpy().astype(np.float32)
 
 
-def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int = 1) -> dict:
-    """Write the Grad-CAM maps of every image of ``subject``; returns ``saliency.json``."""
-    torch.set_num_threads(max(1, threads))
-    results = Path(config["results"])
-    task = config["tasks"][name]
-    pre = results / "preprocess" / name
-    out = results / "saliency" / name / subject
-    out.mkdir(parents=True, exist_ok=True)
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    index = read_index(pre / "index.tsv")
-    rows = index[index["subject"] == subject].to_dict("records")
-    models = [load_bundle(folder)[0] for folder in fold_dirs(results, name, split)]
-    layer = cam_layer(task["network"]["name"], task["saliency"]["target_layer"])
-    maps = []
-    for row in rows:
-        image = np.load(pre / row["array"])
-        heat = np.mean([gradcam_map(m, image, layer) for m in models], axis=0)
-        np.save(out / f"{row['series']}_gradcam.npy", heat)
-        (out / f"{row['series']}_gradcam.png").write_bytes(overlay_png(image[0], heat))
-        maps.append(
-            {
-                "series": row["series"],
-                "method": "gradcam",
-                "layer": layer,
-                "map": f"{row['series']}_gradcam.npy",
-                "overlay": f"{row['series']}_gradcam.png",
-            }
+def gradcam_map(
+    model: torch.nn.Module, image: np.ndarray, layer: str, class_index: int = 0
+) -> np.ndarray:
+    """Grad-CAM of one image; see :func:`cam_map`."""
+    return cam_map(model, image, layer, class_index, "gradcam")
+
+
+def occlusion_map(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    class_index: int = 0,
+    mask_size: int | Sequence[int] = 16,
+    overlap: float = 0.25,
+    batch: int = 16,
+) -> np.ndarray:
+    """Occlusion sensitivity: how much the class probability drops when a patch is hidden.
+
+    Args:
+        model: a classifier in eval mode (logits; a sigmoid turns them into probabilities,
+            since MONAI's default softmax is constant for a single logit).
+        image: float32 ``(C, *spatial)``.
+        class_index: output to explain.
+        mask_size: patch side in voxels of the network grid (clipped to the image).
+        overlap: overlap of neighbouring patches, 0..1 (more: finer map, more passes).
+        batch: occluded images per forward pass.
+
+    Returns:
+        float32 ``(*spatial)``, 0..1: the drop of the probability where the patch covered
+        a voxel (drops only; a rise means the patch hid evidence against the class).
+    """
+    spatial = image.shape[1:]
+    sizes = [mask_size] * len(spatial) if isinstance(mask_size, int) else list(mask_size)
+    sizes = [max(1, min(int(s), int(d))) for s, d in zip(sizes, spatial, strict=True)]
+    occ = OcclusionSensitivity(
+        nn_module=model,
+        mask_size=sizes,
+        n_batch=batch,
+        verbose=False,
+        # the image mean hides a patch without inventing texture (a noise patch would add
+        # evidence of its own)
+        mode="mean_img",
+        overlap=overlap,
+        activate=torch.sigmoid,
+    )
+    x = torch.as_tensor(image[None], dtype=torch.float32)
+    with torch.no_grad(), warnings.catch_warnings():
+        # MONAI indexes with lists, which torch deprecates; one warning per patch floods logs
+        warnings.filterwarnings(
+            "ignore", message="Using a non-tuple sequence", category=UserWarning
         )
-    summary = {"subject": subject, "task": name, "maps": maps}
-    (out / "saliency.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("saliency %s %s: %d maps", name, subject, len(maps))
-    return summary
+        occluded, _ = occ(x)
+        p0 = torch.sigmoid(model(x))[0, class_index]
+    # MONAI >= 1.3 returns (B, classes, *spatial); older releases (B, C, *spatial, classes).
+    if occluded.ndim == x.ndim:
+        occluded_p = occluded[0, class_index]
+    else:
+        occluded_p = occluded[0, 0, ..., class_index]
+    drop = (p0 - occluded_p).clamp_min(0)
+    return minmax_normalise(drop[None, None])[0, 0].cpu().numpy().astype(np.float32)
+
+
+def saliency_map(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    method: str,
+    layer: str,
+    class_index: int = 0,
+    occlusion_mask_size: int = 16,
+    occlusion_overlap: float = 0.25,
+) -> np.ndarray:
+    """One saliency map by method name (see :data:`METHODS`); float32 ``(*spatial)`` 0..1.
+
+    Raises:
+        ValueError: unknown method.
+    """
+    if method in ("gradcam", "gradcampp"):
+        return cam_map(model, image, layer, class_index, method)
+    if method == "occlusion":
+        return occlusion_map(model, image, class_index, occlusion_mask_size, occlusion_overlap)
+    raise ValueError(f"unknown saliency method {method!r} (known: {', '.join(METHODS)})")

@@ -1,29 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from monai.networks.nets import DenseNet121
 
-from medcnn.saliency.cam import gradcam_map
-
-
-class BrightSpotDetector(torch.nn.Module):
-    """A toy classifier whose evidence is known: the logit is the mean of relu(image - 0.5)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 1, kernel_size=1)
-        with torch.no_grad():
-            self.conv.weight.fill_(1.0)
-            self.conv.bias.fill_(-0.5)
-        self.relu = torch.nn.ReLU()
-        self.head = torch.nn.Linear(1, 1)
-        with torch.no_grad():
-            self.head.weight.fill_(1.0)
-            self.head.bias.fill_(0.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.relu(self.conv(x))
-        return self.head(features.mean(dim=(2, 3)))
+from medcnn.saliency.cam import gradcam_map, saliency_map
+from medcnn.saliency.layers import probe_target_layer, target_layer
+from tests.saliency.toy import BrightSpotDetector, faithful_detector, planted_image
 
 
 def test_gradcam_lands_on_the_planted_evidence():
@@ -36,3 +20,38 @@ def test_gradcam_lands_on_the_planted_evidence():
     i, j = np.unravel_index(np.argmax(heat), heat.shape)
     assert 20 <= i < 26 and 4 <= j < 10
     assert heat[20:26, 4:10].mean() > 5 * heat[:16, 16:].mean()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "occlusion"])
+def test_every_method_finds_the_pattern_in_2d_and_3d(method, dims):
+    image, where = planted_image(dims)
+    heat = saliency_map(faithful_detector(dims), image, method, "relu", occlusion_mask_size=4)
+    assert heat.shape == image.shape[1:]
+    assert heat.dtype == np.float32
+    assert heat.max() == pytest.approx(1.0) and heat.min() == pytest.approx(0.0)
+    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    assert all(s.start - 2 <= p < s.stop + 2 for p, s in zip(peak, where, strict=True))
+    outside = np.ones(heat.shape, bool)
+    outside[where] = False
+    assert heat[where].mean() > 3 * heat[outside].mean()
+
+
+def test_unknown_method_is_a_clear_error():
+    image, _ = planted_image()
+    with pytest.raises(ValueError, match="unknown saliency method 'lime'"):
+        saliency_map(faithful_detector(), image, "lime", "relu")
+
+
+def test_target_layer_probe_agrees_with_the_known_densenet_layer():
+    torch.manual_seed(0)
+    net = DenseNet121(spatial_dims=2, in_channels=1, out_channels=1)
+    assert probe_target_layer(net, 1, (64, 64)) == "class_layers.relu"
+    assert target_layer(net, "densenet121", 1, (64, 64)) == "class_layers.relu"
+    # at 32 px the known layer is pooled to 1x1: the last layer still 4x4 is taken instead
+    assert target_layer(net, "densenet121", 1, (32, 32)) == "features.transition3.conv"
+    # a network the factory does not know is probed
+    assert target_layer(BrightSpotDetector(), "toy", 1, (8, 8)) == "relu"
+    assert target_layer(BrightSpotDetector(), "toy", 1, (8, 8), override="conv") == "conv"
+    with pytest.raises(ValueError, match="'features.nope' is not a module"):
+        target_layer(net, "densenet121", 1, (32, 32), override="features.nope")

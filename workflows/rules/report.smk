@@ -4,11 +4,23 @@ rule report_subject:
         predictions=expand(f"{RESULTS}/predict/{{task}}/{{{{subject}}}}.json", task=TASKS),
         saliency=expand(f"{RESULTS}/saliency/{{task}}/{{{{subject}}}}/saliency.json", task=TASKS),
     output:
-        html=f"{RESULTS}/reports/{{subject}}.html",
+        html=report(
+            f"{RESULTS}/reports/{{subject}}.html",
+            caption="../report/subject.rst",
+            category="Subjects",
+            labels={"subject": "{subject}", "format": "HTML"},
+        ),
+        pdf=report(
+            f"{RESULTS}/reports/{{subject}}.pdf",
+            caption="../report/subject_pdf.rst",
+            category="Subjects",
+            labels={"subject": "{subject}", "format": "PDF"},
+        ),
     group:
         "subject"
     params:
         configfile=CONFIGFILE,
+        report=config["report"],
     threads: config["resources"]["report"]["threads"]
     resources:
         **stage_resources("report"),
@@ -25,12 +37,40 @@ rule report_cohort:
         predictions=lambda wc: expand(
             f"{RESULTS}/predict/{{task}}/{{subject}}.json", task=TASKS, subject=subjects()
         ),
+        saliency=lambda wc: expand(
+            f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json", task=TASKS, subject=subjects()
+        ),
         histories=expand(f"{RESULTS}/models/{{task}}/fold0/history.csv", task=TASKS),
     output:
-        html=f"{RESULTS}/reports/cohort.html",
+        html=report(
+            f"{RESULTS}/reports/cohort.html",
+            caption="../report/cohort.rst",
+            category="Cohort",
+            labels={"figure": "cohort report"},
+        ),
         metrics=f"{RESULTS}/reports/cohort.json",
+        roc=report(
+            expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=TASKS),
+            caption="../report/roc.rst",
+            category="Evaluation",
+        ),
+        reliability=report(
+            expand(f"{RESULTS}/reports/figures/{{task}}_reliability.png", task=TASKS),
+            caption="../report/reliability.rst",
+            category="Evaluation",
+        ),
+        histories=report(
+            [
+                f"{RESULTS}/reports/figures/{task}_fold{k}_history.png"
+                for task in TASKS
+                for k in range(n_folds(task))
+            ],
+            caption="../report/history.rst",
+            category="Training",
+        ),
     params:
         configfile=CONFIGFILE,
+        report=config["report"],
     threads: config["resources"]["report"]["threads"]
     resources:
         **stage_resources("report"),

@@ -1,0 +1,174 @@
+"""The saliency stage for one subject: maps, overlays and faithfulness scores.
+
+For every image of the subject, every label the model outputs and every configured method,
+writes into ``results/saliency/{task}/{subject}/``:
+
+- ``{series}_{method}_{label}.npy``: the map, float32 in the preprocessed grid (channel
+  dropped: ``(i, j)`` or ``(i, j, k)``), 0..1, averaged over the task's folds;
+- ``{series}_{method}_{label}.png``: the map over the image (for 3D, over the ``k`` slice
+  where the map is largest);
+- ``saliency.json``::
+
+    {"subject", "task", "threshold", "seconds",
+     "maps": [{"series", "study", "method", "label", "class_index", "layer", "map",
+               "overlay", "slice", "seconds",
+               "faithfulness": {"score", "probability", "fractions", "morf", "lerf",
+                                "threshold", "reliable"}}],
+     "segmentations": []}
+
+``segmentations`` is where a segmentation task puts its probability and TTA-uncertainty
+maps (:func:`medcnn.saliency.uncertainty.tta_uncertainty`), one entry per image with
+``probability_map``, ``uncertainty_map``, ``overlay`` and ``volume_ml`` or ``count``; the
+report shows them when present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medcnn.data.index import read_index
+from medcnn.models.bundle import load_bundle
+from medcnn.predict.classifier import fold_dirs
+from medcnn.report.figures import overlay_png
+from medcnn.saliency.cam import saliency_map
+from medcnn.saliency.faithfulness import road_score
+from medcnn.saliency.layers import target_layer
+
+log = logging.getLogger(__name__)
+
+
+def safe_name(text: str) -> str:
+    """A label as a file-name part (letters, digits, ``-``, ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "label"
+
+
+def ensemble_probability(models: list[torch.nn.Module], class_index: int):
+    """``batch (B, C, *spatial) -> (B,)``: the folds' mean sigmoid of one output."""
+
+    def probability(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([torch.sigmoid(m(batch))[:, class_index] for m in models]).mean(0)
+
+    return probability
+
+
+def shown_slice(image: np.ndarray, heat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The 2D image and map to draw: the image itself, or the 3D slice where the map peaks.
+
+    Args:
+        image: ``(C, *spatial)``.
+        heat: ``(*spatial)``.
+
+    Returns:
+        ``(image2d, heat2d, k)`` with ``k`` None for a 2D image.
+    """
+    if heat.ndim == 2:
+        return image[0], heat, None
+    k = int(np.argmax(heat.reshape(-1, heat.shape[-1]).sum(axis=0)))
+    return image[0, ..., k], heat[..., k], k
+
+
+def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int = 1) -> dict:
+    """Write the saliency maps and faithfulness scores of ``subject``; returns ``saliency.json``.
+
+    Raises:
+        ValueError: a configured target layer that the network lacks.
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(max(1, threads))
+    results = Path(config["results"])
+    task = config["tasks"][name]
+    settings = task["saliency"]
+    pre = results / "preprocess" / name
+    out = results / "saliency" / name / subject
+    out.mkdir(parents=True, exist_ok=True)
+    split = json.loads((results / "splits" / f"{name}.json").read_text())
+    index = read_index(pre / "index.tsv")
+    rows = index[index["subject"] == subject].to_dict("records")
+    loaded = [load_bundle(folder) for folder in fold_dirs(results, name, split)]
+    models = [m for m, _ in loaded]
+    description = loaded[0][1]
+    labels = list(description.get("labels") or [task["target"]["positive"]])
+    network = description["network"]
+    threshold = float(settings["faithfulness_threshold"])
+    maps: list[dict[str, Any]] = []
+    layer = None
+    for row in rows:
+        image = np.load(pre / row["array"]).astype(np.float32)
+        if layer is None:
+            layer = target_layer(
+                models[0],
+                network["name"],
+                int(network.get("in_channels", image.shape[0])),
+                image.shape[1:],
+                settings["target_layer"],
+            )
+        for k, label in enumerate(labels):
+            probability = ensemble_probability(models, k)
+            for method in settings["methods"]:
+                t0 = time.perf_counter()
+                heat = np.mean(
+                    [
+                        saliency_map(
+                            m,
+                            image,
+                            method,
+                            layer,
+                            k,
+                            settings["occlusion"]["mask_size"],
+                            settings["occlusion"]["overlap"],
+                        )
+                        for m in models
+                    ],
+                    axis=0,
+                ).astype(np.float32)
+                faith = road_score(probability, image, heat, settings["faithfulness_fractions"])
+                faith["threshold"] = threshold
+                faith["reliable"] = bool(faith["score"] >= threshold)
+                stem = f"{row['series']}_{method}_{safe_name(label)}"
+                np.save(out / f"{stem}.npy", heat)
+                image2d, heat2d, k_slice = shown_slice(image, heat)
+                (out / f"{stem}.png").write_bytes(overlay_png(image2d, heat2d))
+                maps.append(
+                    {
+                        "series": row["series"],
+                        "study": row["study"],
+                        "method": method,
+                        "label": label,
+                        "class_index": k,
+                        "layer": layer if method != "occlusion" else None,
+                        "map": f"{stem}.npy",
+                        "overlay": f"{stem}.png",
+                        "slice": k_slice,
+                        "seconds": round(time.perf_counter() - t0, 3),
+                        "faithfulness": faith,
+                    }
+                )
+    summary = {
+        "subject": subject,
+        "task": name,
+        "threshold": threshold,
+        "seconds": round(time.perf_counter() - start, 3),
+        "maps": maps,
+        "segmentations": [],
+    }
+    (out / "saliency.json").write_text(json.dumps(summary, indent=2) + "\n")
+    unreliable = sum(not m["faithfulness"]["reliable"] for m in maps)
+    log.info(
+        "saliency %s %s: %d maps (%d below faithfulness %.3f) in %.1f s",
+        name,
+        subject,
+        len(maps),
+        unreliable,
+        threshold,
+        summary["seconds"],
+    )
+    return summary
