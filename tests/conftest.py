@@ -56,13 +56,15 @@ def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) 
     Returns:
         (scan folder, the DemoImage records, the config file)
     """
-    scans = work / "scans"
+    scans = work / "scans"  # the config below names it relative to work
     images = write_demo_cohort(
         scans, n_patients=n_patients, seed=seed, image_size=64, identifier_suffix=MARK
     )
+    # Paths relative to the work folder (Snakemake runs there), so two runs in two folders
+    # have the same config and the same config hash in their reports.
     config = {
-        "inputs": [str(scans / "dicom")],
-        "labels": {"path": str(scans / "labels.csv"), "columns": ["finding"]},
+        "inputs": ["scans/dicom"],
+        "labels": {"path": "scans/labels.csv", "columns": ["finding"]},
         "deid": {"secret": "workflow-test"},
         "resources": {"train": {"threads": 2}},
         "tasks": {
