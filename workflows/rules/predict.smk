@@ -9,8 +9,27 @@ rule predict_subject:
         "subject"
     params:
         configfile=CONFIGFILE,
+        predict=lambda wc: config["tasks"][wc.task].get("predict", {}),
     log:
         f"{LOGS}/predict/{{task}}/{{subject}}.log",
     shell:
         "medcnn predict --config {params.configfile} --task {wildcards.task}"
         " --subject {wildcards.subject} > {log} 2>&1"
+
+
+rule evaluate_model:
+    input:
+        predictions=lambda wc: expand(
+            f"{RESULTS}/predict/{wc.task}/{{subject}}.json", subject=subjects()
+        ),
+        split=f"{RESULTS}/splits/{{task}}.json",
+    output:
+        evaluation=f"{RESULTS}/models/{{task}}/evaluation.json",
+        reliability=f"{RESULTS}/models/{{task}}/reliability.png",
+    params:
+        configfile=CONFIGFILE,
+        evaluation=lambda wc: config["tasks"][wc.task].get("evaluation", {}),
+    log:
+        f"{LOGS}/evaluate/{{task}}.log",
+    shell:
+        "medcnn evaluate --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
