@@ -68,8 +68,12 @@ def _stratified(subjects: list[str], labels: list[str], fraction: float, seed: i
     n_take = max(1, round(fraction * len(subjects)))
     strata = _mergeable(labels, 2)
     counts = Counter(strata)
-    # Stratify only when each class can be on both sides.
-    can_stratify = len(counts) > 1 and min(counts.values()) >= 2
+    # Stratify only when each class can be on both sides (and each side can hold each class).
+    can_stratify = (
+        len(counts) > 1
+        and min(counts.values()) >= 2
+        and min(n_take, len(subjects) - n_take) >= len(counts)
+    )
     return train_test_split(
         subjects,
         test_size=n_take,
