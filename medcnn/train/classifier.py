@@ -87,6 +87,48 @@ def predict_logits(
     return np.concatenate(out).astype(np.float32)
 
 
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    precision: str = "fp32",
+    memory_format: torch.memory_format = torch.contiguous_format,
+    multiclass: bool = False,
+) -> tuple[list[float], int, float]:
+    """One pass over ``loader`` (batches ``{"image": (B, 1, H, W), "label": (B, labels)}``).
+
+    Returns:
+        (loss per step, images seen, seconds spent waiting for the loader).
+    """
+    model.train()
+    losses: list[float] = []
+    seen, wait = 0, 0.0
+    waited = time.perf_counter()
+    for batch in loader:
+        wait += time.perf_counter() - waited
+        images = batch[KEY].to(device, non_blocking=True)
+        images = images.contiguous(memory_format=memory_format)
+        labels = batch["label"].float().to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            logits = model(images)
+        # The loss in fp32: bf16 logits would round the small differences it is made of.
+        logits = logits.float()
+        loss = loss_fn(logits, labels.argmax(dim=1)) if multiclass else loss_fn(logits, labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        seen += len(images)
+        waited = time.perf_counter()
+    return losses, seen, wait
+
+
 def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Loss weights per label and sampling weights per image, from training targets.
 
@@ -294,30 +336,19 @@ def train_fold(
         torch.manual_seed(epoch_seed(seed, epoch))
         generator.manual_seed(epoch_seed(seed, epoch))
         dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
-        model.train()
         start = time.perf_counter()
-        losses, epoch_wait, epoch_images = [], 0.0, 0
-        waited = time.perf_counter()
-        for batch in loader:
-            epoch_wait += time.perf_counter() - waited
-            images = batch[KEY].to(device, non_blocking=True)
-            images = images.contiguous(memory_format=memory_format)
-            labels = batch["label"].float().to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                logits = model(images)
-            logits = logits.float()
-            if scheme.kind == "multiclass":
-                loss = loss_fn(logits, labels.argmax(dim=1))
-            else:
-                loss = loss_fn(logits, labels)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            epoch_images += len(images)
-            waited = time.perf_counter()
+        losses, epoch_images, epoch_wait = train_one_epoch(
+            model,
+            loader,
+            loss_fn,
+            optimizer,
+            scheduler,
+            scaler,
+            device,
+            precision,
+            memory_format,
+            multiclass=scheme.kind == "multiclass",
+        )
         seconds = time.perf_counter() - start
         logits = predict_logits(
             model, val_images, device, precision, bool(settings["channels_last"])

@@ -90,13 +90,24 @@ def test_bootstrap_interval_resamples_patients():
 def test_evaluate_multiclass_and_subgroups():
     targets = np.eye(3)[[0, 0, 1, 1, 2, 2]]
     probs = np.array(
-        [[0.8, 0.1, 0.1], [0.5, 0.4, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8],
-         [0.2, 0.2, 0.6]]
+        [
+            [0.8, 0.1, 0.1],
+            [0.5, 0.4, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.6, 0.3, 0.1],
+            [0.1, 0.1, 0.8],
+            [0.2, 0.2, 0.6],
+        ]
     )
     view = np.array(["PA", "AP", "PA", "AP", "PA", "AP"])
     result = evaluate(
-        targets, probs, ["a", "b", "c"], [0.5, 0.5, 0.5], kind="multiclass",
-        subgroups={"view": view}, n_resamples=20,
+        targets,
+        probs,
+        ["a", "b", "c"],
+        [0.5, 0.5, 0.5],
+        kind="multiclass",
+        subgroups={"view": view},
+        n_resamples=20,
     )
     assert result["confusion_matrix"]["counts"] == [[2, 0, 0], [1, 1, 0], [0, 0, 2]]
     assert math.isclose(result["accuracy"], 5 / 6)
