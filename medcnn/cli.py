@@ -85,6 +85,12 @@ def _predict(args: argparse.Namespace) -> None:
         run_predict(config, args.task, args.subject, threads=args.threads)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from medcnn.metrics.evaluation import run_evaluate
+
+    run_evaluate(load_config(args.config), args.task)
+
+
 def _saliency(args: argparse.Namespace) -> None:
     from medcnn.saliency.pipeline import run_saliency
 
@@ -140,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("preprocess", _preprocess, "preprocess a task's images and write plans.json"),
         ("split", _split, "patient-level split of a task"),
+        ("evaluate", _evaluate, "held-out metrics of a task's fold ensemble (evaluation.json)"),
     ):
         step(name, func, text).add_argument("--task", required=True)
     p = step("train", _train, "train one fold of a task")

@@ -1,30 +1,160 @@
-"""Build MONAI networks by name, and know each one's layer for class activation maps."""
+"""Build MONAI classification networks by name, and know each one's layer for CAM.
+
+Every network is randomly initialised here: nothing is downloaded (MONAI's ``pretrained``
+flags fetch from the internet, which a hospital workstation may not reach). Initial weights
+come from a local file instead, through :func:`load_initial_weights`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import torch
-from monai.networks.nets import DenseNet121
+from monai.networks import nets
+
+log = logging.getLogger(__name__)
+
+
+def _densenet(cls: type) -> Callable[[int, int, int], torch.nn.Module]:
+    return lambda dims, cin, cout: cls(spatial_dims=dims, in_channels=cin, out_channels=cout)
+
+
+def _resnet(func: Callable[..., torch.nn.Module]) -> Callable[[int, int, int], torch.nn.Module]:
+    return lambda dims, cin, cout: func(
+        spatial_dims=dims, n_input_channels=cin, num_classes=cout, pretrained=False
+    )
+
+
+def _efficientnet(variant: str) -> Callable[[int, int, int], torch.nn.Module]:
+    return lambda dims, cin, cout: nets.EfficientNetBN(
+        variant, pretrained=False, spatial_dims=dims, in_channels=cin, num_classes=cout
+    )
+
+
+#: name -> builder(dims, in_channels, out_channels)
+BUILDERS: dict[str, Callable[[int, int, int], torch.nn.Module]] = {
+    "densenet121": _densenet(nets.DenseNet121),
+    "densenet169": _densenet(nets.DenseNet169),
+    "densenet201": _densenet(nets.DenseNet201),
+    "resnet18": _resnet(nets.resnet18),
+    "resnet34": _resnet(nets.resnet34),
+    "resnet50": _resnet(nets.resnet50),
+    "seresnet50": lambda dims, cin, cout: nets.SEResNet50(
+        spatial_dims=dims, in_channels=cin, num_classes=cout, pretrained=False
+    ),
+    **{f"efficientnet-b{k}": _efficientnet(f"efficientnet-b{k}") for k in range(4)},
+}
 
 #: The last convolutional stage's activation: where Grad-CAM has the most spatial detail
 #: that still carries class evidence.
-CAM_LAYERS = {"densenet121": "class_layers.relu"}
+CAM_LAYERS = {
+    "densenet121": "class_layers.relu",
+    "densenet169": "class_layers.relu",
+    "densenet201": "class_layers.relu",
+    "resnet18": "layer4",
+    "resnet34": "layer4",
+    "resnet50": "layer4",
+    "seresnet50": "layer4",
+    # _bn1, not _swish: EfficientNet reuses one _swish module, whose hook would fire twice.
+    **{f"efficientnet-b{k}": "_bn1" for k in range(4)},
+}
 
 
 def build_network(name: str, dims: int, in_channels: int, out_channels: int) -> torch.nn.Module:
     """A freshly initialised network.
 
     Args:
-        name: ``densenet121``.
+        name: one of :data:`BUILDERS` (``densenet121``, ``resnet18``, ``seresnet50``,
+            ``efficientnet-b0``, ...).
         dims: spatial dimensions (2 or 3).
         in_channels: image channels (1 for a radiograph).
-        out_channels: logits (1 for a binary finding).
+        out_channels: logits (1 for a binary finding, one per class or finding otherwise).
 
     Raises:
         ValueError: unknown network name.
     """
-    if name == "densenet121":
-        return DenseNet121(spatial_dims=dims, in_channels=in_channels, out_channels=out_channels)
-    raise ValueError(f"unknown network {name!r} (known: {', '.join(sorted(CAM_LAYERS))})")
+    try:
+        builder = BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown network {name!r} (known: {', '.join(BUILDERS)})") from None
+    return builder(dims, in_channels, out_channels)
+
+
+def load_initial_weights(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
+    """Copy the tensors of a local weights file into ``model`` where they fit.
+
+    Accepts a ``state_dict`` or a checkpoint holding one under ``state_dict`` or ``model``
+    (a ``module.`` prefix from DataParallel/DDP is dropped). A first convolution trained on
+    RGB (``(out, 3, ...)``) meets a one-channel network by summing over its input channels,
+    which gives a grey image the response the RGB network gave that grey image. Tensors
+    whose shapes still differ (another head: 14 ChestX-ray14 findings for a binary task) are
+    skipped, so the head starts fresh.
+
+    Args:
+        model: the freshly built network, modified in place.
+        path: the weights file (``torch.load`` with ``weights_only=True``: it cannot run code).
+
+    Returns:
+        ``{"path", "loaded", "adapted", "skipped", "missing"}``: names of the tensors (counts
+        of loaded and missing only).
+
+    Raises:
+        ValueError: the file is missing, unreadable, or has no tensor that fits.
+    """
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read initial weights: {exc}") from exc
+    if isinstance(blob, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+                break
+    if not isinstance(blob, dict):
+        raise ValueError(f"{path}: not a state_dict (found {type(blob).__name__})")
+    source = {k.removeprefix("module."): v for k, v in blob.items() if torch.is_tensor(v)}
+    target = model.state_dict()
+    new, adapted, skipped = {}, [], []
+    for name, tensor in source.items():
+        if name not in target:
+            skipped.append(name)
+            continue
+        want = target[name]
+        if tensor.shape == want.shape:
+            new[name] = tensor.to(want.dtype)
+        elif (
+            tensor.ndim == want.ndim >= 3
+            and tensor.shape[0] == want.shape[0]
+            and tensor.shape[2:] == want.shape[2:]
+            and want.shape[1] == 1
+        ):
+            new[name] = tensor.sum(dim=1, keepdim=True).to(want.dtype)
+            adapted.append(name)
+        else:
+            skipped.append(name)
+    if not new:
+        raise ValueError(f"{path}: no tensor fits the network (is it for another model?)")
+    missing = [k for k in target if k not in new]
+    model.load_state_dict({**target, **new})
+    log.info(
+        "initial weights %s: %d tensors loaded (%d adapted), %d skipped, %d left as initialised",
+        path,
+        len(new),
+        len(adapted),
+        len(skipped),
+        len(missing),
+    )
+    return {
+        "path": str(path),
+        "loaded": len(new),
+        "adapted": adapted,
+        "skipped": skipped,
+        "missing": len(missing),
+    }
 
 
 def cam_layer(name: str, override: str | None = None) -> str:

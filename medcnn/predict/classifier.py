@@ -2,10 +2,22 @@
 
 Writes ``results/predict/{task}/{subject}.json``::
 
-    {"subject", "task", "role", "model": {"name", "weights_sha256", "folds"},
-     "label", "threshold",
-     "images": [{"study", "series", "probability", "spread", "fold_probabilities",
-                 "predicted", "target"}]}
+    {"subject", "task", "role", "kind", "labels", "model": {"name", "weights_sha256", "folds"},
+     "label", "threshold", "thresholds": {label: t}, "tta": n_views,
+     "images": [{"study", "series",
+                 "probabilities": {label: p}, "spreads": {label: sd},
+                 "fold_probabilities_by_label": {label: [p per fold]},
+                 "predicted_labels": [labels], "targets": {label: 0/1} | null,
+                 "probability", "spread", "fold_probabilities", "predicted", "target"}]}
+
+``probabilities`` is the mean over folds (each fold averaged over its test-time views first),
+``spreads`` the standard deviation over folds: how much models trained on other patients
+disagree. The single-label keys (``label``, ``threshold``, ``probability``, ``spread``,
+``fold_probabilities``, ``predicted``, ``target`` as ``"1"``/``"0"``/``""``) are those of the
+first label (a binary task's positive value), so readers of a binary prediction need nothing
+else. Thresholds are each fold's validation thresholds, averaged. A multi-class image is
+predicted as its most probable class; a binary or multi-label image as every label at or
+above its threshold.
 """
 
 from __future__ import annotations
@@ -17,13 +29,25 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from medcnn.data.index import read_index
+from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
 from medcnn.models.bundle import load_bundle
 from medcnn.train.classifier import pick_device, predict_logits
 
 log = logging.getLogger(__name__)
+
+#: Test-time views as (scale, shift along i, shift along j), shifts in fractions of the side:
+#: the range of the training augmentation, fixed so a prediction is reproducible.
+TTA_VIEWS = (
+    (1.0, 0.0, 0.0),
+    (1.05, 0.0, 0.0),
+    (0.95, 0.0, 0.0),
+    (1.0, 0.03, 0.0),
+    (1.0, 0.0, 0.03),
+)
 
 
 def fold_dirs(results: Path, name: str, split: dict[str, Any]) -> list[Path]:
@@ -31,50 +55,130 @@ def fold_dirs(results: Path, name: str, split: dict[str, Any]) -> list[Path]:
     return [results / "models" / name / f"fold{k}" for k in range(len(split["folds"]))]
 
 
+def tta_views(images: np.ndarray, flip: bool = False) -> list[np.ndarray]:
+    """The fixed test-time views of a stack ``(n, 1, H, W)``: :data:`TTA_VIEWS`, plus each
+    flipped along i when the model was trained with flips.
+
+    Returns:
+        float32 arrays of the input's shape, the unchanged stack first.
+    """
+    x = torch.as_tensor(images, dtype=torch.float32)
+    views = []
+    for scale, di, dj in TTA_VIEWS:
+        # affine_grid maps output to input coordinates, in -1..1 with the last axis first.
+        theta = torch.tensor([[1 / scale, 0.0, -2 * dj], [0.0, 1 / scale, -2 * di]])
+        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+        views.append(
+            F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    if flip:
+        views += [torch.flip(v, dims=[2]) for v in views]
+    views[0] = x  # exactly the input, not a resampled copy of it
+    return [v.numpy() for v in views]
+
+
+def ensemble_probabilities(
+    bundles: list[tuple[torch.nn.Module, dict[str, Any]]],
+    images: np.ndarray,
+    scheme: LabelScheme,
+    device: torch.device,
+    tta: bool = False,
+) -> np.ndarray:
+    """Probabilities of every fold model, each averaged over its test-time views.
+
+    Args:
+        bundles: (model, bundle description) per fold.
+        images: float32 ``(n, 1, H, W)``.
+        scheme: the task's label scheme (softmax or sigmoid).
+        device: where to run.
+        tta: average over :func:`tta_views`.
+
+    Returns:
+        float ``(folds, n, labels)``.
+    """
+    out = []
+    for model, bundle in bundles:
+        model.to(device)
+        views = tta_views(images, bundle.get("flip", False)) if tta else [images]
+        probs = [scheme.probabilities(predict_logits(model, v, device)) for v in views]
+        out.append(np.mean(probs, axis=0))
+    return np.stack(out)
+
+
 def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 1) -> dict:
     """Predict every image of ``subject`` for task ``name``; returns the JSON written."""
     results = Path(config["results"])
+    task = config["tasks"][name]
     torch.set_num_threads(max(1, threads))
     device = pick_device(config["device"])
     pre = results / "preprocess" / name
     split = json.loads((results / "splits" / f"{name}.json").read_text())
     index = read_index(pre / "index.tsv")
     rows = index[index["subject"] == subject].to_dict("records")
-    images = np.stack([np.load(pre / r["array"]) for r in rows]) if rows else np.zeros((0,))
-
-    fold_probs, bundles = [], []
-    for folder in fold_dirs(results, name, split):
-        model, bundle = load_bundle(folder)
-        model.to(device)
-        logits = predict_logits(model, images, device) if rows else np.zeros(0)
-        fold_probs.append(1.0 / (1.0 + np.exp(-logits)))
-        bundles.append(bundle)
-    probs = np.stack(fold_probs)  # (folds, images)
-    threshold = float(np.mean([b["threshold"] for b in bundles]))
-    mean, spread = probs.mean(axis=0), probs.std(axis=0)
+    bundles = [load_bundle(folder) for folder in fold_dirs(results, name, split)]
+    first = bundles[0][1]
+    # Bundles from before label schemes were binary with one label.
+    scheme = LabelScheme.from_target(task["target"])
+    labels = first.get("labels", list(scheme.labels))
+    if list(labels) != list(scheme.labels):
+        raise ValueError(
+            f"task {name}: the models predict {labels}, the config asks for "
+            f"{list(scheme.labels)} (re-train after changing the target)"
+        )
+    tta = bool(task["predict"]["tta"])
+    if rows:
+        images = np.stack([np.load(pre / r["array"]) for r in rows])
+        probs = ensemble_probabilities(bundles, images, scheme, device, tta)
+    else:
+        probs = np.zeros((len(bundles), 0, len(labels)))
+    thresholds = np.mean(
+        [b.get("thresholds", [b["threshold"]]) for _, b in bundles], axis=0
+    ).tolist()
+    mean, spread = probs.mean(axis=0), probs.std(axis=0)  # (images, labels)
+    targets = [scheme.decode([r["target"]])[0] if r["target"] != "" else None for r in rows]
+    images_out = []
+    for i, r in enumerate(rows):
+        if scheme.kind == "multiclass":
+            decided = [labels[int(np.argmax(mean[i]))]]
+        else:
+            decided = [lab for k, lab in enumerate(labels) if mean[i, k] >= thresholds[k]]
+        target = targets[i]
+        images_out.append(
+            {
+                "study": r["study"],
+                "series": r["series"],
+                "probabilities": {lab: float(mean[i, k]) for k, lab in enumerate(labels)},
+                "spreads": {lab: float(spread[i, k]) for k, lab in enumerate(labels)},
+                "fold_probabilities_by_label": {
+                    lab: [float(p) for p in probs[:, i, k]] for k, lab in enumerate(labels)
+                },
+                "predicted_labels": decided,
+                "targets": None
+                if target is None
+                else {lab: int(target[k]) for k, lab in enumerate(labels)},
+                "probability": float(mean[i, 0]),
+                "spread": float(spread[i, 0]),
+                "fold_probabilities": [float(p) for p in probs[:, i, 0]],
+                "predicted": labels[0] in decided,
+                "target": "" if target is None else str(int(target[0])),
+            }
+        )
     result = {
         "subject": subject,
         "task": name,
         "role": subject_role(split, subject),
-        "label": bundles[0]["labels"][0],
-        "threshold": threshold,
+        "kind": scheme.kind,
+        "labels": list(labels),
+        "label": labels[0],
+        "threshold": float(thresholds[0]),
+        "thresholds": {lab: float(t) for lab, t in zip(labels, thresholds, strict=True)},
+        "tta": len(TTA_VIEWS) * (2 if first.get("flip") else 1) if tta else 1,
         "model": {
-            "name": bundles[0]["name"].rsplit("-fold", 1)[0],
-            "folds": [b["name"] for b in bundles],
-            "weights_sha256": [b["weights_sha256"] for b in bundles],
+            "name": first["name"].rsplit("-fold", 1)[0],
+            "folds": [b["name"] for _, b in bundles],
+            "weights_sha256": [b["weights_sha256"] for _, b in bundles],
         },
-        "images": [
-            {
-                "study": r["study"],
-                "series": r["series"],
-                "probability": float(mean[i]),
-                "spread": float(spread[i]),
-                "fold_probabilities": [float(p) for p in probs[:, i]],
-                "predicted": bool(mean[i] >= threshold),
-                "target": r["target"],
-            }
-            for i, r in enumerate(rows)
-        ],
+        "images": images_out,
     }
     out = results / "predict" / name / f"{subject}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,20 @@
-"""Train a binary image classifier (MONAI DenseNet121) on one fold of a patient-level split.
+"""Train an image classifier (MONAI DenseNet121 by default) on one fold of a patient-level split.
 
 Writes ``results/models/{task}/fold{k}/``: the model bundle (``model.pt`` + ``bundle.json``),
-``metrics.json``, ``history.csv``, and the task config and plans it was trained with.
+``metrics.json``, ``history.csv``, and the task config and plans it was trained with. While
+training, ``checkpoint.pt`` holds everything needed to go on after the last finished epoch
+(weights, optimiser, schedule, loss scaler, history, best epoch so far); a job killed at any
+moment and run again resumes from it and ends where the uninterrupted run would have ended,
+because every epoch draws its shuffling and augmentation from ``(seed, epoch)`` alone.
+
+Label schemes (binary, multi-class, multi-label) are :class:`medcnn.data.labels.LabelScheme`;
+the network has one logit per label.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -15,124 +23,350 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import DataLoader, Dataset
+from monai.data import CacheDataset, DataLoader
+from monai.transforms import Compose, Lambdad
 from monai.utils import set_determinism
 
 from medcnn.data.index import read_index
+from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
-from medcnn.metrics.classification import auroc, youden_threshold
+from medcnn.metrics.classification import choose_threshold, evaluate
 from medcnn.models.bundle import save_bundle
-from medcnn.models.factory import build_network
+from medcnn.models.factory import build_network, load_initial_weights
+from medcnn.train.hardware import autocast, pick_device, resolve_precision, resolve_workers
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 log = logging.getLogger(__name__)
 
-
-def pick_device(setting: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+CHECKPOINT = "checkpoint.pt"
+__all__ = ["pick_device", "predict_logits", "run_train", "train_fold"]
 
 
-def load_items(folder: Path, index_rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Preprocessed arrays with their targets, as MONAI dictionary items."""
-    return [
-        {KEY: np.load(folder / r["array"]), "label": np.float32(r["target"]), "series": r["series"]}
-        for r in index_rows
-    ]
+def _load_array(path: str) -> np.ndarray:
+    return np.load(path)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling, sampling and augmentation."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
-    """Logits for a stack of images ``(n, 1, size, size)``, in batches of 32."""
+def predict_logits(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Logits for a stack of images.
+
+    Args:
+        model: the network (put in ``eval()`` mode here).
+        images: float32 ``(n, 1, H, W)``.
+        device: where to run.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast.
+        channels_last: feed NHWC tensors (match the model's memory format).
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 ``(n, outputs)``.
+    """
     model.eval()
     out = []
-    for start in range(0, len(images), 32):
-        batch = torch.as_tensor(images[start : start + 32], device=device)
-        out.append(model(batch).float().cpu().numpy()[:, 0])
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        batch = torch.as_tensor(images[start : start + batch_size], device=device)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(batch)
+        out.append(logits.float().cpu().numpy())
+    if not out:
+        return np.zeros((0, 1), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32)
 
 
-def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) -> dict[str, Any]:
-    """Train task ``name`` on fold ``fold``; returns the metrics written to ``metrics.json``."""
-    task = config["tasks"][name]
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    precision: str = "fp32",
+    memory_format: torch.memory_format = torch.contiguous_format,
+    multiclass: bool = False,
+) -> tuple[list[float], int, float]:
+    """One pass over ``loader`` (batches ``{"image": (B, 1, H, W), "label": (B, labels)}``).
+
+    Returns:
+        (loss per step, images seen, seconds spent waiting for the loader).
+    """
+    model.train()
+    losses: list[float] = []
+    seen, wait = 0, 0.0
+    waited = time.perf_counter()
+    for batch in loader:
+        wait += time.perf_counter() - waited
+        images = batch[KEY].to(device, non_blocking=True)
+        images = images.contiguous(memory_format=memory_format)
+        labels = batch["label"].float().to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            logits = model(images)
+        # The loss in fp32: bf16 logits would round the small differences it is made of.
+        logits = logits.float()
+        loss = loss_fn(logits, labels.argmax(dim=1)) if multiclass else loss_fn(logits, labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        seen += len(images)
+        waited = time.perf_counter()
+    return losses, seen, wait
+
+
+def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Loss weights per label and sampling weights per image, from training targets.
+
+    Args:
+        targets: 0/1 ``(images, labels)``.
+        kind: the label scheme's kind.
+
+    Returns:
+        (``pos_weight``/class weights ``(labels,)``, sampling weight per image ``(images,)``):
+        binary and multi-label weigh each label's positives by negatives/positives (the
+        BCE ``pos_weight``); multi-class weighs each class by images / (classes * count).
+        Sampling weights make every class (multi-label: every image's rarest positive
+        label, or "no finding") equally likely to be drawn.
+    """
+    n = len(targets)
+    positives = targets.sum(axis=0)
+    if kind == "multiclass":
+        loss_weights = n / (targets.shape[1] * np.maximum(positives, 1.0))
+        draw = 1.0 / np.maximum(positives[targets.argmax(axis=1)], 1.0)
+        return loss_weights.astype(np.float32), draw
+    loss_weights = (n - positives) / np.maximum(positives, 1.0)
+    if kind == "binary":
+        counts = np.where(targets[:, 0] > 0, positives[0], n - positives[0])
+        return loss_weights.astype(np.float32), 1.0 / np.maximum(counts, 1.0)
+    negatives_only = targets.sum(axis=1) == 0
+    rarest = np.where(targets > 0, positives[None, :], np.inf).min(axis=1)
+    counts = np.where(negatives_only, max(int(negatives_only.sum()), 1), rarest)
+    return loss_weights.astype(np.float32), 1.0 / np.maximum(counts, 1.0)
+
+
+def mean_auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean over labels of the one-vs-rest AUROC (labels with one class are left out)."""
+    from medcnn.metrics.classification import auroc
+
+    values = [auroc(targets[:, k], probabilities[:, k]) for k in range(targets.shape[1])]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    # Write then rename: a job killed while writing leaves the previous checkpoint whole.
+    tmp = path.with_suffix(".part")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated file from a full disk: start again, say why
+        log.warning("%s: unreadable checkpoint (%s); training from the start", path, exc)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning(
+            "%s: checkpoint is from another configuration or split; training from the start",
+            path,
+        )
+        return None
+    return state
+
+
+def train_fold(
+    train_items: list[dict[str, Any]],
+    val_items: list[dict[str, Any]],
+    scheme: LabelScheme,
+    task: dict[str, Any],
+    plans: dict[str, Any],
+    out: Path,
+    device: torch.device,
+    threads: int = 1,
+    fingerprint: str = "",
+) -> tuple[torch.nn.Module, dict[str, Any], list[dict[str, float]]]:
+    """Train one model, resuming from ``out/checkpoint.pt`` when it matches ``fingerprint``.
+
+    Args:
+        train_items: ``{"image": .npy path, "label": float32 (labels,), "subject": str}``.
+        val_items: the same for validation (plus subgroup columns, as text).
+        scheme: the task's label scheme.
+        task: the task's validated config.
+        plans: the task's ``plans.json``.
+        out: the fold folder (the checkpoint lives there).
+        device: training device.
+        threads: CPU threads of the job (decides ``num_workers: auto``).
+        fingerprint: identifies the data and settings; a checkpoint with another is ignored.
+
+    Returns:
+        (the model at its best epoch, in eval mode; a summary for ``metrics.json``;
+        the per-epoch history).
+    """
     settings = task["train"]
-    results = Path(config["results"])
-    pre = results / "preprocess" / name
-    out = results / "models" / name / f"fold{fold}"
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, threads))
-    set_determinism(seed=settings["seed"])
-    device = pick_device(config["device"])
+    seed = int(settings["seed"])
+    set_determinism(seed=seed)
+    size = int(plans["size"])
+    network = {
+        "name": task["network"]["name"],
+        "dims": 2,
+        "in_channels": 1,
+        "out_channels": scheme.n_outputs,
+    }
+    model = build_network(**network)
+    initial = None
+    if task["network"].get("weights"):
+        initial = load_initial_weights(model, task["network"]["weights"])
+    memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
 
-    plans = json.loads((pre / "plans.json").read_text())
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    index = read_index(pre / "index.tsv")
-    rows = [r for r in index.to_dict("records") if r["target"] != ""]
-    train_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "train"]
-    val_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
-    if not train_rows or not val_rows:
-        raise ValueError(f"task {name} fold {fold}: empty training or validation set")
-    train_items = load_items(pre, train_rows)
-    val_items = load_items(pre, val_rows)
-    val_images = np.stack([it[KEY] for it in val_items])
-    val_labels = np.array([it["label"] for it in val_items])
+    train_targets = np.stack([it["label"] for it in train_items])
+    val_targets = np.stack([it["label"] for it in val_items])
+    # Validation images are few and fixed: hold them as one array, predicted in batches.
+    val_images = np.stack([np.load(it[KEY]) for it in val_items])
+    loss_weights, draw_weights = class_balance(train_targets, scheme.kind)
+    balance = settings["balance"]
+    weight = torch.as_tensor(loss_weights, device=device) if balance == "pos_weight" else None
+    if scheme.kind == "multiclass":
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    else:
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
 
-    transform = augment_transforms(plans["size"]) if settings["augment"] else None
-    generator = torch.Generator().manual_seed(settings["seed"])
+    augment = (
+        augment_transforms(size, flip=settings["flip"]) if settings["augment"] else Compose([])
+    )
+    # The deterministic part (reading the array) is cached once; from the second epoch on
+    # an item costs only its random augmentation.
+    dataset = CacheDataset(
+        train_items,
+        transform=Compose([Lambdad(keys=KEY, func=_load_array), *augment.transforms]),
+        num_workers=None,
+        progress=False,
+    )
+    workers = resolve_workers(settings["num_workers"], device, threads)
+    generator = torch.Generator()
+    sampler = None
+    if balance == "sampler":
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.as_tensor(draw_weights, dtype=torch.double),
+            num_samples=len(train_items),
+            replacement=True,
+            generator=generator,
+        )
     loader = DataLoader(
-        Dataset(train_items, transform=transform),
+        dataset,
         batch_size=settings["batch_size"],
-        shuffle=True,
-        num_workers=settings["num_workers"],
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
         generator=generator,
+        pin_memory=device.type == "cuda",
         drop_last=len(train_items) > settings["batch_size"],
     )
-
-    network = {"name": task["network"]["name"], "dims": 2, "in_channels": 1, "out_channels": 1}
-    model = build_network(**network).to(device)
-    n_pos = float(sum(it["label"] for it in train_items))
-    # Weigh positives by the class ratio so a rare finding is not learnt as "always negative".
-    pos_weight = torch.tensor([(len(train_items) - n_pos) / max(n_pos, 1.0)], device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    steps_per_epoch = max(1, len(loader))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=settings["learning_rate"],
-        total_steps=settings["epochs"] * max(1, len(loader)),
-        pct_start=0.15,
-    )
+    total_steps = settings["epochs"] * steps_per_epoch
+    if settings["schedule"] == "onecycle":
+        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings["learning_rate"], total_steps=total_steps, pct_start=0.15
+        )
+    elif settings["schedule"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    checkpoint_path = out / CHECKPOINT
+    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    if state is not None:
+        precision, precision_info = state["precision"], state["precision_info"]
+    else:
+        example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
+        precision, precision_info = resolve_precision(
+            settings["precision"], device, model, example.contiguous(memory_format=memory_format)
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"val_auroc": -1.0, "val_loss": float("inf")}
+    best: dict[str, Any] = {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
     best_state: dict[str, torch.Tensor] = {}
-    best_probs = np.zeros(0)
-    n_seen, train_seconds = 0, 0.0
-    for epoch in range(1, settings["epochs"] + 1):
-        model.train()
+    best_probs = np.zeros((0, scheme.n_outputs))
+    start_epoch, bad_epochs, resumed_from = 1, 0, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
+        best_state, best_probs = state["best_state"], state["best_probs"].numpy()
+        start_epoch = resumed_from = state["epoch"] + 1
+        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+
+    patience = settings["patience"]
+    stopped_early = bool(state and state.get("stopped"))
+    for epoch in range(start_epoch, settings["epochs"] + 1):
+        if stopped_early:
+            break
+        # Everything random in an epoch follows from (seed, epoch): a resumed run replays
+        # the epochs it missed exactly. (Workers reseed from the generator, see MONAI's
+        # worker_init_fn; without workers the transforms are reseeded here.)
+        torch.manual_seed(epoch_seed(seed, epoch))
+        generator.manual_seed(epoch_seed(seed, epoch))
+        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
         start = time.perf_counter()
-        losses = []
-        for batch in loader:
-            images = batch[KEY].to(device)
-            labels = batch["label"].float().to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images)[:, 0], labels)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss))
-            n_seen += len(images)
-        train_seconds += time.perf_counter() - start
-        logits = predict_logits(model, val_images, device)
-        val_loss = float(
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                torch.as_tensor(logits), torch.as_tensor(val_labels)
-            )
+        losses, epoch_images, epoch_wait = train_one_epoch(
+            model,
+            loader,
+            loss_fn,
+            optimizer,
+            scheduler,
+            scaler,
+            device,
+            precision,
+            memory_format,
+            multiclass=scheme.kind == "multiclass",
         )
-        val_auc = auroc(val_labels, logits)
+        seconds = time.perf_counter() - start
+        logits = predict_logits(
+            model, val_images, device, precision, bool(settings["channels_last"])
+        )
+        probs = scheme.probabilities(logits)
+        if scheme.kind == "multiclass":
+            val_loss = float(
+                torch.nn.functional.cross_entropy(
+                    torch.as_tensor(logits), torch.as_tensor(val_targets.argmax(axis=1))
+                )
+            )
+        else:
+            val_loss = float(
+                torch.nn.functional.binary_cross_entropy_with_logits(
+                    torch.as_tensor(logits), torch.as_tensor(val_targets)
+                )
+            )
+        val_auc = mean_auroc(val_targets, probs)
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
@@ -140,41 +374,194 @@ def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) ->
             "val_auroc": val_auc,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - start,
+            "train_seconds": seconds,
+            "images": epoch_images,
+            "images_per_second": epoch_images / seconds if seconds else 0.0,
+            "data_wait_seconds": epoch_wait,
         }
         history.append(record)
         log.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs)",
+            "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs, %.1fs waiting "
+            "for data)",
             epoch,
             settings["epochs"],
             record["train_loss"],
             val_loss,
             val_auc,
             record["seconds"],
+            epoch_wait,
         )
         # Best by validation AUROC, ties broken by the lower loss.
         # (An undefined AUROC, one class in validation, counts as 0 so a model is still kept.)
         score = val_auc if np.isfinite(val_auc) else 0.0
         if (score, -val_loss) > (best["val_auroc"], -best["val_loss"]):
             best = {"epoch": epoch, "val_auroc": score, "val_loss": val_loss}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_probs = 1.0 / (1.0 + np.exp(-logits))
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_probs = probs
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        stopped_early = patience is not None and bad_epochs >= patience
+        if settings["checkpoint"]:
+            _save_checkpoint(
+                checkpoint_path,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "best_state": best_state,
+                    "best_probs": torch.as_tensor(best_probs),
+                    "bad_epochs": bad_epochs,
+                    "stopped": stopped_early,
+                    "precision": precision,
+                    "precision_info": precision_info,
+                },
+            )
+        if stopped_early:
+            log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
 
     model.load_state_dict(best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
-    threshold = youden_threshold(val_labels, best_probs)
+    model.eval()
+    # Over every epoch, those before a resume included.
+    train_seconds = sum(h["train_seconds"] for h in history)
+    n_seen = sum(h["images"] for h in history)
+    wait_seconds = sum(h["data_wait_seconds"] for h in history)
+    summary = {
+        "network": network,
+        "best": best,
+        "best_probabilities": best_probs,
+        "val_targets": val_targets,
+        "precision": precision,
+        "precision_info": precision_info,
+        "channels_last": bool(settings["channels_last"]),
+        "num_workers": workers,
+        "balance": balance,
+        "initial_weights": initial,
+        "stopped_early": stopped_early,
+        "epochs_run": len(history),
+        "resumed_from_epoch": resumed_from,
+        "train_images_per_second": n_seen / train_seconds if train_seconds else None,
+        "data_wait_fraction": wait_seconds / train_seconds if train_seconds else None,
+    }
+    return model, summary, history
+
+
+def _items(
+    pre: Path, rows: list[dict[str, str]], scheme: LabelScheme, subgroups: list[str]
+) -> list[dict[str, Any]]:
+    targets = scheme.decode([r["target"] for r in rows])
+    return [
+        {
+            KEY: str(pre / r["array"]),
+            "label": targets[i],
+            "subject": r["subject"],
+            **{c: r.get(c, "") for c in subgroups},
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) -> dict[str, Any]:
+    """Train task ``name`` on fold ``fold``; returns the metrics written to ``metrics.json``.
+
+    Raises:
+        ValueError: the fold does not exist in the split, or has no training or validation
+            images.
+    """
+    task = config["tasks"][name]
+    results = Path(config["results"])
+    pre = results / "preprocess" / name
+    out = results / "models" / name / f"fold{fold}"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, threads))
+    device = pick_device(config["device"])
+
+    plans = json.loads((pre / "plans.json").read_text())
+    split = json.loads((results / "splits" / f"{name}.json").read_text())
+    if not 0 <= fold < len(split["folds"]):
+        raise ValueError(
+            f"task {name}: fold {fold} is not in the split ({len(split['folds'])} folds); "
+            "re-run split after changing split.folds"
+        )
+    scheme = LabelScheme.from_target(task["target"])
+    subgroups = plans.get("subgroups", [])
+    index = read_index(pre / "index.tsv")
+    rows = [r for r in index.to_dict("records") if r["target"] != ""]
+    train_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "train"]
+    val_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
+    if not train_rows or not val_rows:
+        raise ValueError(f"task {name} fold {fold}: empty training or validation set")
+    train_items = _items(pre, train_rows, scheme, subgroups)
+    val_items = _items(pre, val_rows, scheme, subgroups)
+    fingerprint = _fingerprint(
+        {k: task[k] for k in ("target", "network", "train")},
+        plans,
+        split["folds"][fold],
+        [(r["series"], r["target"]) for r in train_rows + val_rows],
+    )
+    model, summary, history = train_fold(
+        train_items, val_items, scheme, task, plans, out, device, threads, fingerprint
+    )
+
+    evaluation = task["evaluation"]
+    probs, targets = summary["best_probabilities"], summary["val_targets"]
+    thresholds = [
+        choose_threshold(
+            targets[:, k], probs[:, k], evaluation["threshold"], evaluation["sensitivity"]
+        )
+        for k in range(scheme.n_outputs)
+    ]
+    validation = evaluate(
+        targets,
+        probs,
+        list(scheme.labels),
+        thresholds,
+        kind=scheme.kind,
+        groups=np.array([it["subject"] for it in val_items]),
+        subgroups={c: np.array([it[c] for it in val_items]) for c in subgroups},
+        n_resamples=evaluation["bootstrap"],
+        n_bins=evaluation["calibration_bins"],
+        seed=task["train"]["seed"],
+    )
+    best = summary["best"]
     metrics = {
         "task": name,
         "fold": fold,
+        "kind": scheme.kind,
+        "labels": list(scheme.labels),
         "best_epoch": best["epoch"],
+        # mean over labels for multi-class/multi-label (the one AUROC of a binary task)
         "val_auroc": best["val_auroc"],
         "val_loss": best["val_loss"],
-        "threshold": threshold,
+        # threshold of the first label (the binary positive); all in "thresholds"
+        "threshold": thresholds[0],
+        "thresholds": dict(zip(scheme.labels, thresholds, strict=True)),
+        "threshold_method": evaluation["threshold"],
         "n_train_images": len(train_items),
         "n_val_images": len(val_items),
         "n_train_patients": len({r["subject"] for r in train_rows}),
         "n_val_patients": len({r["subject"] for r in val_rows}),
-        "train_images_per_second": n_seen / train_seconds if train_seconds else 0.0,
+        "train_images_per_second": summary["train_images_per_second"] or 0.0,
+        "data_wait_fraction": summary["data_wait_fraction"],
         "device": str(device),
+        "precision": summary["precision"],
+        "precision_decision": summary["precision_info"],
+        "channels_last": summary["channels_last"],
+        "num_workers": summary["num_workers"],
+        "threads": threads,
+        "balance": summary["balance"],
+        "epochs_run": summary["epochs_run"],
+        "stopped_early": summary["stopped_early"],
+        "resumed_from_epoch": summary["resumed_from_epoch"],
+        "initial_weights": summary["initial_weights"],
+        "validation": validation,
     }
+    network = summary["network"]
     save_bundle(
         out,
         model,
@@ -183,9 +570,12 @@ def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) ->
             "task": name,
             "network": network,
             "plans": plans,
-            "labels": [task["target"]["positive"]],
-            "threshold": threshold,
-            "metrics": metrics,
+            "kind": scheme.kind,
+            "labels": list(scheme.labels),
+            "threshold": thresholds[0],
+            "thresholds": thresholds,
+            "flip": bool(task["train"]["flip"]),
+            "metrics": {k: v for k, v in metrics.items() if k != "validation"},
         },
     )
     with open(out / "history.csv", "w", newline="") as fh:
@@ -195,4 +585,6 @@ def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) ->
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
     (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
+    # The bundle is whole: the checkpoint has done its job.
+    (out / CHECKPOINT).unlink(missing_ok=True)
     return metrics

@@ -1,7 +1,8 @@
 """Preprocess a task's images once and write the decisions to ``plans.json``.
 
 Outputs under ``results/preprocess/{task}/``: ``plans.json``, ``index.tsv`` (one row per
-image: subject, study, series, array, target) and ``arrays/{subject}/{series}.npy`` (float32,
+image: subject, study, series, array, target, then the task's subgroup columns; see
+:mod:`medcnn.data.index`) and ``arrays/{subject}/{series}.npy`` (float32,
 ``(1, size, size)``). Training and prediction read these instead of recomputing them.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medcnn.data.index import write_index
+from medcnn.data.labels import LabelScheme
 from medcnn.ingest.manifest import read_manifest
 from medcnn.transforms.radiograph import KEY, preprocess_transforms
 
@@ -28,13 +30,27 @@ def task_rows(manifest: pd.DataFrame, task: dict[str, Any]) -> pd.DataFrame:
     return rows[rows["dims"].astype(int) == task["dims"]]
 
 
-def target_of(row: pd.Series, task: dict[str, Any]) -> str:
-    """``"1"``/``"0"`` for a labelled image, ``""`` when the label is missing."""
-    column = task["target"]["column"]
-    value = row.get(column, "")
-    if value == "" or value is None:
-        return ""
-    return "1" if value == task["target"]["positive"] else "0"
+def target_of(row: pd.Series, task: dict[str, Any], scheme: LabelScheme | None = None) -> str:
+    """The index's ``target`` text of a manifest row (``""`` when the label is missing).
+
+    Binary tasks give ``"1"``/``"0"``; multi-class and multi-label tasks the ``|``-joined 0/1
+    vector of :class:`~medcnn.data.labels.LabelScheme`.
+    """
+    scheme = scheme or LabelScheme.from_target(task["target"])
+    return scheme.encode(row.get(scheme.column, ""))
+
+
+def subgroup_columns(manifest: pd.DataFrame, task: dict[str, Any]) -> list[str]:
+    """The configured subgroup columns that the manifest has (others are logged and skipped)."""
+    wanted = task.get("evaluation", {}).get("subgroups", [])
+    missing = [c for c in wanted if c not in manifest.columns]
+    if missing:
+        log.warning(
+            "subgroup columns %s are not in the manifest (add them to labels.columns); "
+            "no subgroup metrics for them",
+            missing,
+        )
+    return [c for c in wanted if c in manifest.columns]
 
 
 def make_plans(name: str, task: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:
@@ -50,6 +66,8 @@ def make_plans(name: str, task: dict[str, Any], rows: pd.DataFrame) -> dict[str,
             "lower_percentile": task["preprocess"]["lower_percentile"],
             "upper_percentile": task["preprocess"]["upper_percentile"],
         },
+        "clahe": task["preprocess"].get("clahe", False),
+        "clahe_clip_limit": task["preprocess"].get("clahe_clip_limit", 0.01),
         "target": task["target"],
         "fingerprint": {
             "n_images": int(len(rows)),
@@ -75,6 +93,13 @@ def run_preprocess(config: dict[str, Any], name: str) -> int:
     manifest = read_manifest(results / "ingest" / "manifest.tsv")
     rows = task_rows(manifest, task)
     plans = make_plans(name, task, rows)
+    scheme = LabelScheme.from_target(task["target"])
+    if scheme.column not in manifest.columns and len(rows):
+        raise ValueError(
+            f"task {name}: label column {scheme.column!r} is not in the manifest "
+            f"(columns: {', '.join(manifest.columns)}); list it in labels.columns"
+        )
+    subgroups = subgroup_columns(manifest, task)
     transform = preprocess_transforms(plans)
     index = []
     for _, row in rows.iterrows():
@@ -88,13 +113,25 @@ def run_preprocess(config: dict[str, Any], name: str) -> int:
                 "study": row["study"],
                 "series": row["series"],
                 "array": str(rel),
-                "target": target_of(row, task),
+                "target": scheme.encode(row.get(scheme.column, "")),
+                **{c: row[c] for c in subgroups},
             }
         )
-    write_index(out / "index.tsv", index)
+    write_index(out / "index.tsv", index, extra_columns=subgroups)
+    labelled = [r["target"] for r in index if r["target"]]
+    matrix = scheme.decode(labelled) if labelled else np.zeros((0, scheme.n_outputs))
+    plans["labels"] = scheme.summary()
+    plans["subgroups"] = subgroups
+    # Binary: the positive share, as before; otherwise one share per label.
     plans["fingerprint"]["positive_fraction"] = (
-        float(np.mean([r["target"] == "1" for r in index if r["target"]])) if index else 0.0
+        float(matrix[:, 0].mean()) if len(matrix) and scheme.kind == "binary" else 0.0
     )
+    plans["fingerprint"]["label_fractions"] = {
+        label: float(matrix[:, k].mean()) if len(matrix) else 0.0
+        for k, label in enumerate(scheme.labels)
+    }
+    if scheme.unknown:
+        log.warning("preprocess %s: values not in the label scheme: %s", name, scheme.unknown)
     (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
-    log.info("preprocess %s: %d images", name, len(index))
+    log.info("preprocess %s: %d images (%d labelled)", name, len(index), len(labelled))
     return len(index)

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 
 from medcnn.transforms.preprocess import preprocess_image
-from medcnn.transforms.radiograph import KEY, augment_transforms
+from medcnn.transforms.radiograph import CLAHE, KEY, augment_transforms
 
 PLANS = {"size": 32, "intensity": {"lower_percentile": 0.0, "upper_percentile": 100.0}}
 
@@ -47,3 +47,45 @@ def test_augmentation_never_flips_left_right():
         out = np.asarray(aug({KEY: image.copy()})[KEY])
         assert out[0, :24].mean() > out[0, 40:].mean()
     set_determinism(None)
+
+
+def test_flip_only_when_configured():
+    from monai.utils import set_determinism
+
+    set_determinism(0)
+    image = np.zeros((1, 64, 64), dtype=np.float32)
+    image[0, :16, :] = 1.0
+    aug = augment_transforms(64, flip=True)
+    flipped = [
+        np.asarray(aug({KEY: image.copy()})[KEY])[0, 40:].mean() > image[0, 40:].mean() + 0.3
+        for _ in range(20)
+    ]
+    set_determinism(None)
+    assert 3 <= sum(flipped) <= 17
+
+
+def test_clahe_raises_local_contrast_and_stays_in_range():
+    rng = np.random.default_rng(0)
+    # a low-contrast structure (0.50 vs 0.52) on a bright half and a dark half
+    image = np.full((1, 64, 64), 0.2, dtype=np.float32)
+    image[0, :, 32:] = 0.8
+    image[0, 8:24, 8:24] += 0.02
+    image += rng.normal(0, 0.001, image.shape).astype(np.float32)
+    out = CLAHE(clip_limit=0.02)(image)
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    before = image[0, 8:24, 8:24].mean() - image[0, 8:24, 24:32].mean()
+    after = out[0, 8:24, 8:24].mean() - out[0, 8:24, 24:32].mean()
+    assert after > 2 * before
+
+
+def test_twelve_bit_with_burned_in_marker(tmp_path):
+    # A 12-bit image whose few brightest pixels are a burned-in "L" marker at 4095: the
+    # percentile window ignores them, so anatomy keeps the whole 0..1 range.
+    rng = np.random.default_rng(1)
+    data = (rng.random((48, 48, 1)) * 1500 + 500).astype(np.float32)
+    data[2:4, 2:4, 0] = 4095
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "marker.nii.gz")
+    plans = {"size": 48, "intensity": {"lower_percentile": 0.5, "upper_percentile": 99.5}}
+    out = preprocess_image(tmp_path / "marker.nii.gz", plans)
+    assert np.percentile(out, 99) > 0.95

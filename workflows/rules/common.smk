@@ -33,7 +33,7 @@ wildcard_constraints:
 
 def n_folds(task):
     """Folds per task (the split writes this many; one for a single train/val split)."""
-    return 1
+    return int(config["tasks"][task].get("split", {}).get("folds", 1))
 
 
 def fold_bundles(wildcards):

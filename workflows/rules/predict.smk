@@ -9,6 +9,7 @@ rule predict_subject:
         "subject"
     params:
         configfile=CONFIGFILE,
+        predict=lambda wc: config["tasks"][wc.task].get("predict", {}),
     threads: config["resources"]["predict"]["threads"]
     resources:
         **stage_resources("predict"),
@@ -17,3 +18,24 @@ rule predict_subject:
     shell:
         "medcnn predict --config {params.configfile} --task {wildcards.task}"
         " --subject {wildcards.subject} --threads {threads} > {log} 2>&1"
+
+
+rule evaluate_model:
+    input:
+        predictions=lambda wc: expand(
+            f"{RESULTS}/predict/{wc.task}/{{subject}}.json", subject=subjects()
+        ),
+        split=f"{RESULTS}/splits/{{task}}.json",
+    output:
+        evaluation=f"{RESULTS}/models/{{task}}/evaluation.json",
+        reliability=f"{RESULTS}/models/{{task}}/reliability.png",
+    params:
+        configfile=CONFIGFILE,
+        evaluation=lambda wc: config["tasks"][wc.task].get("evaluation", {}),
+    threads: config["resources"]["report"]["threads"]
+    resources:
+        **stage_resources("report"),
+    log:
+        f"{LOGS}/evaluate/{{task}}.log",
+    shell:
+        "medcnn evaluate --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

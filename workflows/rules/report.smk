@@ -40,7 +40,12 @@ rule report_cohort:
         saliency=lambda wc: expand(
             f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json", task=TASKS, subject=subjects()
         ),
-        histories=expand(f"{RESULTS}/models/{{task}}/fold0/history.csv", task=TASKS),
+        metrics=lambda wc: [
+            f"{RESULTS}/models/{task}/fold{k}/metrics.json"
+            for task in TASKS
+            for k in range(n_folds(task))
+        ],
+        evaluations=expand(f"{RESULTS}/models/{{task}}/evaluation.json", task=TASKS),
     output:
         html=report(
             f"{RESULTS}/reports/cohort.html",

@@ -9,7 +9,10 @@ rule train_model:
         history=f"{RESULTS}/models/{{task}}/fold{{fold}}/history.csv",
     params:
         configfile=CONFIGFILE,
-        settings=lambda wc: {k: config["tasks"][wc.task][k] for k in ("network", "train")},
+        settings=lambda wc: {
+            k: config["tasks"][wc.task].get(k, {})
+            for k in ("target", "network", "train", "evaluation")
+        },
         device=config["device"],
     threads: config["resources"]["train"]["threads"]
     resources:
