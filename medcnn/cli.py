@@ -42,9 +42,13 @@ def _ingest(args: argparse.Namespace) -> None:
 
 
 def _preprocess(args: argparse.Namespace) -> None:
-    from medcnn.transforms.preprocess import run_preprocess
+    from medcnn.transforms.preprocess import run_preprocess, run_preprocess_subject
 
-    run_preprocess(load_config(args.config), args.task)
+    config = load_config(args.config)
+    if args.subject:
+        run_preprocess_subject(config, args.task, args.subject)
+    else:
+        run_preprocess(config, args.task)
 
 
 def _split(args: argparse.Namespace) -> None:
@@ -143,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     step("validate", _validate, "validate a config file against the schema")
     step("config-reference", _config_reference, "print the config reference (Markdown)", False)
     step("ingest", _ingest, "input folders -> NIfTI, sidecars, manifest.tsv, quarantine.tsv")
+    p = step("preprocess", _preprocess, "preprocess a task's images and write plans.json")
+    p.add_argument("--task", required=True)
+    p.add_argument("--subject", help="one subject of a bundle task, with the bundle's plans")
     for name, func, text in (
-        ("preprocess", _preprocess, "preprocess a task's images and write plans.json"),
         ("split", _split, "patient-level split of a task"),
         ("evaluate", _evaluate, "held-out metrics of a task's fold ensemble (evaluation.json)"),
     ):

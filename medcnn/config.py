@@ -81,9 +81,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return validate_config(raw)
+        config = validate_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    from medcnn.tasks import attach_bundles  # tasks imports this module
+
+    return attach_bundles(config)
 
 
 def config_hash(config: dict[str, Any]) -> str:

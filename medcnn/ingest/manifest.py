@@ -52,6 +52,8 @@ MANIFEST_COLUMNS = (
 )
 #: Columns added after the walking skeleton; written after MANIFEST_COLUMNS, before labels.
 EXTRA_COLUMNS = ("volumes", "channels", "source")
+#: File name of a subject's own manifest, ``results/ingest/{subject}/manifest.tsv``.
+SUBJECT_MANIFEST = "manifest.tsv"
 QUARANTINE_COLUMNS = ("file", "reason")
 _SHAPE = re.compile(r"^\d+x\d+x\d+(x\d+)?$")
 _SPACING = re.compile(r"^[0-9.eE+-]+x[0-9.eE+-]+x[0-9.eE+-]+$")
@@ -99,6 +101,14 @@ def write_manifest(path: Path, rows: list[dict], label_columns: list[str]) -> No
         raise ValueError(f"{path}: invalid manifest rows: " + "; ".join(problems[:5]))
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep="\t", index=False)
+    # One manifest per subject too, rewritten only when its rows change: per-subject jobs
+    # depend on it, so a new batch of scans re-runs the new subjects and no others.
+    for subject, rows_of in frame.groupby("subject", sort=False):
+        own = path.parent / str(subject) / SUBJECT_MANIFEST
+        text = rows_of.to_csv(sep="\t", index=False)
+        if not own.exists() or own.read_text() != text:
+            own.parent.mkdir(parents=True, exist_ok=True)
+            own.write_text(text)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

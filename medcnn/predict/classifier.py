@@ -31,10 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
+from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
 from medcnn.models.bundle import load_bundle
+from medcnn.predict.quality import check_image
+from medcnn.tasks import load_split, model_dirs, subject_rows
 from medcnn.train.classifier import pick_device, predict_logits
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,6 @@ TTA_VIEWS = (
     (1.0, 0.03, 0.0),
     (1.0, 0.0, 0.03),
 )
-
-
-def fold_dirs(results: Path, name: str, split: dict[str, Any]) -> list[Path]:
-    """The bundle folders of a task's folds, in fold order."""
-    return [results / "models" / name / f"fold{k}" for k in range(len(split["folds"]))]
 
 
 def tta_views(images: np.ndarray, flip: bool = False) -> list[np.ndarray]:
@@ -112,10 +109,9 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
     torch.set_num_threads(max(1, threads))
     device = pick_device(config["device"])
     pre = results / "preprocess" / name
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    index = read_index(pre / "index.tsv")
-    rows = index[index["subject"] == subject].to_dict("records")
-    bundles = [load_bundle(folder) for folder in fold_dirs(results, name, split)]
+    split = load_split(config, name)
+    rows = subject_rows(config, name, subject)
+    bundles = [load_bundle(folder) for folder in model_dirs(config, name)]
     first = bundles[0][1]
     # Bundles from before label schemes were binary with one label.
     scheme = LabelScheme.from_target(task["target"])
@@ -125,6 +121,26 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
             f"task {name}: the models predict {labels}, the config asks for "
             f"{list(scheme.labels)} (re-train after changing the target)"
         )
+    # Quality gates: each image against the fingerprint of the data the model was trained on.
+    manifest = read_manifest(results / "ingest" / subject / SUBJECT_MANIFEST)
+    by_series = {r["series"]: r for r in manifest.to_dict("records")}
+    fingerprint = first.get("plans", {}).get("fingerprint", {})
+    flags = {}
+    for r in rows:
+        stats = (
+            (float(r["intensity_p01"]), float(r["intensity_p99"]))
+            if r.get("intensity_p01")
+            else None
+        )
+        flags[r["series"]] = check_image(fingerprint, by_series[r["series"]], stats)
+    skipped = []
+    if task.get("quality") == "skip":
+        skipped = [
+            {"series": r["series"], "quality_flags": flags[r["series"]]}
+            for r in rows
+            if flags[r["series"]]
+        ]
+        rows = [r for r in rows if not flags[r["series"]]]
     tta = bool(task["predict"]["tta"])
     if rows:
         images = np.stack([np.load(pre / r["array"]) for r in rows])
@@ -161,12 +177,13 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
                 "fold_probabilities": [float(p) for p in probs[:, i, 0]],
                 "predicted": labels[0] in decided,
                 "target": "" if target is None else str(int(target[0])),
+                "quality_flags": flags[r["series"]],
             }
         )
     result = {
         "subject": subject,
         "task": name,
-        "role": subject_role(split, subject),
+        "role": subject_role(split, subject) if split else "new",
         "kind": scheme.kind,
         "labels": list(labels),
         "label": labels[0],
@@ -179,6 +196,7 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
             "weights_sha256": [b["weights_sha256"] for _, b in bundles],
         },
         "images": images_out,
+        "skipped": skipped,
     }
     out = results / "predict" / name / f"{subject}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from medcnn.report.figures import (
     roc_png,
 )
 from medcnn.report.thumbnail import windowed_slice
+from medcnn.tasks import model_dirs
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -208,7 +209,7 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
                 "folds": list(zip(model["folds"], model["weights_sha256"], strict=False)),
             }
         )
-        bundle = _read_json(results / "models" / name / "fold0" / "bundle.json") or {}
+        bundle = _read_json(model_dirs(config, name)[0] / "bundle.json") or {}
         versions.update(bundle.get("versions", {}))
 
     images, warnings = [], []
@@ -233,6 +234,19 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
                 "tasks": [tasks[t][row["series"]] for t in tasks if row["series"] in tasks[t]],
             }
         )
+
+    for name in tasks:
+        prediction = _read_json(results / "predict" / name / f"{subject}.json") or {}
+        for image in prediction.get("images", []):
+            warnings += [
+                {"series": image["series"], "text": f"input quality ({name}): {flag}"}
+                for flag in image.get("quality_flags", [])
+            ]
+        for image in prediction.get("skipped", []):
+            text = f"not predicted ({name}), unlike the training data: " + "; ".join(
+                image["quality_flags"]
+            )
+            warnings.append({"series": image["series"], "text": text})
 
     quarantine_path = results / "ingest" / "quarantine.tsv"
     quarantined = []
@@ -275,7 +289,8 @@ def evaluate_task(
     results: Path, name: str, subjects: list[str], settings: dict[str, Any], manifest: pd.DataFrame
 ) -> dict[str, Any]:
     """Held-out metrics of a task from the per-subject predictions of its test patients."""
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
+    # A bundle task has no split: none of its subjects was seen in training, so all count.
+    split = _read_json(results / "splits" / f"{name}.json") or {"test": subjects, "folds": []}
     test = set(split.get("test", []))
     per_subject, records = {}, []
     label_name, threshold = "", 0.5
@@ -430,8 +445,7 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
             figures[f"{name}_{kind}"] = png
         missing = placeholder_png(layout()["cohort"]["placeholder"])
         folds = []
-        for k in range(len(evaluation["split"].get("folds", []))):
-            fold_dir = results / "models" / name / f"fold{k}"
+        for k, fold_dir in enumerate(model_dirs(config, name)):
             png = _history(fold_dir)
             figures[f"{name}_fold{k}_history"] = png or missing
             metrics = _read_json(fold_dir / "metrics.json") or {}
@@ -487,6 +501,9 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
                     "predicted": any(i["predicted"] for i in images),
                     "role": prediction.get("role", ""),
                     "unreliable": t["saliency"]["unreliable_by_subject"].get(subject, 0),
+                    # images outside the model's training fingerprint (predicted or skipped)
+                    "quality_flags": sum(bool(i.get("quality_flags")) for i in images)
+                    + len(prediction.get("skipped", [])),
                 }
             )
         table.append(
@@ -576,6 +593,15 @@ def render_cohort(config: dict[str, Any]) -> Path:
         },
     }
     (results / "reports" / "cohort.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    # The subjects table, machine-readable: one row per subject, columns per task.
+    rows = []
+    for entry in context["subjects"]:
+        row = {"subject": entry["subject"], "images": entry["images"]}
+        for t, cell in zip(context["tasks"], entry["tasks"], strict=True):
+            for key in ("probability", "predicted", "role", "unreliable", "quality_flags"):
+                row[f"{t['task']}_{key}"] = cell[key]
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(results / "reports" / "cohort.tsv", sep="\t", index=False)
     return out
 
 

@@ -34,13 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from medcnn.data.index import read_index
 from medcnn.models.bundle import load_bundle
-from medcnn.predict.classifier import fold_dirs
 from medcnn.report.figures import overlay_png
 from medcnn.saliency.cam import saliency_map
 from medcnn.saliency.faithfulness import road_score
 from medcnn.saliency.layers import target_layer
+from medcnn.tasks import model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +89,8 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     pre = results / "preprocess" / name
     out = results / "saliency" / name / subject
     out.mkdir(parents=True, exist_ok=True)
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    index = read_index(pre / "index.tsv")
-    rows = index[index["subject"] == subject].to_dict("records")
-    loaded = [load_bundle(folder) for folder in fold_dirs(results, name, split)]
+    rows = subject_rows(config, name, subject)
+    loaded = [load_bundle(folder) for folder in model_dirs(config, name)]
     models = [m for m, _ in loaded]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])

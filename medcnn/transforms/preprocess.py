@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from monai.transforms import Compose
 
 from medcnn.data.index import write_index
 from medcnn.data.labels import LabelScheme
-from medcnn.ingest.manifest import read_manifest
+from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
+from medcnn.predict.quality import intensity_stats, make_fingerprint
+from medcnn.tasks import model_dirs, subject_index_path
 from medcnn.transforms.radiograph import KEY, preprocess_transforms
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,6 @@ def subgroup_columns(manifest: pd.DataFrame, task: dict[str, Any]) -> list[str]:
 
 def make_plans(name: str, task: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:
     """The task's preprocessing decisions, with the fingerprint of the data they came from."""
-    spacing = np.array([[float(v) for v in s.split("x")[:2]] for s in rows["spacing"]])
-    shape = np.array([[int(v) for v in s.split("x")[:2]] for s in rows["shape"]])
     return {
         "task": name,
         "kind": task["kind"],
@@ -69,20 +70,78 @@ def make_plans(name: str, task: dict[str, Any], rows: pd.DataFrame) -> dict[str,
         "clahe": task["preprocess"].get("clahe", False),
         "clahe_clip_limit": task["preprocess"].get("clahe_clip_limit", 0.01),
         "target": task["target"],
-        "fingerprint": {
-            "n_images": int(len(rows)),
-            "modalities": sorted(rows["modality"].unique().tolist()),
-            "photometric": sorted(rows["photometric"].unique().tolist()),
-            "spacing_mm_median": np.median(spacing, axis=0).round(4).tolist() if len(rows) else [],
-            "shape_min": shape.min(axis=0).tolist() if len(rows) else [],
-            "shape_max": shape.max(axis=0).tolist() if len(rows) else [],
-        },
+        # Ranges without intensities here; run_preprocess adds those as it reads the images.
+        "fingerprint": make_fingerprint(rows.to_dict("records"), []),
     }
 
 
 def preprocess_image(path: Path, plans: dict[str, Any]) -> np.ndarray:
     """One ingested NIfTI radiograph to the network grid: float32 ``(1, size, size)``."""
     return preprocess_transforms(plans)({KEY: str(path)})[KEY]
+
+
+def preprocess_rows(
+    rows: pd.DataFrame,
+    plans: dict[str, Any],
+    scheme: LabelScheme,
+    subgroups: list[str],
+    results: Path,
+    out: Path,
+) -> tuple[list[dict[str, str]], list[tuple[float, float]]]:
+    """Preprocess manifest rows into ``out/arrays/{subject}/{series}.npy``.
+
+    Returns:
+        The index rows, and each image's robust intensity range before normalisation (for
+        the fingerprint and the quality gates).
+    """
+    transform = preprocess_transforms(plans)
+    # Load once, keep the raw intensities' range, then run the rest of the chain.
+    load, rest = transform.transforms[0], Compose(transform.transforms[1:])
+    index, stats = [], []
+    for _, row in rows.iterrows():
+        loaded = load({KEY: str(results / row["path"])})
+        stats.append(intensity_stats(np.asarray(loaded[KEY])))
+        array = rest(loaded)[KEY]
+        rel = Path("arrays") / row["subject"] / f"{row['series']}.npy"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(out / rel, array)
+        index.append(
+            {
+                "subject": row["subject"],
+                "study": row["study"],
+                "series": row["series"],
+                "array": str(rel),
+                "target": scheme.encode(row.get(scheme.column, "")),
+                "intensity_p01": f"{stats[-1][0]:.6g}",
+                "intensity_p99": f"{stats[-1][1]:.6g}",
+                **{c: row[c] for c in subgroups},
+            }
+        )
+    return index, stats
+
+
+def run_preprocess_subject(config: dict[str, Any], name: str, subject: str) -> int:
+    """Preprocess one subject for a bundle task, with the bundle's plans.
+
+    Writes the arrays and ``results/preprocess/{name}/subjects/{subject}.tsv``; labels are
+    optional here (new patients usually have none).
+    """
+    task = config["tasks"][name]
+    results = Path(config["results"])
+    out = results / "preprocess" / name
+    plans = json.loads((model_dirs(config, name)[0] / "plans.json").read_text())
+    manifest = read_manifest(results / "ingest" / subject / SUBJECT_MANIFEST)
+    rows = task_rows(manifest, task)
+    scheme = LabelScheme.from_target(task["target"])
+    subgroups = [c for c in plans.get("subgroups", []) if c in manifest.columns]
+    index, _ = preprocess_rows(rows, plans, scheme, subgroups, results, out)
+    write_index(
+        subject_index_path(results, name, subject),
+        index,
+        extra_columns=["intensity_p01", "intensity_p99", *subgroups],
+    )
+    log.info("preprocess %s %s: %d images with the bundle's plans", name, subject, len(index))
+    return len(index)
 
 
 def run_preprocess(config: dict[str, Any], name: str) -> int:
@@ -100,24 +159,11 @@ def run_preprocess(config: dict[str, Any], name: str) -> int:
             f"(columns: {', '.join(manifest.columns)}); list it in labels.columns"
         )
     subgroups = subgroup_columns(manifest, task)
-    transform = preprocess_transforms(plans)
-    index = []
-    for _, row in rows.iterrows():
-        array = transform({KEY: str(results / row["path"])})[KEY]
-        rel = Path("arrays") / row["subject"] / f"{row['series']}.npy"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.save(out / rel, array)
-        index.append(
-            {
-                "subject": row["subject"],
-                "study": row["study"],
-                "series": row["series"],
-                "array": str(rel),
-                "target": scheme.encode(row.get(scheme.column, "")),
-                **{c: row[c] for c in subgroups},
-            }
-        )
-    write_index(out / "index.tsv", index, extra_columns=subgroups)
+    index, stats = preprocess_rows(rows, plans, scheme, subgroups, results, out)
+    plans["fingerprint"] = make_fingerprint(rows.to_dict("records"), stats)
+    write_index(
+        out / "index.tsv", index, extra_columns=["intensity_p01", "intensity_p99", *subgroups]
+    )
     labelled = [r["target"] for r in index if r["target"]]
     matrix = scheme.decode(labelled) if labelled else np.zeros((0, scheme.n_outputs))
     plans["labels"] = scheme.summary()

@@ -19,10 +19,17 @@ if workflow.config_settings.config_args:
 # conda env need not be activated, and pyenv needs no rehash).
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
+from medcnn.ingest.discovery import inventory_digest
+from medcnn.tasks import attach_bundles, bundle_folds
+
+attach_bundles(config)  # tasks predicted with bundles join config["tasks"]
+
 CONFIGFILE = str(Path(workflow.configfiles[-1]).resolve())
 RESULTS = config["results"]
 LOGS = config["logs"]
 TASKS = sorted(config["tasks"])
+TRAINED = [t for t in TASKS if "bundle" not in config["tasks"][t]]
+INPUT_FOLDERS = [i if isinstance(i, str) else i["path"] for i in config["inputs"]]
 
 
 wildcard_constraints:
@@ -33,10 +40,29 @@ wildcard_constraints:
 
 def n_folds(task):
     """Folds per task (the split writes this many; one for a single train/val split)."""
+    if is_bundle_task(task):
+        return len(bundle_folds(config["tasks"][task]["bundle"]))
     return int(config["tasks"][task].get("split", {}).get("folds", 1))
 
 
+def is_bundle_task(task):
+    return "bundle" in config["tasks"][task]
+
+
+def task_index(wildcards):
+    """What a per-subject job of a task reads: its own index (bundle task) or the task's."""
+    if is_bundle_task(wildcards.task):
+        return f"{RESULTS}/preprocess/{wildcards.task}/subjects/{wildcards.subject}.tsv"
+    return f"{RESULTS}/preprocess/{wildcards.task}/index.tsv"
+
+
+def task_split(wildcards):
+    return [] if is_bundle_task(wildcards.task) else f"{RESULTS}/splits/{wildcards.task}.json"
+
+
 def fold_bundles(wildcards):
+    if is_bundle_task(wildcards.task):
+        return [f"{f}/bundle.json" for f in bundle_folds(config["tasks"][wildcards.task]["bundle"])]
     return [
         f"{RESULTS}/models/{wildcards.task}/fold{k}/bundle.json"
         for k in range(n_folds(wildcards.task))

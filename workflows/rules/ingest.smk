@@ -1,11 +1,13 @@
 checkpoint ingest_scans:
     input:
-        scans=[i if isinstance(i, str) else i["path"] for i in config["inputs"]],
+        scans=INPUT_FOLDERS,
         labels=[config["labels"]["path"]] if config["labels"]["path"] else [],
     output:
         manifest=f"{RESULTS}/ingest/manifest.tsv",
         quarantine=f"{RESULTS}/ingest/quarantine.tsv",
     params:
+        # new or changed files anywhere below the inputs re-run ingest (folder mtimes do not)
+        inventory=lambda wildcards: inventory_digest(INPUT_FOLDERS),
         configfile=CONFIGFILE,
         # What the outputs depend on (the secret stays out: params are stored in .snakemake).
         labels=config["labels"],

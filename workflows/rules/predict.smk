@@ -1,8 +1,9 @@
 rule predict_subject:
     input:
         bundles=fold_bundles,
-        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
-        split=f"{RESULTS}/splits/{{task}}.json",
+        index=task_index,
+        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
+        split=task_split,
     output:
         prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
     group:

@@ -14,3 +14,23 @@ rule preprocess_images:
         f"{LOGS}/preprocess/{{task}}.log",
     shell:
         "medcnn preprocess --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
+
+
+rule preprocess_subject:
+    input:
+        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
+        bundles=fold_bundles,
+    output:
+        index=f"{RESULTS}/preprocess/{{task}}/subjects/{{subject}}.tsv",
+    group:
+        "subject"
+    params:
+        configfile=CONFIGFILE,
+    threads: config["resources"]["preprocess"]["threads"]
+    resources:
+        **stage_resources("preprocess"),
+    log:
+        f"{LOGS}/preprocess/{{task}}/{{subject}}.log",
+    shell:
+        "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
+        " --subject {wildcards.subject} > {log} 2>&1"

@@ -42,10 +42,10 @@ rule report_cohort:
         ),
         metrics=lambda wc: [
             f"{RESULTS}/models/{task}/fold{k}/metrics.json"
-            for task in TASKS
+            for task in TRAINED
             for k in range(n_folds(task))
         ],
-        evaluations=expand(f"{RESULTS}/models/{{task}}/evaluation.json", task=TASKS),
+        evaluations=expand(f"{RESULTS}/models/{{task}}/evaluation.json", task=TRAINED),
     output:
         html=report(
             f"{RESULTS}/reports/cohort.html",
@@ -54,6 +54,7 @@ rule report_cohort:
             labels={"figure": "cohort report"},
         ),
         metrics=f"{RESULTS}/reports/cohort.json",
+        table=f"{RESULTS}/reports/cohort.tsv",
         roc=report(
             expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=TASKS),
             caption="../report/roc.rst",

@@ -1,7 +1,8 @@
 rule saliency_subject:
     input:
         bundles=fold_bundles,
-        index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
+        index=task_index,
+        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
         prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
     output:
         summary=f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json",
