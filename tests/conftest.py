@@ -72,7 +72,8 @@ def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) 
                 "kind": "classification",
                 "target": {"column": "finding", "positive": "pneumonia"},
                 "preprocess": {"size": 32},
-                "train": {"epochs": 1, "batch_size": 4},
+                # fp32, not auto: auto times bf16 against fp32, and two runs must agree
+                "train": {"epochs": 1, "batch_size": 4, "precision": "fp32"},
                 "split": {"test_fraction": 0.3, "val_fraction": 0.3},
             }
         },

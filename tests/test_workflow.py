@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
+from medcnn.io.deid import pseudonym
 from tests.conftest import MARK, make_tiny_workflow, run_snakemake
 from tests.ingest.test_pipeline import snapshot
 
@@ -99,3 +102,75 @@ def test_rerun_has_nothing_to_do(workflow_run):
     result = run_snakemake(work, configfile, "-n")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_predict_only_with_the_bundle_gives_the_same_answers(workflow_run, tmp_path):
+    """Train (the module's run), then predict held-out patients from a fresh folder with the
+    exported bundle: same probabilities, reports made; a new patient re-runs only itself."""
+    work, _, images, _, _ = workflow_run
+    results = work / "results"
+    held_out = set(json.loads((results / "splits" / "cxr.json").read_text())["test"])
+    secret = b"workflow-test"
+    by_subject: dict[str, list] = {}
+    for image in images:
+        by_subject.setdefault(pseudonym(image.patient_id, secret, "sub-"), []).append(image)
+    new = tmp_path / "new" / "dicom"
+    new.mkdir(parents=True)
+    for subject in held_out:
+        for image in by_subject[subject]:
+            shutil.copy(image.path, new / f"{image.sop_uid}.dcm")
+    configfile = tmp_path / "predict.yaml"
+    configfile.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": ["new/dicom"],
+                "deid": {"secret": "workflow-test"},
+                "bundles": {"cxr": {"path": str(results / "models" / "cxr")}},
+            }
+        )
+    )
+    result = run_snakemake(tmp_path, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (tmp_path / "results" / "models").exists(), "predict-only must not train"
+    for subject in held_out:
+        trained = json.loads((results / "predict" / "cxr" / f"{subject}.json").read_text())
+        again = json.loads(
+            (tmp_path / "results" / "predict" / "cxr" / f"{subject}.json").read_text()
+        )
+        assert again["role"] == "new"
+        assert [i["series"] for i in again["images"]] == [i["series"] for i in trained["images"]]
+        for a, b in zip(again["images"], trained["images"], strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
+            assert a["quality_flags"] == []
+        html = (tmp_path / "results" / "reports" / f"{subject}.html").read_text()
+        assert f"{again['images'][0]['probability']:.3f}" in html
+    assert (tmp_path / "results" / "reports" / "cohort.html").exists()
+
+    # A new patient arrives (two folders down): only that patient's jobs run again.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "predict").rglob("*.json")}
+    newcomer = sorted(set(by_subject) - held_out)[0]
+    (new / "later" / "batch2").mkdir(parents=True)
+    for image in by_subject[newcomer]:
+        shutil.copy(image.path, new / "later" / "batch2" / f"{image.sop_uid}.dcm")
+    result = run_snakemake(tmp_path, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "predict").rglob("*.json")}
+    assert {p for p in after if p not in before} == {
+        tmp_path / "results" / "predict" / "cxr" / f"{newcomer}.json"
+    }
+    assert all(after[p] == before[p] for p in before), "an old subject was predicted again"
+    assert (tmp_path / "results" / "reports" / f"{newcomer}.html").exists()
+
+
+def test_a_tampered_bundle_is_refused(workflow_run, tmp_path):
+    from medcnn.models.bundle import BundleError, load_bundle
+
+    work = workflow_run[0]
+    bundle = tmp_path / "fold0"
+    shutil.copytree(work / "results" / "models" / "cxr" / "fold0", bundle)
+    weights = bundle / "model.pt"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match="does not match"):
+        load_bundle(bundle)

@@ -30,7 +30,7 @@ from sklearn.metrics import roc_curve
 
 from medcnn import __version__
 from medcnn.config import config_hash
-from medcnn.ingest.manifest import read_manifest, read_quarantine
+from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest, read_quarantine
 from medcnn.report.evaluation import binary_metrics, reliability
 from medcnn.report.figures import (
     data_uri,
@@ -188,10 +188,10 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
     """
     results = Path(config["results"])
     settings = config["report"]
-    manifest = read_manifest(results / "ingest" / "manifest.tsv")
-    rows = manifest[manifest["subject"] == subject].to_dict("records")
-    if not rows:
-        raise ValueError(f"subject {subject} is not in {results / 'ingest' / 'manifest.tsv'}")
+    own = results / "ingest" / subject / SUBJECT_MANIFEST
+    if not own.exists():
+        raise ValueError(f"subject {subject} has no manifest ({own}): not ingested")
+    rows = read_manifest(own).to_dict("records")
     lay = layout()
 
     tasks, versions, models = {}, {}, []

@@ -1,6 +1,7 @@
 rule report_subject:
     input:
-        manifest=f"{RESULTS}/ingest/manifest.tsv",
+        # the subject's own manifest: unchanged when only other subjects arrive
+        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
         predictions=expand(f"{RESULTS}/predict/{{task}}/{{{{subject}}}}.json", task=TASKS),
         saliency=expand(f"{RESULTS}/saliency/{{task}}/{{{{subject}}}}/saliency.json", task=TASKS),
     output:
