@@ -47,9 +47,9 @@ from medcnn.io.dicom import (
     DicomReadError,
     read_header,
     read_image,
-    sha256_file,
 )
 from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_from_header
+from medcnn.io.files import sha256_file
 from medcnn.io.image2d import read_image_file
 from medcnn.io.nifti import jsonable, read_nifti, write_json, write_nifti
 

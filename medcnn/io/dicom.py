@@ -6,7 +6,6 @@ that the affine maps ``(i, j, k)`` to RAS+ millimetres exactly as nibabel expect
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,15 +125,6 @@ def invert_monochrome1(
         mapped = lo_hi * float(slope) + float(intercept or 0.0)
     lo, hi = np.sort(mapped)
     return lo + hi - values
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_image(path: Path) -> DicomImage:

@@ -7,7 +7,6 @@ the SHA-256 of the weights, checked on every load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from medcnn import __version__
+from medcnn.io.files import sha256_file
 from medcnn.models.factory import build_network
 
 WEIGHTS = "model.pt"
@@ -24,14 +24,6 @@ MANIFEST = "bundle.json"
 
 class BundleError(ValueError):
     """A bundle folder is incomplete, corrupt or tampered with."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -70,7 +62,7 @@ def save_bundle(folder: Path, model: torch.nn.Module, info: dict[str, Any]) -> d
     description = {
         **info,
         "weights": WEIGHTS,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
         "versions": package_versions(),
     }
     (folder / MANIFEST).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
@@ -90,7 +82,7 @@ def load_bundle(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     weights = folder / description.get("weights", WEIGHTS)
     if not weights.is_file():
         raise BundleError(f"{folder}: weights file {weights.name} is missing")
-    actual = _sha256(weights)
+    actual = sha256_file(weights)
     if actual != description.get("weights_sha256"):
         raise BundleError(
             f"{weights}: checksum {actual[:12]}… does not match the bundle's "

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from medcnn.metrics.classification import auroc, sensitivity_specificity
+from medcnn.metrics.classification import auroc, calibration, sensitivity_specificity
 
 
 def bootstrap_ci(
@@ -58,34 +58,12 @@ def bootstrap_ci(
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Calibration in equal-width probability bins, and the expected calibration error.
-
-    Returns:
-        ``{"bins": [{"low", "high", "count", "mean_probability", "observed"}], "ece"}``;
-        ``observed`` is the share of positives in the bin; empty bins have count 0 and
-        NaN means. ``ece`` is the count-weighted mean ``|observed - mean_probability|``.
-    """
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
-    rows, gap = [], 0.0
-    for b in range(bins):
-        inside = which == b
-        n = int(inside.sum())
-        mean_p = float(probabilities[inside].mean()) if n else float("nan")
-        observed = float(labels[inside].mean()) if n else float("nan")
-        if n:
-            gap += n * abs(observed - mean_p)
-        rows.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "count": n,
-                "mean_probability": mean_p,
-                "observed": observed,
-            }
-        )
-    ece = gap / len(labels) if len(labels) else float("nan")
-    return {"bins": rows, "ece": float(ece)}
+    """Reliability-diagram bins and ECE, as :func:`medcnn.metrics.classification.calibration`
+    computes them, with NaN (not None) for empty bins so the figure code can plot them."""
+    result = calibration(np.asarray(labels), np.asarray(probabilities), bins)
+    nan = float("nan")
+    rows = [{k: (nan if v is None else v) for k, v in row.items()} for row in result["bins"]]
+    return {"bins": rows, "ece": float(result["ece"])}
 
 
 def binary_metrics(
