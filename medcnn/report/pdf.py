@@ -141,7 +141,12 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
                     y = pdf.get_y()
                     pdf.image(_png(m["overlay"]), x=15, y=y, w=62)
                     pdf.set_xy(82, y + 2)
-                    flag = lay["flags"]["reliable" if m["reliable"] else "unreliable"]
+                    verdict = (
+                        "not_assessed"
+                        if not m.get("assessed", True)
+                        else ("reliable" if m["reliable"] else "unreliable")
+                    )
+                    flag = lay["flags"][verdict]
                     lines = [
                         f"{m['method_title']}, {m['label']}"
                         + (f" (layer {m['layer']})" if m["layer"] else ""),
@@ -153,7 +158,7 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
                     ]
                     for k, line in enumerate(lines):
                         pdf.set_x(82)
-                        red = k == 2 and not m["reliable"]
+                        red = k == 2 and verdict == "unreliable"
                         pdf.set_text_color(163, 33, 27) if red else pdf.set_text_color(0)
                         pdf.set_font("Helvetica", "B" if k in (0, 2) else "", 8.5)
                         pdf.multi_cell(110, 4.5, _text(line), new_x="RIGHT", new_y="NEXT")

@@ -152,6 +152,7 @@ def _task_images(
                     "score": faith.get("score"),
                     "threshold": faith.get("threshold"),
                     "reliable": faith.get("reliable", False),
+                    "assessed": faith.get("assessed", True),
                     "morf": (faith.get("morf") or [None])[-1],
                     "lerf": (faith.get("lerf") or [None])[-1],
                     "removed": (faith.get("fractions") or [None])[-1],
@@ -545,7 +546,7 @@ def _saliency_summary(results: Path, name: str, subjects: list[str]) -> dict[str
             if not faith:
                 continue
             by_method.setdefault(m["method"], []).append(faith["score"])
-            if not faith["reliable"]:
+            if faith["reliable"] is False:
                 flagged[m["method"]] = flagged.get(m["method"], 0) + 1
                 unreliable[subject] = unreliable.get(subject, 0) + 1
     methods = [

@@ -96,6 +96,10 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     labels = list(description.get("labels") or [task["target"]["positive"]])
     network = description["network"]
     threshold = float(settings["faithfulness_threshold"])
+    # the decision threshold of each label, averaged over folds as prediction does
+    decision = np.mean(
+        [d.get("thresholds", [d["threshold"]] * len(labels)) for _, d in loaded], axis=0
+    ).tolist()
     maps: list[dict[str, Any]] = []
     layer = None
     for row in rows:
@@ -129,7 +133,11 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
                 ).astype(np.float32)
                 faith = road_score(probability, image, heat, settings["faithfulness_fractions"])
                 faith["threshold"] = threshold
-                faith["reliable"] = bool(faith["score"] >= threshold)
+                # Faithfulness asks whether removing the salient pixels removes the evidence
+                # for the call. An image not called positive for the label has no evidence to
+                # remove (its probability cannot fall), so it is not assessed, not failed.
+                faith["assessed"] = bool(faith["probability"] >= decision[k])
+                faith["reliable"] = bool(faith["score"] >= threshold) if faith["assessed"] else None
                 stem = f"{row['series']}_{method}_{safe_name(label)}"
                 np.save(out / f"{stem}.npy", heat)
                 image2d, heat2d, k_slice = shown_slice(image, heat)
@@ -158,7 +166,7 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
         "segmentations": [],
     }
     (out / "saliency.json").write_text(json.dumps(summary, indent=2) + "\n")
-    unreliable = sum(not m["faithfulness"]["reliable"] for m in maps)
+    unreliable = sum(m["faithfulness"]["reliable"] is False for m in maps)
     log.info(
         "saliency %s %s: %d maps (%d below faithfulness %.3f) in %.1f s",
         name,
