@@ -34,6 +34,11 @@ def without_timings(html: str) -> str:
     """A report without what legitimately differs between two runs: clock times, speeds."""
     html = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "<date>", html)
     html = re.sub(r"[\d.]+ images/s", "<speed>", html)
+    html = re.sub(
+        r"<tr><th>(train_images_per_second|data_wait_fraction|seconds)</th><td[^>]*>[^<]*</td></tr>",
+        "",
+        html,
+    )
     return re.sub(r"time per subject: [\d.]+ s", "<time>", html)
 
 

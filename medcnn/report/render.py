@@ -418,8 +418,13 @@ def _history(fold_dir: Path) -> bytes | None:
     history = pd.read_csv(path)
     if "epoch" not in history.columns or history.empty:
         return None
+    # Learning curves only: clock times and speeds differ from run to run (and machine to
+    # machine), and a report should not change when nothing about the model did.
+    timing = {"seconds", "train_seconds", "data_wait_seconds", "images_per_second", "images"}
     numeric = [
-        c for c in history.columns if c != "epoch" and pd.api.types.is_numeric_dtype(history[c])
+        c
+        for c in history.columns
+        if c != "epoch" and c not in timing and pd.api.types.is_numeric_dtype(history[c])
     ]
     return history_png(history["epoch"].tolist(), {c: history[c].tolist() for c in numeric})
 
