@@ -27,35 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def reliability_png(evaluation: dict[str, Any]) -> bytes:
-    """Reliability diagram (observed positive rate against mean probability per bin)."""
-    import io
+    """Reliability diagram of every label of an evaluation (one curve per label)."""
+    from medcnn.report.figures import reliability_curves_png  # matplotlib only when drawing
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
-    for label, entry in evaluation["labels"].items():
-        points = [
-            (b["mean_probability"], b["observed"]) for b in entry["reliability"] if b["count"]
-        ]
-        if points:
-            x, y = zip(*points, strict=True)
-            ece = entry["ece"]
-            name = f"{label} (ECE {ece:.3f})" if ece is not None else label
-            ax.plot(x, y, marker="o", ms=3, lw=1, label=name)
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("observed positive rate")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.legend(loc="upper left", fontsize=6)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return reliability_curves_png(
+        {label: (e["reliability"], e["ece"]) for label, e in evaluation["labels"].items()}
+    )
 
 
 def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:

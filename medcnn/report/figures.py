@@ -89,31 +89,39 @@ def history_png(epochs: list[int], series: dict[str, list[float]]) -> bytes:
 
 
 def reliability_png(bins: list[dict], ece: float, label: str) -> bytes:
+    """Reliability diagram of one label (see :func:`reliability_curves_png`)."""
+    return reliability_curves_png({label: (bins, ece)})
+
+
+def reliability_curves_png(curves: dict[str, tuple[list[dict], float | None]]) -> bytes:
     """Reliability diagram: observed share of positives against mean predicted probability.
 
     Args:
-        bins: as :func:`medcnn.report.evaluation.reliability` returns them.
-        ece: expected calibration error, shown in the legend.
-        label: the finding's name.
+        curves: per label, its bins (``{"count", "mean_probability", "observed"}`` each, as
+            :func:`medcnn.metrics.classification.calibration` returns them) and its expected
+            calibration error (shown in the legend; None to leave it out).
     """
     fig, ax = plt.subplots(figsize=(4, 4))
-    used = [b for b in bins if b["count"]]
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
-    ax.plot(
-        [b["mean_probability"] for b in used],
-        [b["observed"] for b in used],
-        marker="o",
-        lw=2,
-        label=f"{label} (ECE {ece:.3f})",
-    )
-    for b in used:
-        ax.annotate(
-            str(b["count"]),
-            (b["mean_probability"], b["observed"]),
-            fontsize=7,
-            xytext=(3, -9),
-            textcoords="offset points",
+    for label, (bins, ece) in curves.items():
+        used = [b for b in bins if b["count"]]
+        if not used:
+            continue
+        ax.plot(
+            [b["mean_probability"] for b in used],
+            [b["observed"] for b in used],
+            marker="o",
+            lw=2,
+            label=f"{label} (ECE {ece:.3f})" if ece is not None else label,
         )
+        for b in used:
+            ax.annotate(
+                str(b["count"]),
+                (b["mean_probability"], b["observed"]),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed share positive")
     ax.set_xlim(0, 1)
