@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medcnn import __version__
@@ -41,14 +41,64 @@ def _ingest(args: argparse.Namespace) -> None:
     run_ingest(load_config(args.config))
 
 
+def _subjects(args: argparse.Namespace, config: dict) -> list[str]:
+    """The subjects a per-subject step runs on: ``--batch`` (ingest's batch) or ``--subject``."""
+    if getattr(args, "batch", None):
+        from medcnn.ingest.batches import batch_subjects
+
+        return batch_subjects(Path(config["results"]) / "ingest", args.batch)
+    subject = getattr(args, "subject", None)
+    return [subject] if isinstance(subject, str) else list(subject or [])
+
+
+def _for_each_subject(
+    subjects: list[str], work: Callable[[str], list[str]], marker: Path | None, what: str
+) -> None:
+    """Run ``work`` for each subject, then write ``marker`` (a TSV of subject and outputs).
+
+    A subject that fails is logged with the error and the others go on; the step then fails
+    (naming them) without writing the marker, so a re-run does the batch again.
+    """
+    rows, failed = [], []
+    for subject in subjects:
+        try:
+            outputs = work(subject)
+        except Exception:  # noqa: BLE001 - one bad subject must not stop its batch
+            log.exception("%s failed for %s", what, subject)
+            failed.append(subject)
+            continue
+        rows.extend(f"{subject}\t{o}" for o in outputs)
+    if failed:
+        raise RuntimeError(f"{what} failed for {len(failed)} subject(s): {', '.join(failed)}")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".part")
+        tmp.write_text("\n".join(["subject\toutput", *rows]) + "\n")
+        tmp.replace(marker)
+
+
+def _marker(config: dict, args: argparse.Namespace, *parts: str) -> Path | None:
+    if not getattr(args, "batch", None):
+        return None
+    return Path(config["results"]).joinpath(*parts, "batches", f"{args.batch}.tsv")
+
+
 def _preprocess(args: argparse.Namespace) -> None:
+    from medcnn.tasks import subject_index_path
     from medcnn.transforms.preprocess import run_preprocess, run_preprocess_subject
 
     config = load_config(args.config)
-    if args.subject:
-        run_preprocess_subject(config, args.task, args.subject)
-    else:
+    results = Path(config["results"])
+    subjects = _subjects(args, config)
+    if not subjects and not args.batch:
         run_preprocess(config, args.task)
+        return
+
+    def one(subject: str) -> list[str]:
+        run_preprocess_subject(config, args.task, subject)
+        return [str(subject_index_path(results, args.task, subject).relative_to(results))]
+
+    _for_each_subject(subjects, one, _marker(config, args, "preprocess", args.task), "preprocess")
 
 
 def _split(args: argparse.Namespace) -> None:
@@ -85,8 +135,15 @@ def _predict(args: argparse.Namespace) -> None:
     from medcnn.predict.classifier import run_predict
 
     config = load_config(args.config)
+
+    def one(subject: str) -> list[str]:
+        run_predict(config, args.task, subject, threads=args.threads)
+        return [f"predict/{args.task}/{subject}.json"]
+
     with _stage_device(config, "predict"):
-        run_predict(config, args.task, args.subject, threads=args.threads)
+        _for_each_subject(
+            _subjects(args, config), one, _marker(config, args, "predict", args.task), "predict"
+        )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -99,18 +156,34 @@ def _saliency(args: argparse.Namespace) -> None:
     from medcnn.saliency.pipeline import run_saliency
 
     config = load_config(args.config)
+
+    def one(subject: str) -> list[str]:
+        run_saliency(config, args.task, subject, threads=args.threads)
+        return [f"saliency/{args.task}/{subject}/saliency.json"]
+
     with _stage_device(config, "saliency"):
-        run_saliency(config, args.task, args.subject, threads=args.threads)
+        _for_each_subject(
+            _subjects(args, config), one, _marker(config, args, "saliency", args.task), "saliency"
+        )
 
 
 def _report(args: argparse.Namespace) -> None:
     from medcnn.report.render import render_cohort, render_subject
 
     config = load_config(args.config)
+    results = Path(config["results"])
+
+    def one(subject: str) -> list[str]:
+        html = Path(render_subject(config, subject))
+        print(html)
+        outputs = [html] + ([html.with_suffix(".pdf")] if config["report"]["pdf"] else [])
+        return [str(Path(o).resolve().relative_to(results.resolve())) for o in outputs]
+
+    subjects = _subjects(args, config)
+    if subjects or args.batch:
+        _for_each_subject(subjects, one, _marker(config, args, "reports"), "report")
     if args.cohort:
         print(render_cohort(config))
-    for subject in args.subject or []:
-        print(render_subject(config, subject))
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -149,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     step("ingest", _ingest, "input folders -> NIfTI, sidecars, manifest.tsv, quarantine.tsv")
     p = step("preprocess", _preprocess, "preprocess a task's images and write plans.json")
     p.add_argument("--task", required=True)
-    p.add_argument("--subject", help="one subject of a bundle task, with the bundle's plans")
+    subjects = p.add_mutually_exclusive_group()
+    subjects.add_argument("--subject", help="one subject of a bundle task, with the bundle's plans")
+    subjects.add_argument("--batch", help="the subjects of one ingest batch (bundle task)")
     for name, func, text in (
         ("split", _split, "patient-level split of a task"),
         ("evaluate", _evaluate, "held-out metrics of a task's fold ensemble (evaluation.json)"),
@@ -160,15 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     for name, func, text in (
-        ("predict", _predict, "predict one subject"),
-        ("saliency", _saliency, "saliency maps for one subject"),
+        ("predict", _predict, "predict one subject or one batch of subjects"),
+        ("saliency", _saliency, "saliency maps for one subject or one batch"),
     ):
         p = step(name, func, text)
         p.add_argument("--task", required=True)
-        p.add_argument("--subject", required=True)
+        subjects = p.add_mutually_exclusive_group(required=True)
+        subjects.add_argument("--subject", help="one subject")
+        subjects.add_argument("--batch", help="the subjects of one ingest batch")
         p.add_argument("--threads", type=int, default=1)
     p = step("report", _report, "per-subject HTML reports and/or the cohort report")
-    p.add_argument("--subject", nargs="*", help="subjects to report")
+    subjects = p.add_mutually_exclusive_group()
+    subjects.add_argument("--subject", nargs="*", help="subjects to report")
+    subjects.add_argument("--batch", help="the subjects of one ingest batch")
     p.add_argument("--cohort", action="store_true", help="write the cohort report")
     return parser
 

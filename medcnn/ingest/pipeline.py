@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from medcnn import __version__
+from medcnn.ingest.batches import write_batches
 from medcnn.ingest.discovery import (
     Candidate,
     discover,
@@ -176,6 +177,12 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
 
     write_manifest(ctx.out / "manifest.tsv", ctx.rows, label_cfg["columns"])
     write_quarantine(ctx.out / "quarantine.tsv", ctx.quarantine)
+    write_batches(
+        ctx.out,
+        sorted({r["subject"] for r in ctx.rows}),
+        config["batches"]["max_subjects"],
+        config["batches"]["min_batches"],
+    )
     if config["deid"]["mapping"]:
         write_mapping(Path(config["deid"]["mapping"]), ctx.mapping)
     log.info(

@@ -7,6 +7,7 @@ the SHA-256 of the weights, checked on every load.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from pathlib import Path
@@ -97,3 +98,22 @@ def load_bundle(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         raise BundleError(f"{weights}: cannot load weights: {exc}") from exc
     model.eval()
     return model, description
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(folder: str, weights_mtime_ns: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    return load_bundle(Path(folder))
+
+
+def load_bundle_cached(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """:func:`load_bundle`, once per process: a batch job predicts many subjects with it.
+
+    Keyed by the folder and the weights' modification time, so a bundle replaced while the
+    process runs is loaded (and verified) again. Callers must not modify the model.
+    """
+    folder = Path(folder).resolve()
+    try:
+        stamp = (folder / WEIGHTS).stat().st_mtime_ns
+    except OSError:
+        stamp = -1
+    return _cached(str(folder), stamp)

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
-from medcnn.models.bundle import load_bundle
+from medcnn.models.bundle import load_bundle_cached
 from medcnn.predict.quality import check_image
 from medcnn.tasks import load_split, model_dirs, subject_rows
 from medcnn.train.classifier import pick_device, predict_logits
@@ -111,7 +111,7 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
     pre = results / "preprocess" / name
     split = load_split(config, name)
     rows = subject_rows(config, name, subject)
-    bundles = [load_bundle(folder) for folder in model_dirs(config, name)]
+    bundles = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
     first = bundles[0][1]
     # Bundles from before label schemes were binary with one label.
     scheme = LabelScheme.from_target(task["target"])

@@ -36,14 +36,32 @@ def image_png(image: np.ndarray, size_inches: float = 3.0) -> bytes:
     return _png(fig)
 
 
-def overlay_png(image: np.ndarray, heat: np.ndarray, size_inches: float = 3.0) -> bytes:
-    """A saliency map ``(i, j)`` in 0..1 over its image ``(i, j)``, with a colour bar."""
-    fig, ax = plt.subplots(figsize=(size_inches * 1.2, size_inches))
-    ax.imshow(image.T, cmap="gray", vmin=0.0, vmax=1.0, interpolation="lanczos")
-    shown = ax.imshow(heat.T, cmap="jet", vmin=0.0, vmax=1.0, alpha=0.4, interpolation="bilinear")
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="relative saliency")
-    ax.set_axis_off()
-    return _png(fig)
+def overlay_png(image: np.ndarray, heat: np.ndarray, size: int = 256) -> bytes:
+    """A saliency map ``(i, j)`` in 0..1 over its image ``(i, j)``, with a colour bar.
+
+    Composed directly with a colour map and Pillow rather than a matplotlib figure: it is
+    drawn for every map of every patient, and a figure costs a third of a second.
+    """
+    from PIL import Image, ImageDraw
+
+    grey = np.clip(np.asarray(image, dtype=np.float32).T, 0.0, 1.0)
+    colours = matplotlib.colormaps["jet"](np.clip(np.asarray(heat, dtype=np.float32).T, 0, 1))
+    blend = 0.6 * grey[..., None] + 0.4 * colours[..., :3]
+    picture = Image.fromarray((blend * 255).round().astype(np.uint8))
+    scale = size / max(picture.size)
+    shown = (max(1, round(picture.size[0] * scale)), max(1, round(picture.size[1] * scale)))
+    picture = picture.resize(shown, Image.Resampling.BILINEAR)
+    bar = matplotlib.colormaps["jet"](np.linspace(1.0, 0.0, shown[1]))[:, :3]
+    strip = Image.fromarray((np.repeat(bar[:, None], 10, axis=1) * 255).astype(np.uint8))
+    canvas = Image.new("RGB", (shown[0] + 48, shown[1]), "white")
+    canvas.paste(picture, (0, 0))
+    canvas.paste(strip, (shown[0] + 4, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((shown[0] + 17, 0), "high", fill="black")
+    draw.text((shown[0] + 17, shown[1] - 11), "low", fill="black")
+    buf = io.BytesIO()
+    canvas.save(buf, format="png")
+    return buf.getvalue()
 
 
 def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, label: str) -> bytes:

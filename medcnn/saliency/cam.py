@@ -30,6 +30,21 @@ def minmax_normalise(heat: torch.Tensor) -> torch.Tensor:
     return (heat - low) / span
 
 
+#: One CAM object per (model, layer, method): MONAI registers hooks on the target layer when a
+#: CAM is made and never removes them, so a process explaining many images reuses it.
+_CAMS: dict[tuple[int, str, str], tuple[torch.nn.Module, GradCAM]] = {}
+
+
+def _cam(model: torch.nn.Module, layer: str, method: str) -> GradCAM:
+    key = (id(model), layer, method)
+    if key not in _CAMS or _CAMS[key][0] is not model:
+        if len(_CAMS) >= 16:
+            _CAMS.clear()
+        kind = {"gradcam": GradCAM, "gradcampp": GradCAMpp}[method]
+        _CAMS[key] = (model, kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise))
+    return _CAMS[key][1]
+
+
 def cam_map(
     model: torch.nn.Module,
     image: np.ndarray,
@@ -49,8 +64,7 @@ def cam_map(
     Returns:
         float32 ``(*spatial)``, 0..1 (all zeros when the gradient is zero).
     """
-    kind = {"gradcam": GradCAM, "gradcampp": GradCAMpp}[method]
-    cam = kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
+    cam = _cam(model, layer, method)
     x = torch.as_tensor(image[None], dtype=torch.float32)
     heat = cam(x=x, class_idx=class_index)
     return heat[0, 0].detach().cpu().numpy().astype(np.float32)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medcnn.models.bundle import load_bundle
+from medcnn.models.bundle import load_bundle_cached
 from medcnn.report.figures import overlay_png
 from medcnn.saliency.cam import saliency_map
 from medcnn.saliency.faithfulness import road_score
@@ -90,7 +90,7 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     out = results / "saliency" / name / subject
     out.mkdir(parents=True, exist_ok=True)
     rows = subject_rows(config, name, subject)
-    loaded = [load_bundle(folder) for folder in model_dirs(config, name)]
+    loaded = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
     models = [m for m, _ in loaded]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])

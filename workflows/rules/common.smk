@@ -34,6 +34,7 @@ INPUT_FOLDERS = [i if isinstance(i, str) else i["path"] for i in config["inputs"
 
 wildcard_constraints:
     subject=r"sub-[0-9a-f]+",
+    batch=r"b[0-9]+",
     task=r"[A-Za-z][A-Za-z0-9_]*",
     fold=r"\d+",
 
@@ -50,9 +51,9 @@ def is_bundle_task(task):
 
 
 def task_index(wildcards):
-    """What a per-subject job of a task reads: its own index (bundle task) or the task's."""
+    """What a batch job of a task reads: the batch's own index (bundle task) or the task's."""
     if is_bundle_task(wildcards.task):
-        return f"{RESULTS}/preprocess/{wildcards.task}/subjects/{wildcards.subject}.tsv"
+        return f"{RESULTS}/preprocess/{wildcards.task}/batches/{wildcards.batch}.tsv"
     return f"{RESULTS}/preprocess/{wildcards.task}/index.tsv"
 
 
@@ -116,7 +117,34 @@ def subjects():
         return sorted({row["subject"] for row in csv.DictReader(fh, delimiter="\t")})
 
 
+def batches():
+    """Ingest's batches of subjects (one job per batch in the per-subject stages)."""
+    table = checkpoints.ingest_scans.get().output.batches
+    with open(table) as fh:
+        return sorted({row["batch"] for row in csv.DictReader(fh, delimiter="\t")})
+
+
+def batch_manifests(wildcards):
+    """The batch's subject list and each member's own manifest: a batch re-runs when one of
+    its subjects changes, and only then."""
+    checkpoints.ingest_scans.get()
+    members = Path(RESULTS) / "ingest" / "batches" / f"{wildcards.batch}.tsv"
+    names = members.read_text().splitlines()[1:] if members.exists() else []
+    return [str(members)] + [f"{RESULTS}/ingest/{s}/manifest.tsv" for s in names if s]
+
+
+def batch_outputs(stage):
+    """Input function: the batch markers of a stage (``predict``, ``saliency``, ``reports``)
+    for every batch, of every task (or of the wildcards' task)."""
+
+    def inputs(wildcards):
+        tasks = [wildcards.task] if hasattr(wildcards, "task") else TASKS
+        if stage == "reports":
+            return [f"{RESULTS}/reports/batches/{b}.tsv" for b in batches()]
+        return [f"{RESULTS}/{stage}/{t}/batches/{b}.tsv" for t in tasks for b in batches()]
+
+    return inputs
+
+
 def all_reports(wildcards):
-    return [f"{RESULTS}/reports/{s}.html" for s in subjects()] + [
-        f"{RESULTS}/reports/cohort.html"
-    ]
+    return batch_outputs("reports")(wildcards) + [f"{RESULTS}/reports/cohort.html"]

@@ -5,6 +5,7 @@ checkpoint ingest_scans:
     output:
         manifest=f"{RESULTS}/ingest/manifest.tsv",
         quarantine=f"{RESULTS}/ingest/quarantine.tsv",
+        batches=f"{RESULTS}/ingest/batches.tsv",
     params:
         # new or changed files anywhere below the inputs re-run ingest (folder mtimes do not)
         inventory=lambda wildcards: inventory_digest(INPUT_FOLDERS),
@@ -13,6 +14,7 @@ checkpoint ingest_scans:
         labels=config["labels"],
         ingest=config["ingest"],
         keep_identifiers=config["deid"]["keep_identifiers"],
+        batches=config["batches"],
     threads: config["resources"]["ingest"]["threads"]
     resources:
         **stage_resources("ingest"),

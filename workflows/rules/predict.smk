@@ -1,13 +1,13 @@
-rule predict_subject:
+rule predict_batch:
     input:
         bundles=fold_bundles,
         index=task_index,
-        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
+        manifests=batch_manifests,
         split=task_split,
     output:
-        prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
+        predictions=f"{RESULTS}/predict/{{task}}/batches/{{batch}}.tsv",
     group:
-        "subject"
+        "batch"
     params:
         configfile=CONFIGFILE,
         predict=lambda wc: config["tasks"][wc.task].get("predict", {}),
@@ -15,17 +15,15 @@ rule predict_subject:
     resources:
         **stage_resources("predict"),
     log:
-        f"{LOGS}/predict/{{task}}/{{subject}}.log",
+        f"{LOGS}/predict/{{task}}/{{batch}}.log",
     shell:
         "medcnn predict --config {params.configfile} --task {wildcards.task}"
-        " --subject {wildcards.subject} --threads {threads} > {log} 2>&1"
+        " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate_model:
     input:
-        predictions=lambda wc: expand(
-            f"{RESULTS}/predict/{wc.task}/{{subject}}.json", subject=subjects()
-        ),
+        predictions=batch_outputs("predict"),
         split=f"{RESULTS}/splits/{{task}}.json",
     output:
         evaluation=f"{RESULTS}/models/{{task}}/evaluation.json",

@@ -16,21 +16,21 @@ rule preprocess_images:
         "medcnn preprocess --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
 
 
-rule preprocess_subject:
+rule preprocess_batch:
     input:
-        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
+        manifests=batch_manifests,
         bundles=fold_bundles,
     output:
-        index=f"{RESULTS}/preprocess/{{task}}/subjects/{{subject}}.tsv",
+        index=f"{RESULTS}/preprocess/{{task}}/batches/{{batch}}.tsv",
     group:
-        "subject"
+        "batch"
     params:
         configfile=CONFIGFILE,
     threads: config["resources"]["preprocess"]["threads"]
     resources:
         **stage_resources("preprocess"),
     log:
-        f"{LOGS}/preprocess/{{task}}/{{subject}}.log",
+        f"{LOGS}/preprocess/{{task}}/{{batch}}.log",
     shell:
         "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
-        " --subject {wildcards.subject} > {log} 2>&1"
+        " --batch {wildcards.batch} > {log} 2>&1"

@@ -1,24 +1,14 @@
-rule report_subject:
+rule report_batch:
     input:
-        # the subject's own manifest: unchanged when only other subjects arrive
-        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
-        predictions=expand(f"{RESULTS}/predict/{{task}}/{{{{subject}}}}.json", task=TASKS),
-        saliency=expand(f"{RESULTS}/saliency/{{task}}/{{{{subject}}}}/saliency.json", task=TASKS),
+        # the members' own manifests: unchanged when only other subjects arrive
+        manifests=batch_manifests,
+        predictions=expand(f"{RESULTS}/predict/{{task}}/batches/{{{{batch}}}}.tsv", task=TASKS),
+        saliency=expand(f"{RESULTS}/saliency/{{task}}/batches/{{{{batch}}}}.tsv", task=TASKS),
     output:
-        html=report(
-            f"{RESULTS}/reports/{{subject}}.html",
-            caption="../report/subject.rst",
-            category="Subjects",
-            labels={"subject": "{subject}", "format": "HTML"},
-        ),
-        pdf=report(
-            f"{RESULTS}/reports/{{subject}}.pdf",
-            caption="../report/subject_pdf.rst",
-            category="Subjects",
-            labels={"subject": "{subject}", "format": "PDF"},
-        ),
+        # lists each subject's results/reports/{subject}.html (and .pdf)
+        reports=f"{RESULTS}/reports/batches/{{batch}}.tsv",
     group:
-        "subject"
+        "batch"
     params:
         configfile=CONFIGFILE,
         report=config["report"],
@@ -26,21 +16,18 @@ rule report_subject:
     resources:
         **stage_resources("report"),
     log:
-        f"{LOGS}/report/{{subject}}.log",
+        f"{LOGS}/report/{{batch}}.log",
     shell:
-        "medcnn report --config {params.configfile} --subject {wildcards.subject} > {log} 2>&1"
+        "medcnn report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
 
 
 rule report_cohort:
     input:
         manifest=f"{RESULTS}/ingest/manifest.tsv",
         quarantine=f"{RESULTS}/ingest/quarantine.tsv",
-        predictions=lambda wc: expand(
-            f"{RESULTS}/predict/{{task}}/{{subject}}.json", task=TASKS, subject=subjects()
-        ),
-        saliency=lambda wc: expand(
-            f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json", task=TASKS, subject=subjects()
-        ),
+        predictions=batch_outputs("predict"),
+        saliency=batch_outputs("saliency"),
+        reports=batch_outputs("reports"),
         metrics=lambda wc: [
             f"{RESULTS}/models/{task}/fold{k}/metrics.json"
             for task in TRAINED

@@ -1,21 +1,21 @@
-rule saliency_subject:
+rule saliency_batch:
     input:
         bundles=fold_bundles,
         index=task_index,
-        manifest=f"{RESULTS}/ingest/{{subject}}/manifest.tsv",
-        prediction=f"{RESULTS}/predict/{{task}}/{{subject}}.json",
+        manifests=batch_manifests,
+        predictions=f"{RESULTS}/predict/{{task}}/batches/{{batch}}.tsv",
     output:
-        summary=f"{RESULTS}/saliency/{{task}}/{{subject}}/saliency.json",
+        summaries=f"{RESULTS}/saliency/{{task}}/batches/{{batch}}.tsv",
     params:
         configfile=CONFIGFILE,
         saliency=lambda wc: config["tasks"][wc.task]["saliency"],
     group:
-        "subject"
+        "batch"
     threads: config["resources"]["saliency"]["threads"]
     resources:
         **stage_resources("saliency"),
     log:
-        f"{LOGS}/saliency/{{task}}/{{subject}}.log",
+        f"{LOGS}/saliency/{{task}}/{{batch}}.log",
     shell:
         "medcnn saliency --config {params.configfile} --task {wildcards.task}"
-        " --subject {wildcards.subject} --threads {threads} > {log} 2>&1"
+        " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"
