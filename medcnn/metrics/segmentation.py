@@ -313,11 +313,25 @@ def _contingency(pred: np.ndarray, ref: np.ndarray, n_pred: int, n_ref: int) -> 
 
 def _sequential(instances: np.ndarray) -> tuple[np.ndarray, int]:
     """Relabel an instance image to 0 (background) and 1..n, keeping the order of ids."""
-    values, inverse = np.unique(instances, return_inverse=True)
-    if values.size and values[0] < 0:
+    flat = np.asarray(instances).reshape(-1)
+    if flat.size == 0:
+        return flat.astype(np.int64), 0
+    if not np.issubdtype(flat.dtype, np.integer) and not np.array_equal(flat, np.round(flat)):
+        raise ValueError("instance label images must hold integer ids")
+    low, high = flat.min(), flat.max()
+    if low < 0:
         raise ValueError("instance label images must not hold negative ids")
+    if high < 2**24:
+        # A lookup table over the id range relabels in one pass (np.unique would sort).
+        flat = flat.astype(np.int64)
+        present = np.bincount(flat, minlength=1) > 0
+        present[0] = False
+        table = np.zeros(present.size, dtype=np.int64)
+        table[present] = np.arange(1, int(present.sum()) + 1)
+        return table[flat], int(present.sum())
+    values, inverse = np.unique(flat, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if values.size and values[0] == 0:
+    if values[0] == 0:
         return inverse, int(values.size - 1)
     return inverse + 1, int(values.size)
 
@@ -381,9 +395,13 @@ def match_instances(
     Raises:
         ValueError: shapes differ, an id is negative, or ``iou`` is outside 0..1.
     """
+    overlap = instance_overlap(pred_inst, ref_inst)
+    return (*_match(overlap, iou), overlap)
+
+
+def _match(overlap: InstanceOverlap, iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not 0.0 <= iou < 1.0:
         raise ValueError(f"IoU threshold {iou} must be within [0, 1)")
-    overlap = instance_overlap(pred_inst, ref_inst)
     scores = overlap.iou
     if iou >= 0.5:
         pred_index, ref_index = np.nonzero(scores > iou)
@@ -391,7 +409,7 @@ def match_instances(
         rows, cols = linear_sum_assignment(scores, maximize=True)
         keep = scores[rows, cols] > iou
         pred_index, ref_index = rows[keep], cols[keep]
-    return pred_index, ref_index, scores[pred_index, ref_index], overlap
+    return pred_index, ref_index, scores[pred_index, ref_index]
 
 
 def panoptic_quality(
@@ -411,8 +429,12 @@ def panoptic_quality(
     Raises:
         ValueError: shapes differ, an id is negative, or ``iou`` is outside [0, 1).
     """
-    pred_index, _, matched_iou, overlap = match_instances(pred_inst, ref_inst, iou)
-    tp = int(pred_index.size)
+    return _panoptic_quality(instance_overlap(pred_inst, ref_inst), iou)
+
+
+def _panoptic_quality(overlap: InstanceOverlap, iou: float) -> dict[str, float]:
+    _, _, matched_iou = _match(overlap, iou)
+    tp = int(matched_iou.size)
     fp = int(overlap.pred_area.size) - tp
     fn = int(overlap.ref_area.size) - tp
     if tp + fp + fn == 0:
@@ -448,7 +470,10 @@ def aji(pred_inst: np.ndarray, ref_inst: np.ndarray) -> float:
     Raises:
         ValueError: the shapes differ or an id is negative.
     """
-    overlap = instance_overlap(pred_inst, ref_inst)
+    return _aji(instance_overlap(pred_inst, ref_inst))
+
+
+def _aji(overlap: InstanceOverlap) -> float:
     n_pred, n_ref = overlap.intersection.shape
     if n_pred == 0 and n_ref == 0:
         return 1.0
@@ -478,10 +503,14 @@ def instance_metrics(
     Raises:
         ValueError: the shapes differ or an id is negative.
     """
-    quality = panoptic_quality(pred_inst, ref_inst, iou)
+    overlap = instance_overlap(pred_inst, ref_inst)
+    quality = _panoptic_quality(overlap, iou)
+    pred_total, ref_total = int(overlap.pred_area.sum()), int(overlap.ref_area.sum())
+    both = pred_total + ref_total
     return {
-        "dice": dice(pred_inst, ref_inst),
-        "aji": aji(pred_inst, ref_inst),
+        # Foreground Dice from the same table: every pixel of a pair is foreground in both.
+        "dice": 2.0 * int(overlap.intersection.sum()) / both if both else 1.0,
+        "aji": _aji(overlap),
         **quality,
         "f1": quality["dq"],
         "n_pred": quality["tp"] + quality["fp"],
