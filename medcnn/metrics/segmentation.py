@@ -393,7 +393,7 @@ def match_instances(
         in the sorted ids of each image, their IoUs, and the overlap table.
 
     Raises:
-        ValueError: shapes differ, an id is negative, or ``iou`` is outside 0..1.
+        ValueError: shapes differ, an id is negative, or ``iou`` is outside [0, 1).
     """
     overlap = instance_overlap(pred_inst, ref_inst)
     return (*_match(overlap, iou), overlap)
