@@ -1,0 +1,1 @@
+"""Post-processing of network outputs (instance label images from class probabilities)."""
