@@ -63,7 +63,33 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
             where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
             lines.append(f"{where}: {err.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    for name, task in config.get("tasks", {}).items():
+        _check_task(name, task)
     return config
+
+
+#: Networks per kind of task (the schema lists them all).
+CLASSIFIERS = ("densenet", "resnet", "seresnet", "efficientnet")
+SEGMENTERS = ("unet", "dynunet", "segresnet")
+
+
+def _check_task(name: str, task: dict[str, Any]) -> None:
+    """What the schema cannot say: the default network of a kind, and which fit which.
+
+    Raises:
+        ConfigError: a network of the wrong kind, or a 3D task that is not segmentation.
+    """
+    segmentation = task["kind"] != "classification"
+    network = task["network"]
+    if network["name"] is None:
+        network["name"] = "unet" if segmentation else "densenet121"
+    if segmentation != (network["name"] in SEGMENTERS):
+        raise ConfigError(
+            f"tasks.{name}.network.name: {network['name']!r} does not fit a {task['kind']} task "
+            f"(segmentation: {', '.join(SEGMENTERS)}; classification: the others)"
+        )
+    if task["dims"] == 3 and task["kind"] != "segmentation":
+        raise ConfigError(f"tasks.{name}.dims: 3 is for segmentation tasks ({task['kind']} is 2D)")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
