@@ -297,6 +297,21 @@ def _position_groups(frames: list[FrameInfo], normal: np.ndarray) -> list[list[F
     return groups
 
 
+def frames_by_position(frames: list[FrameInfo]) -> list[list[FrameInfo]]:
+    """The frames of one series grouped by slice position, in the NIfTI k order.
+
+    :func:`assemble_series` stacks slice k from group k (before any resampling), so this
+    maps each slice of its output back to the frames (and files) it came from.
+    """
+    if not frames:
+        return []
+    normal = geometry.slice_normal(np.asarray(frames[0].orientation(), dtype=float))
+    groups = _position_groups(frames, normal)
+    for group in groups:
+        group.sort(key=_time_order)
+    return groups
+
+
 def _time_order(info: FrameInfo) -> tuple:
     return (info.temporal, info.acquisition, info.instance, info.frame or 0, str(info.path))
 
