@@ -155,7 +155,8 @@ def _ct_volume(
     ax, ay = width * rng.uniform(0.38, 0.45), height * rng.uniform(0.28, 0.35)
     far = depth * 50  # a cylinder: radius along k far beyond the volume
     body = _ellipsoid(shape, (cx, cy, 0), (ax, ay, far), spacing)
-    inner = _ellipsoid(shape, (cx, cy, 0), (ax - 4 * dx, ay - 4 * dy, far), spacing)
+    f = size / 64  # anatomy scales with the slice; sizes below are for 64 pixels
+    inner = _ellipsoid(shape, (cx, cy, 0), (ax - 4 * f * dx, ay - 4 * f * dy, far), spacing)
     hu = np.full(shape, _AIR, dtype=np.float32)
     hu[body] = _FAT
     hu[inner] = _SOFT
@@ -172,20 +173,24 @@ def _ct_volume(
     hu[spine] = 800.0
     hu[marrow] = 300.0
     for angle in np.linspace(0, 2 * np.pi, 10, endpoint=False):
-        rib_c = (cx + (ax - 7 * dx) * np.cos(angle), cy + (ay - 7 * dy) * np.sin(angle))
-        hu[_ellipsoid(shape, (*rib_c, 0), (2.2 * dx, 2.2 * dy, far), spacing)] = 700.0
+        rib_c = (cx + (ax - 7 * f * dx) * np.cos(angle), cy + (ay - 7 * f * dy) * np.sin(angle))
+        rib_r = max(2.2 * f, 1.2)
+        hu[_ellipsoid(shape, (*rib_c, 0), (rib_r * dx, rib_r * dy, far), spacing)] = 700.0
     soft = (hu > -200) & (hu < 200) & inner
     eroded = ndimage.binary_erosion(soft, iterations=2)
     mask = np.zeros(shape, dtype=np.uint8)
     n_lesions = int(rng.integers(1, 4))
-    candidates = np.argwhere(eroded[2:-2])
+    candidates = np.argwhere(eroded[2:-2] if eroded[2:-2].any() else soft[2:-2])
     drawn = 0
     for _ in range(n_lesions * 20):
         if drawn == n_lesions:
             break
         k, r, c = candidates[rng.integers(len(candidates))]
         k += 2
-        radii = (rng.uniform(4.5, 9), rng.uniform(4.5, 9), rng.uniform(4.5, 8))
+        radii = tuple(
+            max(rng.uniform(lo, hi) * f, 2 * d)
+            for lo, hi, d in ((4.5, 9, dx), (4.5, 9, dy), (4.5, 8, dz))
+        )
         centre = (c * dx, r * dy, k * dz)
         lesion = _ellipsoid(shape, centre, radii, spacing) & soft
         if lesion.sum() < 8 or (lesion & (mask > 0)).any():
