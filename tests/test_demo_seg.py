@@ -137,3 +137,18 @@ def test_touching_pairs_is_eight_connected():
     labels = np.zeros((5, 5), int)
     labels[0, 0], labels[1, 1], labels[3, 3], labels[3, 4] = 1, 2, 3, 4
     assert touching_pairs(labels) == {(1, 2), (3, 4)}
+
+
+def test_cli_writes_the_cohorts_next_to_each_other(tmp_path):
+    from medcnn.cli import main
+
+    assert (
+        main(["demo-data", str(tmp_path), "--cohort", "nuclei", "--tiles", "1", "--size", "64"])
+        == 0
+    )
+    args = ["--patients", "1", "--size", "32", "--slices", "8", "--spacing", "1", "1", "2"]
+    assert main(["demo-data", str(tmp_path), "--cohort", "ct", *args]) == 0
+    assert len(list((tmp_path / "nuclei").glob("*/images/*.png"))) == 1
+    files = sorted((tmp_path / "ct").glob("case000/*/*.dcm"))
+    assert len(files) == 16
+    assert [float(v) for v in pydicom.dcmread(files[0]).PixelSpacing] == [1.0, 1.0]
