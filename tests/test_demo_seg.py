@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -102,6 +103,19 @@ def test_ct_cohort_ingests_as_image_and_mask_pairs(cohorts):
         around = (hu > -200) & (hu < 200) & (values == 0)
         assert abs(np.median(hu[values == 1]) - np.median(hu[around])) > 20
     assert sorted(lesion_voxels) == sorted(c.lesion_voxels for c in cases)
+    # No identifier of the DICOM headers reaches an ingest output (NIfTI headers included).
+    first = pydicom.dcmread(next((cases[0].folder / "ct").iterdir()))
+    secrets = [c.patient_id for c in cases] + [
+        str(first.PatientName),
+        first.PatientBirthDate,
+        first.AccessionNumber,
+    ]
+    for path in (results / "ingest").rglob("*"):
+        if path.is_file():
+            raw = path.read_bytes()
+            if path.name.endswith(".nii.gz"):
+                raw = gzip.decompress(raw)[:2048]  # header and extensions
+            assert not any(text.encode() in raw for text in secrets), path
     assert n == 2 * len(cases) + 2 * 3
 
 

@@ -102,6 +102,10 @@ class _Context:
     options: AssemblyOptions
     labels: dict[str, dict[str, str]]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: (subject, study) -> [(spatial shape, affine)] of the images written, to check labels.
+    grids: dict[tuple[str, str], list[tuple[tuple[int, ...], np.ndarray]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     quarantine: list[tuple[str, str]] = field(default_factory=list)
     mapping: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -386,6 +390,7 @@ def _convert_volumes(members: list[_Entry], ctx: _Context, role: str = "image") 
                     )
                 continue
             image.data, dtype = _as_labels(image.data, image.warnings)
+            _check_affine(ctx, subject, study, image.data.shape[:3], image.affine, image.warnings)
         for warning in image.warnings:
             log.warning("%s/%s: %s", subject, series, warning)
         sidecar: dict[str, Any] = {
@@ -461,6 +466,39 @@ def _as_labels(data: np.ndarray, warnings: list[str]) -> tuple[np.ndarray, Any]:
     if hi <= np.iinfo(np.uint8).max:
         return values.astype(np.uint8), np.uint8
     return values.astype(np.uint16), np.uint16
+
+
+def _check_affine(
+    ctx: _Context,
+    subject: str,
+    study: str,
+    spatial: tuple[int, ...],
+    affine: np.ndarray,
+    warnings: list[str],
+) -> None:
+    """Warn when a label's affine differs from every same-shaped image of its subject/study.
+
+    The label keeps its own affine (a header written by another tool may differ in the last
+    digits); more than 0.001 mm at a corner of the grid is worth telling.
+    """
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (0, spatial[0] - 1)
+            for j in (0, spatial[1] - 1)
+            for k in (0, spatial[2] - 1)
+        ]
+    ).T
+    gaps = [
+        float(np.abs((affine - other) @ corners).max())
+        for shape, other in ctx.grids.get((subject, study), [])
+        if tuple(shape) == tuple(int(s) for s in spatial)
+    ]
+    if gaps and min(gaps) > 1e-3:
+        warnings.append(
+            f"label grid is {min(gaps):.3g} mm away from the image of the same shape"
+            " (affines differ; the label keeps its own)"
+        )
 
 
 def _grid_problem(ctx: _Context, subject: str, study: str, spatial: tuple[int, ...]) -> str:
@@ -545,6 +583,8 @@ def _write_outputs(
         write_nifti(nii, data, affine, dtype=dtype, repetition_time=tr)
         write_json(sidecar_path, sidecar)
     spatial = data.shape[:3]
+    if sidecar.get("Role", "image") == "image":
+        ctx.grids[(subject, study)].append((tuple(int(s) for s in spatial), np.asarray(affine)))
     spacing = [abs(float(v)) for v in (affine[:3, :3] ** 2).sum(axis=0) ** 0.5]
     shape = list(spatial) + ([volumes] if volumes > 1 else [])
     return {
@@ -623,6 +663,7 @@ def _convert_other(
             ctx.reject(shown, f"mask file {shown}: {problem}")
             return
         data, dtype = _as_labels(data, warnings)
+        _check_affine(ctx, subject, study, data.shape[:3], affine, warnings)
         meta = {k: v for k, v in meta.items() if k != "PhotometricInterpretation"}
     sidecar = {
         **meta,
@@ -706,6 +747,7 @@ def _convert_instances(
             warnings.append(f"{overlap} pixels belong to more than one instance: the later id kept")
         labels, dtype = _as_labels(labels, warnings)
         affine, meta = first
+        _check_affine(ctx, subject, study, labels.shape[:3], affine, warnings)
         cand, _, ids = used[0]
         modality = cand.spec.modality if cand.spec is not None else "OT"
         original = f"{ids['subject']}/{ids['study']}"

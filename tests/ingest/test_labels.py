@@ -164,6 +164,19 @@ def test_nifti_masks_and_series_group(tmp_path):
     assert list(reasons["file"]) == ["brats/case_1/GT_W.nii.gz"]
     assert "mask file brats/case_1/GT_W.nii.gz: label shape 6x5x3" in reasons["reason"][0]
     assert "image shapes: 6x5x4" in reasons["reason"][0]
+    assert json.loads((results / mask["sidecar"]).read_text())["Warnings"] == []
+
+    # A label 0.5 mm off its image's grid is kept, with a warning.
+    shifted = affine.copy()
+    shifted[0, 3] += 0.5
+    label = np.asarray(nib.load(data / "case_0" / "GT_W.nii.gz").dataobj)
+    nib.save(nib.Nifti1Image(label, shifted), data / "case_0" / "GT_W.nii.gz")
+    run_ingest(_config(results, inputs))
+    warnings = json.loads((results / mask["sidecar"]).read_text())["Warnings"]
+    assert warnings == [
+        "label grid is 0.5 mm away from the image of the same shape (affines differ; the"
+        " label keeps its own)"
+    ]
 
 
 def test_instance_pngs_merge_into_one_label_map(tmp_path):
