@@ -372,7 +372,10 @@ def _convert_volumes(members: list[_Entry], ctx: _Context, role: str = "image") 
         if explanation:
             log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
         try:
-            image = assemble_series(part.frames, ctx.options)
+            options = ctx.options
+            if role != "image":
+                options = AssemblyOptions(uneven_spacing=options.uneven_spacing, labels=True)
+            image = assemble_series(part.frames, options)
             source_hash = _combined_hash(files)
         except (DicomReadError, OSError) as exc:
             for path in files:

@@ -324,9 +324,12 @@ class AssemblyOptions:
         uneven_spacing: what to do with uneven slice gaps or missing slices: ``resample``
             (interpolate onto the typical gap), ``reject`` (quarantine the series) or
             ``keep`` (write the slices as they are with the mean gap, which misplaces some).
+        labels: the series is a label map: ``resample`` takes the nearest slice instead of
+            interpolating.
     """
 
     uneven_spacing: str = "resample"
+    labels: bool = False
 
 
 @dataclass
@@ -435,14 +438,16 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             # scattered slices of a long series, say): better keep what is there.
             warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
         elif options.uneven_spacing == "resample" and not colour:
-            data, new_positions = geometry.resample_regular(data, report.positions, report.step)
+            data, new_positions = geometry.resample_regular(
+                data, report.positions, report.step, nearest=options.labels
+            )
             n_slices = data.shape[2]
             geo.resampled = True
             # The last slice keeps its position, so the mean step stays exact and in-plane
             # shifts (tilt) are interpolated along the same line.
             warnings.append(
                 f"{what}: resampled to {n_slices} slices {np.diff(new_positions).mean():.4g} mm"
-                " apart by linear interpolation"
+                f" apart by {'nearest-slice' if options.labels else 'linear'} interpolation"
             )
         else:
             warnings.append(f"{what}: kept as acquired, the affine uses the mean gap")

@@ -230,3 +230,23 @@ def test_instance_pngs_merge_into_one_label_map(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (results / "ingest").rglob("*.nii.gz")}
     run_ingest(_config(results, inputs))
     assert stamps == {p: p.stat().st_mtime_ns for p in (results / "ingest").rglob("*.nii.gz")}
+
+
+def test_label_series_with_a_missing_slice_is_resampled_to_the_nearest_slice(tmp_path):
+    ipps = [p for k, p in enumerate(slice_ipps(6, spacing=2.0)) if k != 3]
+    labels = np.zeros((5, 4, 4), np.int16)
+    labels[2] = 1  # slice at 4 mm
+    labels[3] = 3  # slice at 8 mm; the missing 6 mm slice lies half way
+    study = pydicom.uid.generate_uid()
+    scans = tmp_path / "scans"
+    write_series(scans / "a", np.ones((5, 4, 4), np.int16), ipps, study_uid=study)
+    write_series(scans / "b", labels, ipps, study_uid=study, SeriesDescription="ROI")
+    results = tmp_path / "results"
+    assert run_ingest(_config(results, [str(scans)])) == (2, 0)
+    manifest = _manifest(results).set_index("role")
+    assert manifest.loc["mask", "shape"] == manifest.loc["image", "shape"] == "4x4x6"
+    values = np.asarray(nib.load(results / manifest.loc["mask", "path"]).dataobj)
+    assert [int(values[..., k].max()) for k in range(6)] == [0, 0, 1, 3, 3, 0]
+    sidecar = json.loads((results / manifest.loc["mask", "sidecar"]).read_text())
+    assert "nearest-slice interpolation" in sidecar["Warnings"][0]
+    assert "SliceSOPInstanceUIDs" not in sidecar  # resampled slices have no source file
