@@ -712,11 +712,12 @@ def _convert_instances(
         groups[(subject, study)].append((cand, shown, ids))
     for (subject, study), members in sorted(groups.items()):
         members.sort(key=lambda m: m[0].relative)
-        masks: list[np.ndarray] = []
+        labels: np.ndarray | None = None  # built as the files are read: one array in memory
         first: tuple[np.ndarray, dict[str, Any]] | None = None
         warnings: list[str] = []
         digest = hashlib.sha256()
         used: list[tuple[Candidate, str, dict[str, str]]] = []
+        n_empty = overlap = 0
         for cand, shown, ids in members:
             try:
                 data, affine, meta, _ = _read_other(cand, ctx)
@@ -725,27 +726,27 @@ def _convert_instances(
                 ctx.reject(shown, str(exc))
                 continue
             problem = _grid_problem(ctx, subject, study, data.shape[:3])
-            if not problem and first is not None and masks and data.shape[:3] != masks[0].shape:
-                problem = f"shape differs from the other instance masks ({masks[0].shape})"
+            if not problem and labels is not None and data.shape[:3] != labels.shape:
+                shape = "x".join(str(s) for s in labels.shape)
+                problem = f"shape differs from the other instance masks ({shape})"
             if problem:
                 ctx.reject(shown, f"instance mask file {shown}: {problem}")
                 continue
             binary = np.asarray(data).reshape(data.shape[:3] + (-1,)).any(axis=-1)
             digest.update(source_hash.encode())
             if not binary.any():
-                warnings.append("an instance mask file is empty: skipped")
+                n_empty += 1
                 continue
-            if first is None:
+            if labels is None:
+                labels = np.zeros(binary.shape, dtype=np.int32)
                 first = (affine, meta)
-            masks.append(binary)
             used.append((cand, shown, ids))
-        if first is None:
-            continue
-        labels = np.zeros(masks[0].shape, dtype=np.int64)
-        overlap = 0
-        for number, binary in enumerate(masks, start=1):
             overlap += int(np.count_nonzero(labels[binary]))
-            labels[binary] = number
+            labels[binary] = len(used)
+        if n_empty:
+            warnings.append(f"{n_empty} instance mask file(s) empty: skipped")
+        if labels is None or first is None:
+            continue
         if overlap:
             warnings.append(f"{overlap} pixels belong to more than one instance: the later id kept")
         labels, dtype = _as_labels(labels, warnings)
@@ -765,7 +766,7 @@ def _convert_instances(
             "Study": study,
             "Series": series,
             "Role": "instances",
-            "NumberOfInstances": len(masks),
+            "NumberOfInstances": len(used),
             "SourceFiles": len(members),
             "SourceSHA256": digest.hexdigest(),
             "Warnings": warnings,

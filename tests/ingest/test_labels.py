@@ -217,7 +217,7 @@ def test_instance_pngs_merge_into_one_label_map(tmp_path):
     sidecar = json.loads((results / manifest.loc["instances", "sidecar"]).read_text())
     assert sidecar["NumberOfInstances"] == 2
     assert any("1 pixels belong to more than one instance" in w for w in sidecar["Warnings"])
-    assert any("empty" in w for w in sidecar["Warnings"])
+    assert "1 instance mask file(s) empty: skipped" in sidecar["Warnings"]
     quarantine = read_quarantine(results / "ingest" / "quarantine.tsv")
     assert list(quarantine["file"]) == ["dsb/caseZQ1/masks/wrong.png"]
     assert "instance mask file dsb/caseZQ1/masks/wrong.png" in quarantine["reason"][0]
