@@ -767,7 +767,7 @@ def _convert_instances(
             "Series": series,
             "Role": "instances",
             "NumberOfInstances": len(used),
-            "SourceFiles": len(members),
+            "SourceFiles": len(used) + n_empty,
             "SourceSHA256": digest.hexdigest(),
             "Warnings": warnings,
             "ConversionSoftware": f"medcnn {__version__}",
