@@ -22,10 +22,41 @@ log = logging.getLogger("medcnn")
 
 
 def _demo_data(args: argparse.Namespace) -> None:
+    if args.cohort == "ct":
+        from medcnn.demo_seg import write_ct_cohort
+
+        cases = write_ct_cohort(
+            Path(args.out) / "ct",
+            n_patients=args.patients or 10,
+            size=args.size or 64,
+            n_slices=args.slices,
+            spacing=tuple(args.spacing),
+            seed=args.seed,
+        )
+        log.info(
+            "CT lesion cohort: %d patients, %d lesions in %s/ct",
+            len(cases),
+            sum(c.n_lesions for c in cases),
+            args.out,
+        )
+        return
+    if args.cohort == "nuclei":
+        from medcnn.demo_seg import write_nuclei_cohort
+
+        tiles = write_nuclei_cohort(
+            Path(args.out) / "nuclei", n_tiles=args.tiles, size=args.size or 128, seed=args.seed
+        )
+        log.info(
+            "nuclei cohort: %d tiles, %d nuclei in %s/nuclei",
+            len(tiles),
+            sum(t.n_nuclei for t in tiles),
+            args.out,
+        )
+        return
     from medcnn.demo import write_demo_cohort
 
     images = write_demo_cohort(
-        Path(args.out), n_patients=args.patients, seed=args.seed, image_size=args.size
+        Path(args.out), n_patients=args.patients or 48, seed=args.seed, image_size=args.size or 256
     )
     log.info(
         "demo cohort: %d images of %d patients in %s",
@@ -211,10 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = step("demo-data", _demo_data, "write the synthetic demo cohort (DICOM + labels.csv)", False)
-    p.add_argument("out", help="output folder")
-    p.add_argument("--patients", type=int, default=48, help="number of patients")
-    p.add_argument("--size", type=int, default=256, help="image rows in pixels")
+    p = step("demo-data", _demo_data, "write a synthetic demo cohort", False)
+    p.add_argument(
+        "out",
+        help="output folder (cxr: out/dicom + out/labels.csv; ct: out/ct; nuclei: out/nuclei)",
+    )
+    p.add_argument(
+        "--cohort",
+        choices=("cxr", "ct", "nuclei"),
+        default="cxr",
+        help="chest radiographs (DICOM + labels), CT lesion series (DICOM image + mask series)"
+        " or nuclei tiles (PNG, one mask per nucleus)",
+    )
+    p.add_argument("--patients", type=int, default=None, help="patients (cxr 48, ct 10)")
+    p.add_argument(
+        "--size", type=int, default=None, help="rows in pixels (cxr 256, ct 64, nuclei 128)"
+    )
+    p.add_argument("--slices", type=int, default=32, help="ct: slices per series")
+    p.add_argument(
+        "--spacing", type=float, nargs=3, default=[1.5, 1.5, 3.0], help="ct: voxel size in mm"
+    )
+    p.add_argument("--tiles", type=int, default=14, help="nuclei: tiles")
     p.add_argument("--seed", type=int, default=0, help="random seed")
 
     step("validate", _validate, "validate a config file against the schema")

@@ -8,6 +8,10 @@ What is recognised:
   ACR-NEMA files have no preamble and are read this way too).
 * Every file that a ``DICOMDIR`` references, whatever its name.
 * NIfTI (``.nii``, ``.nii.gz``) and 2D images (PNG, JPEG, TIFF, BMP).
+
+Each non-DICOM file also gets a *role* from its input's ``masks`` and ``instances`` patterns:
+``image`` (the default), ``mask`` (a label map) or ``instances`` (one binary mask per object,
+merged per subject and study at ingest).
 """
 
 from __future__ import annotations
@@ -45,16 +49,40 @@ class InputSpec:
         table: CSV/TSV with columns ``file`` (relative to ``path``), ``subject`` and
             optionally ``study`` and ``key``; None when not configured.
         modality: the modality recorded for non-DICOM files of this folder.
+        masks: regular expression searched in the relative path: matching files are label
+            maps (role ``mask``); None when not configured.
+        instances: regular expression searched in the relative path: matching files hold one
+            binary mask of one object each (role ``instances``); None when not configured.
     """
 
     path: Path
     pattern: re.Pattern[str] | None = None
     table: Path | None = None
     modality: str = "OT"
+    masks: re.Pattern[str] | None = None
+    instances: re.Pattern[str] | None = None
+
+    def role(self, relative: str) -> str:
+        """``instances``, ``mask`` or ``image``: what a file at ``relative`` holds."""
+        if self.instances is not None and self.instances.search(relative):
+            return "instances"
+        if self.masks is not None and self.masks.search(relative):
+            return "mask"
+        return "image"
+
+
+def _compile(item: dict[str, Any], key: str) -> re.Pattern[str] | None:
+    if not item.get(key):
+        return None
+    try:
+        return re.compile(item[key])
+    except re.error as exc:
+        raise ValueError(f"inputs: bad {key} pattern {item[key]!r}: {exc}") from exc
 
 
 def parse_inputs(items: list[Any]) -> list[InputSpec]:
-    """Turn ``config['inputs']`` (strings or ``{path, pattern, table, modality}``) into specs.
+    """Turn ``config['inputs']`` (strings or ``{path, pattern, table, modality, masks,
+    instances}``) into specs.
 
     Raises:
         ValueError: a pattern that does not compile or lacks the ``subject`` group.
@@ -73,7 +101,16 @@ def parse_inputs(items: list[Any]) -> list[InputSpec]:
             if "subject" not in pattern.groupindex:
                 raise ValueError(f"inputs: pattern {item['pattern']!r} has no (?P<subject>...)")
         table = Path(item["table"]) if item.get("table") else None
-        specs.append(InputSpec(Path(item["path"]), pattern, table, item.get("modality") or "OT"))
+        specs.append(
+            InputSpec(
+                Path(item["path"]),
+                pattern,
+                table,
+                item.get("modality") or "OT",
+                masks=_compile(item, "masks"),
+                instances=_compile(item, "instances"),
+            )
+        )
     return specs
 
 
@@ -216,7 +253,9 @@ def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]
     """Subject, study and label key of a non-DICOM file from its input's pattern or table.
 
     Returns:
-        ``{"subject", "study", "key"}`` (original values, not yet pseudonymised). Without a
+        ``{"subject", "study", "key", "description"}`` (original values, not yet
+        pseudonymised; ``description`` is the pattern's optional ``series`` group, else
+        empty: file names are never recorded, they may hold identifiers). Without a
         pattern or table the subject is the first folder below the input folder (or the file
         name without extension for files directly in it), the study is ``1``, and the key
         is the relative path, matching a labels table that lists files.
@@ -234,6 +273,7 @@ def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]
             "subject": row["subject"],
             "study": row.get("study") or "1",
             "key": row.get("key") or relative,
+            "description": "",
         }
     if spec.pattern is not None:
         match = spec.pattern.search(relative)
@@ -244,10 +284,11 @@ def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]
             "subject": groups["subject"],
             "study": groups.get("study") or "1",
             "key": groups.get("key") or relative,
+            "description": groups.get("series") or "",
         }
     parts = relative.split("/")
     stem = parts[0] if len(parts) > 1 else _stem(parts[0])
-    return {"subject": stem, "study": "1", "key": relative}
+    return {"subject": stem, "study": "1", "key": relative, "description": ""}
 
 
 def _stem(name: str) -> str:

@@ -23,6 +23,11 @@ warnings       ``;``-separated ingest warnings, empty when none
 volumes        (added) number of volumes t: 1, or more for a time series
 channels       (added) 1 for greyscale, 3 for RGB (stored as NIfTI vector ``(i, j, k, t, 3)``)
 source         (added) what the image was made from: ``dicom``, ``nifti`` or ``image``
+role           (added) ``image``; ``mask`` for an integer label map (a label series, or a
+               file matching its input's ``masks``); ``instances`` for an instance label map
+               (0 background, 1..N one id per object) merged from one-mask-per-object files
+description    (added) DICOM SeriesDescription, or the input pattern's ``series`` group for
+               other files (empty when none; file names are never recorded)
 =============  ==============================================================================
 
 Files set aside go to ``quarantine.tsv`` with columns ``file`` (the path below the input
@@ -51,7 +56,9 @@ MANIFEST_COLUMNS = (
     "warnings",
 )
 #: Columns added after the walking skeleton; written after MANIFEST_COLUMNS, before labels.
-EXTRA_COLUMNS = ("volumes", "channels", "source")
+EXTRA_COLUMNS = ("volumes", "channels", "source", "role", "description")
+#: Values of the ``role`` column.
+ROLES = ("image", "mask", "instances")
 #: File name of a subject's own manifest, ``results/ingest/{subject}/manifest.tsv``.
 SUBJECT_MANIFEST = "manifest.tsv"
 QUARANTINE_COLUMNS = ("file", "reason")
@@ -79,6 +86,8 @@ def validate_manifest(frame: pd.DataFrame) -> list[str]:
             float(v) <= 0 for v in row["spacing"].split("x")
         ):
             problems.append(f"{where}: spacing {row['spacing']!r} is not three positive mm")
+        if "role" in frame.columns and row["role"] not in ROLES:
+            problems.append(f"{where}: role {row['role']!r} is not one of {ROLES}")
         if not row["path"].endswith(".nii.gz") or not row["sidecar"].endswith(".json"):
             problems.append(f"{where}: path/sidecar are not .nii.gz/.json")
     if frame.duplicated(["subject", "series"]).any():

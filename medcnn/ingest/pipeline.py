@@ -8,6 +8,14 @@ goes on. Nothing is ever written below the input folders.
 Outputs per image or volume: ``results/ingest/{subject}/{series}.nii.gz`` (qform = sform,
 code 1) and ``{series}.json`` (BIDS-like, de-identified). Both are rewritten only when the
 sidecar changes, so Snakemake re-runs downstream jobs for new or changed scans only.
+
+Labels for segmentation come in three ways, each recorded in the manifest's ``role`` column:
+DICOM series whose SeriesDescription matches ``ingest.label_series`` and files matching an
+input's ``masks`` pattern are label maps (``mask``); files matching an input's ``instances``
+pattern (one binary mask per object, as in the 2018 Data Science Bowl) are merged per subject
+and study into one instance label map (``instances``, ids 1..N in path order). Labels are
+stored as integers (never interpolated) and converted after the images, so that a label whose
+grid matches no image of its subject and study is quarantined instead of written.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +58,13 @@ from medcnn.io.dicom import (
     read_header,
     read_image,
 )
-from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_from_header
+from medcnn.io.dicom_series import (
+    AssemblyOptions,
+    FrameInfo,
+    assemble_series,
+    frames_by_position,
+    frames_from_header,
+)
 from medcnn.io.files import sha256_file
 from medcnn.io.image2d import read_image_file
 from medcnn.io.nifti import jsonable, read_nifti, write_json, write_nifti
@@ -70,6 +85,7 @@ class _Entry:
     sop_uid: str
     instance: int
     key_value: str | None
+    description: str = ""
     frames: list[FrameInfo] = field(default_factory=list)
     dates: dict[str, str] = field(default_factory=dict)
     identifiers: dict[str, str] = field(default_factory=dict)
@@ -86,6 +102,10 @@ class _Context:
     options: AssemblyOptions
     labels: dict[str, dict[str, str]]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: (subject, study) -> [(spatial shape, affine)] of the images written, to check labels.
+    grids: dict[tuple[str, str], list[tuple[tuple[int, ...], np.ndarray]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     quarantine: list[tuple[str, str]] = field(default_factory=list)
     mapping: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -166,14 +186,26 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
     by_series: dict[tuple[str, str, str], list[_Entry]] = defaultdict(list)
     for entry in entries:
         by_series[(entry.patient_id, entry.study_uid, entry.series_uid)].append(entry)
-    for _, members in sorted(by_series.items(), key=lambda kv: kv[1][0].sop_uid):
+    label_series = re.compile(config["ingest"].get("label_series") or r"(?!)")
+    ordered = sorted(by_series.values(), key=lambda members: members[0].sop_uid)
+    label_groups = []
+    for members in ordered:
         members.sort(key=lambda e: (e.instance, e.sop_uid))
-        if _is_projection(members):
+        if members[0].description and label_series.search(members[0].description):
+            label_groups.append(members)  # after the images, to check their grid
+        elif _is_projection(members):
             _convert_projections(members, ctx)
         else:
             _convert_volumes(members, ctx)
+    for members in label_groups:
+        _convert_volumes(members, ctx, role="mask")
+    by_role: dict[str, list[tuple[Candidate, str]]] = defaultdict(list)
     for cand, shown in others:
+        role = cand.spec.role(cand.relative) if cand.spec is not None else "image"
+        by_role[role].append((cand, shown))
+    for cand, shown in by_role["image"] + by_role["mask"]:
         _convert_other(cand, shown, ctx, tables)
+    _convert_instances(by_role["instances"], ctx, tables)
 
     write_manifest(ctx.out / "manifest.tsv", ctx.rows, label_cfg["columns"])
     write_quarantine(ctx.out / "quarantine.tsv", ctx.quarantine)
@@ -256,6 +288,7 @@ def _read_entry(
         sop_uid=sop,
         instance=int(ds.get("InstanceNumber", 0) or 0),
         key_value=str(ds.get(key_keyword, "")) if ctx.labels else None,
+        description=str(ds.get("SeriesDescription", "") or ""),
         frames=frames,
         dates=dates,
         identifiers=identifiers if ctx.config["deid"]["keep_identifiers"] else {},
@@ -320,8 +353,12 @@ def _convert_projections(members: list[_Entry], ctx: _Context) -> None:
         ctx.rows.append(row)
 
 
-def _convert_volumes(members: list[_Entry], ctx: _Context) -> None:
-    """One SeriesInstanceUID: split into volumes, then stack each."""
+def _convert_volumes(members: list[_Entry], ctx: _Context, role: str = "image") -> None:
+    """One SeriesInstanceUID: split into volumes, then stack each.
+
+    A label series (``role`` mask) is stored as integers and only when its grid matches an
+    image of the same subject and study; otherwise its files are quarantined.
+    """
     by_path = {e.path: e for e in members}
     frames = [f for e in members for f in e.frames]
     parts = split_series(frames)
@@ -335,21 +372,39 @@ def _convert_volumes(members: list[_Entry], ctx: _Context) -> None:
         if explanation:
             log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
         try:
-            image = assemble_series(part.frames, ctx.options)
+            options = ctx.options
+            if role != "image":
+                options = AssemblyOptions(uneven_spacing=options.uneven_spacing, labels=True)
+            image = assemble_series(part.frames, options)
             source_hash = _combined_hash(files)
         except (DicomReadError, OSError) as exc:
             for path in files:
                 ctx.reject(by_path[path].shown, str(exc))
             continue
+        entry = by_path[files[0]]
+        dtype = None
+        if role != "image":
+            problem = _grid_problem(ctx, subject, study, image.data.shape[:3])
+            if problem:
+                for path in files:
+                    ctx.reject(
+                        by_path[path].shown,
+                        f"label series {entry.description!r} ({len(files)} files): {problem}",
+                    )
+                continue
+            image.data, dtype = _as_labels(image.data, image.warnings)
+            _check_affine(ctx, subject, study, image.data.shape[:3], image.affine, image.warnings)
         for warning in image.warnings:
             log.warning("%s/%s: %s", subject, series, warning)
-        entry = by_path[files[0]]
         sidecar: dict[str, Any] = {
             **image.meta,
+            **_source_geometry(image, part.frames, by_path),
             "SourceSHA256": source_hash,
             "SourceFiles": len(files),
             **_date_fields(entry, ctx),
         }
+        if role != "image":
+            sidecar["Role"] = role
         if part.reasons:
             sidecar["SeriesSplit"] = {
                 "part": number,
@@ -359,8 +414,114 @@ def _convert_volumes(members: list[_Entry], ctx: _Context) -> None:
             }
         if len(files) == 1:
             sidecar["SOPInstanceUID"] = entry.sop_uid
-        row = _write(ctx, entry, subject, study, series, image, sidecar, dtype=None)
+        row = _write(ctx, entry, subject, study, series, image, sidecar, dtype=dtype)
+        row["role"] = role
         ctx.rows.append(row)
+
+
+def _source_geometry(
+    image: DicomImage, frames: list[FrameInfo], by_path: dict[Path, _Entry]
+) -> dict[str, Any]:
+    """What a DICOM SEG of this volume needs to reference its source slices.
+
+    ``SliceSOPInstanceUIDs`` lists the SOP instance of each NIfTI slice k (one per k); it is
+    left out when slices do not map one to one onto files (multi-frame or mosaic files, time
+    series, or slices resampled onto a regular grid).
+    """
+    header = image.header
+    out: dict[str, Any] = {}
+    for keyword in ("FrameOfReferenceUID", "SOPClassUID"):
+        if header is not None and header.get(keyword):
+            out[keyword] = str(header.get(keyword))
+    iop = image.meta.get("ImageOrientationPatientDICOM")
+    if iop is not None:
+        out["ImageOrientationPatient"] = [float(v) for v in iop]
+    if header is not None and "SliceThickness" not in image.meta and header.get("SliceThickness"):
+        out["SliceThickness"] = float(header.SliceThickness)
+    single = all(f.frame is None and not f.mosaic for f in frames)
+    volumes = image.data.shape[3] if image.data.ndim >= 4 else 1
+    if single and volumes == 1 and not image.meta.get("Resampled"):
+        ordered = frames_by_position(frames)
+        if len(ordered) == image.data.shape[2]:
+            out["SliceSOPInstanceUIDs"] = [by_path[group[0].path].sop_uid for group in ordered]
+    return out
+
+
+def _as_labels(data: np.ndarray, warnings: list[str]) -> tuple[np.ndarray, Any]:
+    """A label map as the smallest unsigned integer type that holds it (int32 if negative).
+
+    Non-integer values (a mask resampled or saved as float) are rounded, with a warning.
+    """
+    values = np.asarray(data)
+    if values.ndim == 5:  # colour label image: the largest value over the channels
+        values = values.max(axis=-1)
+    if values.ndim == 4 and values.shape[3] == 1:
+        values = values[..., 0]
+    if not np.issubdtype(values.dtype, np.integer):
+        rounded = np.rint(np.nan_to_num(values))
+        if not np.array_equal(rounded, values):
+            warnings.append("label map had non-integer values: rounded to the nearest integer")
+        values = rounded
+    lo = float(values.min()) if values.size else 0.0
+    hi = float(values.max()) if values.size else 0.0
+    if lo < 0 or hi > np.iinfo(np.uint16).max:
+        return values.astype(np.int32), np.int32
+    if hi <= np.iinfo(np.uint8).max:
+        return values.astype(np.uint8), np.uint8
+    return values.astype(np.uint16), np.uint16
+
+
+def _check_affine(
+    ctx: _Context,
+    subject: str,
+    study: str,
+    spatial: tuple[int, ...],
+    affine: np.ndarray,
+    warnings: list[str],
+) -> None:
+    """Warn when a label's affine differs from every same-shaped image of its subject/study.
+
+    The label keeps its own affine (a header written by another tool may differ in the last
+    digits); more than 0.001 mm at a corner of the grid is worth telling.
+    """
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (0, spatial[0] - 1)
+            for j in (0, spatial[1] - 1)
+            for k in (0, spatial[2] - 1)
+        ]
+    ).T
+    gaps = [
+        float(np.abs((affine - other) @ corners).max())
+        for shape, other in ctx.grids.get((subject, study), [])
+        if tuple(shape) == tuple(int(s) for s in spatial)
+    ]
+    if gaps and min(gaps) > 1e-3:
+        warnings.append(
+            f"label grid is {min(gaps):.3g} mm away from the image of the same shape"
+            " (affines differ; the label keeps its own)"
+        )
+
+
+def _grid_problem(ctx: _Context, subject: str, study: str, spatial: tuple[int, ...]) -> str:
+    """Why a label of this shape cannot label an image of its subject/study ("" if it can)."""
+    wanted = "x".join(str(int(s)) for s in spatial)
+    shapes = sorted(
+        {
+            "x".join(row["shape"].split("x")[:3])
+            for row in ctx.rows
+            if row["subject"] == subject and row["study"] == study and row["role"] == "image"
+        }
+    )
+    if wanted in shapes:
+        return ""
+    if not shapes:
+        return f"no image of the same subject and study to label (label shape {wanted})"
+    return (
+        f"label shape {wanted} matches no image of the same subject and study "
+        f"(image shapes: {', '.join(shapes)})"
+    )
 
 
 def _combined_hash(paths: list[Path]) -> str:
@@ -395,6 +556,7 @@ def _write(
     row = _write_outputs(ctx, subject, study, series, image.data, image.affine, sidecar, dtype)
     row["modality"] = entry.modality
     row["source"] = "dicom"
+    row["description"] = entry.description
     if ctx.labels:
         found = ctx.labels.get(entry.key_value or "")
         for column in ctx.config["labels"]["columns"]:
@@ -424,6 +586,8 @@ def _write_outputs(
         write_nifti(nii, data, affine, dtype=dtype, repetition_time=tr)
         write_json(sidecar_path, sidecar)
     spatial = data.shape[:3]
+    if sidecar.get("Role", "image") == "image":
+        ctx.grids[(subject, study)].append((tuple(int(s) for s in spatial), np.asarray(affine)))
     spacing = [abs(float(v)) for v in (affine[:3, :3] ** 2).sum(axis=0) ** 0.5]
     shape = list(spatial) + ([volumes] if volumes > 1 else [])
     return {
@@ -441,35 +605,69 @@ def _write_outputs(
         "warnings": ";".join(sidecar.get("Warnings", [])),
         "volumes": volumes,
         "channels": 3 if colour else 1,
+        "role": sidecar.get("Role", "image"),
+        "description": sidecar.get("SeriesDescription", ""),
     }
+
+
+def _other_ids(
+    cand: Candidate, ctx: _Context, tables: dict[Path, dict[str, dict[str, str]]]
+) -> tuple[dict[str, str], str, str]:
+    """(original ids, subject pseudonym, study pseudonym) of a non-DICOM file.
+
+    Raises:
+        ValueError: the file does not match its input's pattern or table.
+    """
+    ids = identify(cand, tables)
+    subject = pseudonym(ids["subject"], ctx.secret, "sub-")
+    study = pseudonym(f"{ids['subject']}/{ids['study']}", ctx.secret, "ses-", 8)
+    ctx.mapping.append((subject, "subject", ids["subject"]))
+    ctx.mapping.append((study, "study", f"{ids['subject']}/{ids['study']}"))
+    return ids, subject, study
+
+
+def _read_other(cand: Candidate, ctx: _Context) -> tuple[np.ndarray, np.ndarray, dict, list]:
+    """(voxels, affine, sidecar facts, warnings) of a NIfTI or 2D image file.
+
+    Raises:
+        DicomReadError: the file cannot be decoded (NIfTI and image errors derive from it).
+    """
+    if cand.kind == "nifti":
+        return read_nifti(cand.path)
+    return read_image_file(cand.path, ctx.config["ingest"]["image_spacing"])
 
 
 def _convert_other(
     cand: Candidate, shown: str, ctx: _Context, tables: dict[Path, dict[str, dict[str, str]]]
 ) -> None:
-    """A NIfTI or 2D image file: subject and study from the input's pattern or table."""
+    """A NIfTI or 2D image file: subject and study from the input's pattern or table.
+
+    A file matching its input's ``masks`` pattern is a label map: stored as integers, and
+    quarantined when its grid matches no image of its subject and study.
+    """
+    role = cand.spec.role(cand.relative) if cand.spec is not None else "image"
     try:
-        ids = identify(cand, tables)
+        ids, subject, study = _other_ids(cand, ctx, tables)
     except ValueError as exc:
         ctx.reject(shown, str(exc))
         return
-    subject = pseudonym(ids["subject"], ctx.secret, "sub-")
-    study = pseudonym(f"{ids['subject']}/{ids['study']}", ctx.secret, "ses-", 8)
-    ctx.mapping.append((subject, "subject", ids["subject"]))
-    ctx.mapping.append((study, "study", f"{ids['subject']}/{ids['study']}"))
     modality = cand.spec.modality if cand.spec is not None else "OT"
     series = f"{modality}-{pseudonym(cand.relative, ctx.secret, '', 8)}"
     try:
-        if cand.kind == "nifti":
-            data, affine, meta, warnings = read_nifti(cand.path)
-        else:
-            data, affine, meta, warnings = read_image_file(
-                cand.path, ctx.config["ingest"]["image_spacing"]
-            )
+        data, affine, meta, warnings = _read_other(cand, ctx)
         source_hash = sha256_file(cand.path)
     except (DicomReadError, OSError) as exc:
         ctx.reject(shown, str(exc))
         return
+    dtype = None
+    if role == "mask":
+        problem = _grid_problem(ctx, subject, study, data.shape[:3])
+        if problem:
+            ctx.reject(shown, f"mask file {shown}: {problem}")
+            return
+        data, dtype = _as_labels(data, warnings)
+        _check_affine(ctx, subject, study, data.shape[:3], affine, warnings)
+        meta = {k: v for k, v in meta.items() if k != "PhotometricInterpretation"}
     sidecar = {
         **meta,
         "Modality": modality,
@@ -480,13 +678,110 @@ def _convert_other(
         "Warnings": warnings,
         "ConversionSoftware": f"medcnn {__version__}",
     }
-    row = _write_outputs(ctx, subject, study, series, data, affine, sidecar, dtype=None)
+    if role != "image":
+        sidecar["Role"] = role
+    if ids["description"]:
+        sidecar["SeriesDescription"] = ids["description"]
+    row = _write_outputs(ctx, subject, study, series, data, affine, sidecar, dtype=dtype)
     row["source"] = cand.kind
     if ctx.labels:
         found = ctx.labels.get(ids["key"])
         for column in ctx.config["labels"]["columns"]:
             row[column] = found[column] if found else ""
     ctx.rows.append(row)
+
+
+def _convert_instances(
+    files: list[tuple[Candidate, str]],
+    ctx: _Context,
+    tables: dict[Path, dict[str, dict[str, str]]],
+) -> None:
+    """Merge one-binary-mask-per-object files into one instance label map per subject/study.
+
+    Files are taken in sorted path order and numbered 1..N; where objects overlap, the later
+    id keeps the pixel (counted in a warning). A file whose grid matches no image of its
+    subject and study is quarantined; an empty file is skipped with a warning.
+    """
+    groups: dict[tuple[str, str], list[tuple[Candidate, str, dict[str, str]]]] = defaultdict(list)
+    for cand, shown in files:
+        try:
+            ids, subject, study = _other_ids(cand, ctx, tables)
+        except ValueError as exc:
+            ctx.reject(shown, str(exc))
+            continue
+        groups[(subject, study)].append((cand, shown, ids))
+    for (subject, study), members in sorted(groups.items()):
+        members.sort(key=lambda m: m[0].relative)
+        labels: np.ndarray | None = None  # built as the files are read: one array in memory
+        first: tuple[np.ndarray, dict[str, Any]] | None = None
+        warnings: list[str] = []
+        digest = hashlib.sha256()
+        used: list[tuple[Candidate, str, dict[str, str]]] = []
+        n_empty = overlap = 0
+        for cand, shown, ids in members:
+            try:
+                data, affine, meta, _ = _read_other(cand, ctx)
+                source_hash = sha256_file(cand.path)
+            except (DicomReadError, OSError) as exc:
+                ctx.reject(shown, str(exc))
+                continue
+            problem = _grid_problem(ctx, subject, study, data.shape[:3])
+            if not problem and labels is not None and data.shape[:3] != labels.shape:
+                shape = "x".join(str(s) for s in labels.shape)
+                problem = f"shape differs from the other instance masks ({shape})"
+            if problem:
+                ctx.reject(shown, f"instance mask file {shown}: {problem}")
+                continue
+            binary = np.asarray(data).reshape(data.shape[:3] + (-1,)).any(axis=-1)
+            digest.update(source_hash.encode())
+            if not binary.any():
+                n_empty += 1
+                continue
+            if labels is None:
+                labels = np.zeros(binary.shape, dtype=np.int32)
+                first = (affine, meta)
+            used.append((cand, shown, ids))
+            overlap += int(np.count_nonzero(labels[binary]))
+            labels[binary] = len(used)
+        if n_empty:
+            warnings.append(f"{n_empty} instance mask file(s) empty: skipped")
+        if labels is None or first is None:
+            continue
+        if overlap:
+            warnings.append(f"{overlap} pixels belong to more than one instance: the later id kept")
+        labels, dtype = _as_labels(labels, warnings)
+        affine, meta = first
+        _check_affine(ctx, subject, study, labels.shape[:3], affine, warnings)
+        cand, _, ids = used[0]
+        modality = cand.spec.modality if cand.spec is not None else "OT"
+        original = f"{ids['subject']}/{ids['study']}"
+        series = f"{modality}-{pseudonym('instances:' + original, ctx.secret, '', 8)}"
+        meta = {
+            k: v for k, v in meta.items() if k not in ("PhotometricInterpretation", "ImageMode")
+        }
+        sidecar: dict[str, Any] = {
+            **meta,
+            "Modality": modality,
+            "Subject": subject,
+            "Study": study,
+            "Series": series,
+            "Role": "instances",
+            "NumberOfInstances": len(used),
+            "SourceFiles": len(used) + n_empty,
+            "SourceSHA256": digest.hexdigest(),
+            "Warnings": warnings,
+            "ConversionSoftware": f"medcnn {__version__}",
+        }
+        if ids["description"]:
+            sidecar["SeriesDescription"] = ids["description"]
+        for warning in warnings:
+            log.warning("%s/%s: %s", subject, series, warning)
+        row = _write_outputs(ctx, subject, study, series, labels, affine, sidecar, dtype=dtype)
+        row["source"] = cand.kind
+        if ctx.labels:
+            for column in ctx.config["labels"]["columns"]:
+                row[column] = ""
+        ctx.rows.append(row)
 
 
 def _read_json(path: Path) -> Any:

@@ -297,6 +297,21 @@ def _position_groups(frames: list[FrameInfo], normal: np.ndarray) -> list[list[F
     return groups
 
 
+def frames_by_position(frames: list[FrameInfo]) -> list[list[FrameInfo]]:
+    """The frames of one series grouped by slice position, in the NIfTI k order.
+
+    :func:`assemble_series` stacks slice k from group k (before any resampling), so this
+    maps each slice of its output back to the frames (and files) it came from.
+    """
+    if not frames:
+        return []
+    normal = geometry.slice_normal(np.asarray(frames[0].orientation(), dtype=float))
+    groups = _position_groups(frames, normal)
+    for group in groups:
+        group.sort(key=_time_order)
+    return groups
+
+
 def _time_order(info: FrameInfo) -> tuple:
     return (info.temporal, info.acquisition, info.instance, info.frame or 0, str(info.path))
 
@@ -309,9 +324,12 @@ class AssemblyOptions:
         uneven_spacing: what to do with uneven slice gaps or missing slices: ``resample``
             (interpolate onto the typical gap), ``reject`` (quarantine the series) or
             ``keep`` (write the slices as they are with the mean gap, which misplaces some).
+        labels: the series is a label map: ``resample`` takes the nearest slice instead of
+            interpolating.
     """
 
     uneven_spacing: str = "resample"
+    labels: bool = False
 
 
 @dataclass
@@ -420,14 +438,16 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             # scattered slices of a long series, say): better keep what is there.
             warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
         elif options.uneven_spacing == "resample" and not colour:
-            data, new_positions = geometry.resample_regular(data, report.positions, report.step)
+            data, new_positions = geometry.resample_regular(
+                data, report.positions, report.step, nearest=options.labels
+            )
             n_slices = data.shape[2]
             geo.resampled = True
             # The last slice keeps its position, so the mean step stays exact and in-plane
             # shifts (tilt) are interpolated along the same line.
             warnings.append(
                 f"{what}: resampled to {n_slices} slices {np.diff(new_positions).mean():.4g} mm"
-                " apart by linear interpolation"
+                f" apart by {'nearest-slice' if options.labels else 'linear'} interpolation"
             )
         else:
             warnings.append(f"{what}: kept as acquired, the affine uses the mean gap")

@@ -143,7 +143,7 @@ def stack_affine(
 
 
 def resample_regular(
-    data: np.ndarray, positions: np.ndarray, step: float
+    data: np.ndarray, positions: np.ndarray, step: float, nearest: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Linearly interpolate a stack onto evenly spaced positions along k.
 
@@ -151,6 +151,8 @@ def resample_regular(
         data: voxels ``(i, j, k, ...)``; k ordered like ``positions``.
         positions: ascending slice positions along the normal (mm), one per k.
         step: the target gap in mm (the typical gap of the stack).
+        nearest: take the nearest slice instead of interpolating (label maps: a value
+            between two labels would be a third label).
 
     Returns:
         (resampled data with k = round(span / step) + 1 slices, their positions). The first
@@ -165,6 +167,8 @@ def resample_regular(
     width = positions[upper] - positions[lower]
     weight = np.where(width > 0, (targets - positions[lower]) / np.where(width > 0, width, 1), 0)
     shape = (1, 1, n) + (1,) * (data.ndim - 3)
+    if nearest:
+        weight = (weight >= 0.5).astype(float)
     weight = weight.reshape(shape)
     out = data[:, :, lower] * (1 - weight) + data[:, :, upper] * weight
     return out.astype(np.float32), targets

@@ -69,7 +69,12 @@ def test_subject_from_pattern_table_or_folder(tmp_path):
         [{"path": str(tmp_path), "pattern": r"(?P<subject>P\d+)/(?P<study>\d+)/(?P<key>.*)"}]
     )[0]
     cand = next(c for c in discover([spec]) if c.path == image)
-    assert identify(cand, {}) == {"subject": "P01", "study": "2020", "key": "x.png"}
+    assert identify(cand, {}) == {
+        "subject": "P01",
+        "study": "2020",
+        "key": "x.png",
+        "description": "",
+    }
 
     table = tmp_path / "subjects.csv"
     table.write_text("file,subject,study\nP01/2020/x.png,S9,baseline\n")
@@ -83,7 +88,12 @@ def test_subject_from_pattern_table_or_folder(tmp_path):
     )
 
     plain = next(c for c in discover([InputSpec(tmp_path)]) if c.path == image)
-    assert identify(plain, {}) == {"subject": "P01", "study": "1", "key": "P01/2020/x.png"}
+    assert identify(plain, {}) == {
+        "subject": "P01",
+        "study": "1",
+        "key": "P01/2020/x.png",
+        "description": "",
+    }
 
 
 def test_bad_patterns_are_configuration_errors():

@@ -14,3 +14,40 @@ if config["demo"]["enabled"]:
         shell:
             "medcnn demo-data {params.out} --patients {params.patients} --size {params.size}"
             " --seed {params.seed} > {log} 2>&1"
+
+
+if config["demo"]["ct"]["enabled"]:
+
+    rule generate_demo_ct:
+        output:
+            directory(f"{config['demo']['out']}/ct"),
+        params:
+            out=config["demo"]["out"],
+            patients=config["demo"]["ct"]["n_patients"],
+            size=config["demo"]["ct"]["size"],
+            slices=config["demo"]["ct"]["slices"],
+            spacing=" ".join(str(v) for v in config["demo"]["ct"]["spacing"]),
+            seed=config["demo"]["ct"]["seed"],
+        log:
+            f"{LOGS}/demo/generate_demo_ct.log",
+        shell:
+            "medcnn demo-data {params.out} --cohort ct --patients {params.patients}"
+            " --size {params.size} --slices {params.slices} --spacing {params.spacing}"
+            " --seed {params.seed} > {log} 2>&1"
+
+
+if config["demo"]["nuclei"]["enabled"]:
+
+    rule generate_demo_nuclei:
+        output:
+            directory(f"{config['demo']['out']}/nuclei"),
+        params:
+            out=config["demo"]["out"],
+            tiles=config["demo"]["nuclei"]["n_tiles"],
+            size=config["demo"]["nuclei"]["size"],
+            seed=config["demo"]["nuclei"]["seed"],
+        log:
+            f"{LOGS}/demo/generate_demo_nuclei.log",
+        shell:
+            "medcnn demo-data {params.out} --cohort nuclei --tiles {params.tiles}"
+            " --size {params.size} --seed {params.seed} > {log} 2>&1"

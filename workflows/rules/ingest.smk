@@ -12,6 +12,7 @@ checkpoint ingest_scans:
         configfile=CONFIGFILE,
         # What the outputs depend on (the secret stays out: params are stored in .snakemake).
         labels=config["labels"],
+        inputs=config["inputs"],  # patterns, masks/instances regexes: how files are read
         ingest=config["ingest"],
         keep_identifiers=config["deid"]["keep_identifiers"],
         batches=config["batches"],
