@@ -138,7 +138,8 @@ def run_split(config: dict[str, Any], name: str) -> dict[str, Any]:
     task = config["tasks"][name]
     results = Path(config["results"])
     index = read_index(results / "preprocess" / name / "index.tsv")
-    scheme = LabelScheme.from_target(task["target"])
+    # segmentation: "1" for a case with a label map, one stratum
+    scheme = LabelScheme.from_target(task["target"]) if task["kind"] == "classification" else None
     split = {"task": name, **make_split(index, **task["split"], scheme=scheme)}
     out = results / "splits" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def task_rows(manifest: pd.DataFrame, task: dict[str, Any]) -> pd.DataFrame:
-    """The manifest rows a task takes (its modalities and dimensionality)."""
+    """The manifest images a task takes (its modalities and dimensionality; no label maps)."""
     rows = manifest[manifest["modality"].isin(task["modalities"])]
+    if "role" in rows.columns:
+        rows = rows[rows["role"].isin(["image", ""])]
     return rows[rows["dims"].astype(int) == task["dims"]]
 
 
@@ -127,6 +129,10 @@ def run_preprocess_subject(config: dict[str, Any], name: str, subject: str) -> i
     optional here (new patients usually have none).
     """
     task = config["tasks"][name]
+    if task["kind"] != "classification":
+        from medcnn.transforms.preprocess_segmentation import run_preprocess_segmentation_subject
+
+        return run_preprocess_segmentation_subject(config, name, subject)
     results = Path(config["results"])
     out = results / "preprocess" / name
     plans = json.loads((model_dirs(config, name)[0] / "plans.json").read_text())
@@ -147,6 +153,10 @@ def run_preprocess_subject(config: dict[str, Any], name: str, subject: str) -> i
 def run_preprocess(config: dict[str, Any], name: str) -> int:
     """Preprocess every image of task ``name``; returns the number of images written."""
     task = config["tasks"][name]
+    if task["kind"] != "classification":
+        from medcnn.transforms.preprocess_segmentation import run_preprocess_segmentation
+
+        return run_preprocess_segmentation(config, name)
     results = Path(config["results"])
     out = results / "preprocess" / name
     manifest = read_manifest(results / "ingest" / "manifest.tsv")
