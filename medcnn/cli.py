@@ -179,6 +179,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when this process dies, even by ``kill -9``.
+
+    Otherwise torchrun and its ranks would go on training after the job was killed, on GPUs
+    whose locks died with it.
+    """
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _run_ddp(argv: list[str], nproc: int) -> int:
     """Run ``medcnn <argv>`` again under ``torchrun`` in ``nproc`` processes; its exit code.
 
@@ -192,7 +205,11 @@ def _run_ddp(argv: list[str], nproc: int) -> int:
 
     command = distributed.relaunch_command(nproc, argv, sys.executable)
     log.info("DDP: training in %d processes: %s", nproc, " ".join(command))
-    proc = subprocess.Popen(command, env={**os.environ, distributed.CHILD_ENV: "1"})
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, distributed.CHILD_ENV: "1"},
+        preexec_fn=_die_with_parent,
+    )
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous = {s: signal.signal(s, lambda signum, _: proc.send_signal(signum)) for s in forwarded}
     try:

@@ -275,7 +275,8 @@ def train_fold(
     )
     workers = resolve_workers(settings["num_workers"], device, threads)
     if world > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
-        workers = max(1, workers // world)  # the node's cores are shared by the ranks
+        # The node's cores are shared by its ranks.
+        workers = max(1, workers // distributed.local_world_size())
     generator = torch.Generator()
     batch_size = distributed.per_rank_batch(settings["batch_size"])
     # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
@@ -531,7 +532,7 @@ def _run_train(
     pre = results / "preprocess" / name
     out = results / "models" / name / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, threads // distributed.world_size())
+    threads = max(1, threads // distributed.local_world_size())
     torch.set_num_threads(threads)
 
     plans = json.loads((pre / "plans.json").read_text())

@@ -53,6 +53,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """Processes of the job on this node (they share its CPU threads)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
 def rank() -> int:
     """This process's global rank (0 without DDP)."""
     if dist.is_available() and dist.is_initialized():

@@ -67,7 +67,7 @@ def test_relaunch_command_for_four_gpus(tmp_path, monkeypatch):
     launched = []
 
     class FakePopen:
-        def __init__(self, command, env):
+        def __init__(self, command, env, preexec_fn=None):
             launched.append((command, env))
 
         def wait(self):
