@@ -90,6 +90,12 @@ def setup(device: torch.device) -> torch.device:
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"DDP rank {local_rank} of this node has no GPU: {torch.cuda.device_count()} "
+                f"visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}); "
+                f"run at most one process per GPU (${PROCS_ENV} is for CPUs)"
+            )
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     if not dist.is_initialized():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -32,10 +35,14 @@ def ddp_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
 
 
-def train(configfile: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
+def train_command(configfile: Path, *extra: str) -> list[str]:
     command = [sys.executable, "-m", "medcnn", "train", "--config", str(configfile)]
+    return [*command, "--task", "cxr", "--threads", "2", *extra]
+
+
+def train(configfile: Path, *extra: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*command, "--task", "cxr", "--threads", "2", *extra],
+        train_command(configfile, *extra),
         env=ddp_env(**env),
         capture_output=True,
         text=True,
@@ -132,3 +139,49 @@ def test_an_error_in_the_ranks_fails_the_job_clearly(tmp_path):
     assert result.returncode != 0
     assert "fold 5 is not in the split" in result.stderr
     assert "DDP training failed: torchrun exited with code" in result.stderr
+
+
+@pytest.mark.slow
+def test_ddp_job_killed_then_resumed_ends_like_uninterrupted(tmp_path):
+    two = {distributed.PROCS_ENV: "2"}
+    _, reference_config = write_task(tmp_path / "reference", n_patients=12, train={"epochs": 4})
+    _, killed_config = write_task(tmp_path / "killed", n_patients=12, train={"epochs": 4})
+    reference = train(reference_config, **two)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    fold = tmp_path / "killed" / "results" / "models" / "cxr" / "fold0"
+    checkpoint = fold / "checkpoint.pt"
+    proc = subprocess.Popen(
+        train_command(killed_config),
+        env=ddp_env(**two),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)  # the medcnn process only, as a scheduler might
+    proc.wait()
+    saved = torch.load(checkpoint, weights_only=True)["epoch"]
+    # torchrun and its ranks died with it: no epoch is added after the kill.
+    time.sleep(10)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == saved < 4
+    assert not (fold / "bundle.json").exists()
+
+    resumed = train(killed_config, **two)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {checkpoint} after epoch {saved}" in resumed.stderr
+    ref_fold = tmp_path / "reference" / "results" / "models" / "cxr" / "fold0"
+    ref_metrics = json.loads((ref_fold / "metrics.json").read_text())
+    metrics = json.loads((fold / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == saved + 1
+    assert metrics["best_epoch"] == ref_metrics["best_epoch"]
+    for key in ("val_auroc", "val_loss", "threshold"):
+        assert abs(metrics[key] - ref_metrics[key]) < 1e-5, key
+    ref_weights = torch.load(ref_fold / "model.pt", weights_only=True)
+    weights = torch.load(fold / "model.pt", weights_only=True)
+    for name, tensor in ref_weights.items():
+        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
