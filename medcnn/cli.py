@@ -139,11 +139,14 @@ def _split(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _stage_device(config: dict, stage: str) -> Iterator[None]:
+def _stage_device(config: dict, stage: str) -> Iterator[int]:
     """Claim the stage's GPUs (if any) and resolve ``device: auto`` for this job.
 
     ``auto`` means CUDA only when the stage asks for GPUs (``resources.<stage>.gpu``): a job
     that did not claim a device must not start on whichever GPU happens to be device 0.
+
+    Yields:
+        The number of CUDA devices the job may use (0 when it asked for none).
     """
     from medcnn.devices import claim_gpus
 
@@ -151,15 +154,76 @@ def _stage_device(config: dict, stage: str) -> Iterator[None]:
     with claim_gpus(gpus, config["resources"]["jobs_per_gpu"]):
         if config["device"] == "auto":
             config["device"] = "cuda" if gpus else "cpu"
-        yield
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        yield len([d for d in visible.split(",") if d.strip()]) if gpus else 0
 
 
-def _train(args: argparse.Namespace) -> None:
-    from medcnn.train.classifier import run_train
+def _train(args: argparse.Namespace) -> int:
+    from medcnn.train import distributed
 
     config = load_config(args.config)
-    with _stage_device(config, "train"):
-        run_train(config, args.task, args.fold, threads=args.threads)
+    with _stage_device(config, "train") as visible:
+        nproc = distributed.processes(config["resources"]["train"].get("gpu", 0), visible)
+        if distributed.should_relaunch(nproc):
+            # Inside the claim: the GPUs stay locked while the DDP processes use them.
+            return _run_ddp(args.argv, nproc)
+        from medcnn.train.classifier import run_train
+
+        train = run_train
+        if os.environ.get(distributed.CHILD_ENV):
+            from torch.distributed.elastic.multiprocessing.errors import record
+
+            # torchrun's failure summary then names the rank and shows its traceback.
+            train = record(run_train)
+        train(config, args.task, args.fold, threads=args.threads)
+    return 0
+
+
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when this process dies, even by ``kill -9``.
+
+    Otherwise torchrun and its ranks would go on training after the job was killed, on GPUs
+    whose locks died with it.
+    """
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _run_ddp(argv: list[str], nproc: int) -> int:
+    """Run ``medcnn <argv>`` again under ``torchrun`` in ``nproc`` processes; its exit code.
+
+    SIGTERM/SIGINT/SIGHUP (a cancelled Snakemake or SLURM job) are passed on to torchrun,
+    which stops every rank.
+    """
+    import signal
+    import subprocess
+
+    from medcnn.train import distributed
+
+    command = distributed.relaunch_command(nproc, argv, sys.executable)
+    log.info("DDP: training in %d processes: %s", nproc, " ".join(command))
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, distributed.CHILD_ENV: "1"},
+        preexec_fn=_die_with_parent,
+    )
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, lambda signum, _: proc.send_signal(signum)) for s in forwarded}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if code:
+        log.error(
+            "DDP training failed: torchrun exited with code %d (the failing rank and its "
+            "error are above)",
+            code,
+        )
+    return code
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -302,21 +366,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``medcnn`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a DDP training job runs itself again with the same arguments
+    rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # One writer: the other ranks of a DDP job log only warnings and errors.
+        level=logging.WARNING if rank else logging.DEBUG if args.verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s{f' [rank {rank}]' if rank else ''} %(name)s: "
+        "%(message)s",
         stream=sys.stderr,
     )
     if os.environ.get("SLURM_JOB_ID"):
         # Makes each job's log say where it ran (the SLURM test checks this line).
         log.info("SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.uname().nodename)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except ConfigError as exc:
         print(f"medcnn: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ training, ``checkpoint.pt`` holds everything needed to go on after the last fini
 moment and run again resumes from it and ends where the uninterrupted run would have ended,
 because every epoch draws its shuffling and augmentation from ``(seed, epoch)`` alone.
 
+Started by ``torchrun`` (``resources.train.gpu`` > 1, see :mod:`medcnn.train.distributed`),
+every rank trains on its share of each global batch of ``train.batch_size`` images; rank 0
+alone validates (the whole validation set, so the numbers are a single process's), decides,
+and writes the checkpoint, the bundle and the log.
+
 Label schemes (binary, multi-class, multi-label) are :class:`medcnn.data.labels.LabelScheme`;
 the network has one logit per label.
 """
@@ -33,6 +38,7 @@ from medcnn.data.split import subject_role
 from medcnn.metrics.classification import choose_threshold, evaluate
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network, load_initial_weights
+from medcnn.train import distributed
 from medcnn.train.hardware import autocast, pick_device, resolve_precision, resolve_workers
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
@@ -223,7 +229,8 @@ def train_fold(
 
     Returns:
         (the model at its best epoch, in eval mode; a summary for ``metrics.json``;
-        the per-epoch history).
+        the per-epoch history). On the other ranks of a DDP job: the model at its last
+        epoch, an empty summary and history.
     """
     settings = task["train"]
     seed = int(settings["seed"])
@@ -241,6 +248,7 @@ def train_fold(
         initial = load_initial_weights(model, task["network"]["weights"])
     memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
+    world = distributed.world_size()
 
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
@@ -266,24 +274,35 @@ def train_fold(
         progress=False,
     )
     workers = resolve_workers(settings["num_workers"], device, threads)
+    if world > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
+        # The node's cores are shared by its ranks.
+        workers = max(1, workers // distributed.local_world_size())
     generator = torch.Generator()
-    sampler = None
-    if balance == "sampler":
+    batch_size = distributed.per_rank_batch(settings["batch_size"])
+    # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
+    sampler = distributed.sampler(
+        dataset,
+        shuffle=True,
+        seed=seed,
+        weights=torch.as_tensor(draw_weights) if balance == "sampler" else None,
+    )
+    if sampler is None and balance == "sampler":
         sampler = torch.utils.data.WeightedRandomSampler(
             torch.as_tensor(draw_weights, dtype=torch.double),
             num_samples=len(train_items),
             replacement=True,
             generator=generator,
         )
+    per_rank_items = len(sampler) if sampler is not None else len(train_items)
     loader = DataLoader(
         dataset,
-        batch_size=settings["batch_size"],
+        batch_size=batch_size,
         shuffle=sampler is None,
         sampler=sampler,
         num_workers=workers,
         generator=generator,
         pin_memory=device.type == "cuda",
-        drop_last=len(train_items) > settings["batch_size"],
+        drop_last=per_rank_items > batch_size,
     )
     steps_per_epoch = max(1, len(loader))
     optimizer = torch.optim.AdamW(
@@ -304,10 +323,17 @@ def train_fold(
     if state is not None:
         precision, precision_info = state["precision"], state["precision_info"]
     else:
-        example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
-        precision, precision_info = resolve_precision(
-            settings["precision"], device, model, example.contiguous(memory_format=memory_format)
-        )
+        precision, precision_info = None, None
+        if distributed.is_main():
+            example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
+            precision, precision_info = resolve_precision(
+                settings["precision"],
+                device,
+                model,
+                example.contiguous(memory_format=memory_format),
+            )
+        # auto times the precisions on rank 0; every rank must use its choice.
+        precision, precision_info = distributed.broadcast((precision, precision_info))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     history: list[dict[str, float]] = []
@@ -324,6 +350,10 @@ def train_fold(
         best_state, best_probs = state["best_state"], state["best_probs"].numpy()
         start_epoch = resumed_from = state["epoch"] + 1
         log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+    # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
+    # constructor sends rank 0's weights to every rank.
+    trained = distributed.wrap(model, device)
+    model = distributed.unwrap(trained)  # validated and saved without the ``module.`` prefix
 
     patience = settings["patience"]
     stopped_early = bool(state and state.get("stopped"))
@@ -335,10 +365,13 @@ def train_fold(
         # worker_init_fn; without workers the transforms are reseeded here.)
         torch.manual_seed(epoch_seed(seed, epoch))
         generator.manual_seed(epoch_seed(seed, epoch))
-        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        # Each rank its own augmentation draws (rank 0's are those of a single process).
+        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch) + distributed.rank())
         start = time.perf_counter()
         losses, epoch_images, epoch_wait = train_one_epoch(
-            model,
+            trained,
             loader,
             loss_fn,
             optimizer,
@@ -350,6 +383,12 @@ def train_fold(
             multiclass=scheme.kind == "multiclass",
         )
         seconds = time.perf_counter() - start
+        train_loss = distributed.all_reduce_mean(np.mean(losses) if losses else float("nan"))
+        epoch_images = int(distributed.all_reduce_sum(epoch_images))
+        if not distributed.is_main():
+            # Rank 0 validates and decides; the others wait for its decision.
+            stopped_early = distributed.broadcast(None)
+            continue
         logits = predict_logits(
             model, val_images, device, precision, bool(settings["channels_last"])
         )
@@ -369,7 +408,7 @@ def train_fold(
         val_auc = mean_auroc(val_targets, probs)
         record = {
             "epoch": epoch,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_loss": train_loss,
             "val_loss": val_loss,
             "val_auroc": val_auc,
             "lr": optimizer.param_groups[0]["lr"],
@@ -424,7 +463,12 @@ def train_fold(
             )
         if stopped_early:
             log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
+        distributed.broadcast(stopped_early)
 
+    distributed.check_replicas(trained)
+    if not distributed.is_main():
+        model.eval()
+        return model, {}, []
     model.load_state_dict(best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
     model.eval()
     # Over every epoch, those before a resume included.
@@ -469,17 +513,27 @@ def _items(
 def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) -> dict[str, Any]:
     """Train task ``name`` on fold ``fold``; returns the metrics written to ``metrics.json``.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this is one rank of a DDP job: ``threads`` are the
+    job's, shared by the ranks; only rank 0 writes outputs, and the other ranks return ``{}``.
+
     Raises:
         ValueError: the fold does not exist in the split, or has no training or validation
             images.
     """
+    with distributed.process_group(pick_device(config["device"])) as device:
+        return _run_train(config, name, fold, threads, device)
+
+
+def _run_train(
+    config: dict[str, Any], name: str, fold: int, threads: int, device: torch.device
+) -> dict[str, Any]:
     task = config["tasks"][name]
     results = Path(config["results"])
     pre = results / "preprocess" / name
     out = results / "models" / name / f"fold{fold}"
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, threads))
-    device = pick_device(config["device"])
+    threads = max(1, threads // distributed.local_world_size())
+    torch.set_num_threads(threads)
 
     plans = json.loads((pre / "plans.json").read_text())
     split = json.loads((results / "splits" / f"{name}.json").read_text())
@@ -507,6 +561,8 @@ def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) ->
     model, summary, history = train_fold(
         train_items, val_items, scheme, task, plans, out, device, threads, fingerprint
     )
+    if not distributed.is_main():
+        return {}
 
     evaluation = task["evaluation"]
     probs, targets = summary["best_probabilities"], summary["val_targets"]
@@ -554,6 +610,8 @@ def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) ->
         "channels_last": summary["channels_last"],
         "num_workers": summary["num_workers"],
         "threads": threads,
+        # DDP processes (ranks) that trained the model; threads above are per process
+        "processes": distributed.world_size(),
         "balance": summary["balance"],
         "epochs_run": summary["epochs_run"],
         "stopped_early": summary["stopped_early"],

@@ -107,6 +107,10 @@ def stage_resources(stage):
     resources = {"mem_mb": mem_mb, "runtime": runtime}
     if settings.get("gpu"):
         resources["gpu"] = settings["gpu"]
+    if settings.get("gpu", 0) > 1:
+        # DDP training runs on one node (torchrun --standalone): SLURM must not spread the
+        # GPUs over several (the SLURM plugin turns this into --nodes=1).
+        resources["nodes"] = 1
     return resources
 
 
