@@ -164,6 +164,13 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _stage_device(config, "train") as visible:
         nproc = distributed.processes(config["resources"]["train"].get("gpu", 0), visible)
+        if config["tasks"][args.task]["kind"] != "classification":
+            from medcnn.train.run_segmentation import run_train_segmentation
+
+            if nproc > 1:
+                log.warning("segmentation trains on one GPU (DDP is for classification)")
+            run_train_segmentation(config, args.task, args.fold, threads=args.threads)
+            return 0
         if distributed.should_relaunch(nproc):
             # Inside the claim: the GPUs stay locked while the DDP processes use them.
             return _run_ddp(args.argv, nproc)
@@ -230,6 +237,8 @@ def _predict(args: argparse.Namespace) -> None:
     from medcnn.predict.classifier import run_predict
 
     config = load_config(args.config)
+    if config["tasks"][args.task]["kind"] != "classification":
+        from medcnn.predict.run_segmentation import run_predict_segmentation as run_predict
 
     def one(subject: str) -> list[str]:
         run_predict(config, args.task, subject, threads=args.threads)
@@ -251,6 +260,8 @@ def _saliency(args: argparse.Namespace) -> None:
     from medcnn.saliency.pipeline import run_saliency
 
     config = load_config(args.config)
+    if config["tasks"][args.task]["kind"] != "classification":
+        from medcnn.saliency.segmentation import run_saliency_segmentation as run_saliency
 
     def one(subject: str) -> list[str]:
         run_saliency(config, args.task, subject, threads=args.threads)

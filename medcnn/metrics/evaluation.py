@@ -7,7 +7,7 @@ Writes ``results/models/{task}/evaluation.json``::
      "validation": {"folds": [{"fold", "mean_auroc", "mean_auroc_ci", "best_epoch"}],
                     "mean_auroc": mean over folds, "mean_auroc_sd": sd over folds}}
 
-and ``reliability.png`` (the test reliability diagram of every label). Thresholds are those
+and ``evaluation.png`` (the test reliability diagram of every label). Thresholds are those
 the predictions applied (chosen on validation data), never tuned on the test patients.
 """
 
@@ -42,6 +42,10 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
         FileNotFoundError: a test patient has no prediction yet (run predict first).
     """
     task = config["tasks"][name]
+    if task["kind"] != "classification":
+        from medcnn.metrics.evaluation_segmentation import run_evaluate_segmentation
+
+        return run_evaluate_segmentation(config, name)
     results = Path(config["results"])
     settings = task["evaluation"]
     split = json.loads((results / "splits" / f"{name}.json").read_text())
@@ -112,7 +116,7 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
     out = results / "models" / name
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    (out / "reliability.png").write_bytes(reliability_png(test))
+    (out / "evaluation.png").write_bytes(reliability_png(test))
     log.info(
         "evaluate %s: test mean AUROC %s (95%% CI %s) over %d images of %d patients",
         name,

@@ -155,3 +155,21 @@ def placeholder_png(text: str) -> bytes:
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9, color="#555")
     ax.set_axis_off()
     return _png(fig)
+
+
+def agreement_png(points: list[tuple[float, float]], what: str) -> bytes:
+    """Predicted against reference (one point per image) with the identity line."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if points:
+        ref, pred = np.array(points, dtype=float).T
+        ax.scatter(ref, pred, s=18, alpha=0.8)
+        top = max(float(ref.max()), float(pred.max()), 1e-6) * 1.05
+    else:
+        top = 1.0
+    ax.plot([0, top], [0, top], ls="--", c="grey", lw=1)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(f"reference {what}")
+    ax.set_ylabel(f"predicted {what}")
+    ax.set_aspect("equal")
+    return _png(fig)

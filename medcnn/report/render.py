@@ -117,6 +117,10 @@ def ingest_warnings(sidecar: dict[str, Any]) -> list[str]:
     return [w for w in warnings if not (w in seen or seen.add(w))]
 
 
+#: Prediction kinds of segmentation tasks (their report parts: render_segmentation.py).
+SEGMENTATION_KINDS = ("segmentation", "instance_segmentation")
+
+
 def _task_images(
     results: Path, name: str, subject: str, settings: dict[str, Any]
 ) -> dict[str, dict[str, Any]] | None:
@@ -126,6 +130,14 @@ def _task_images(
         raise FileNotFoundError(results / "predict" / name / f"{subject}.json")
     if not prediction["images"]:
         return None
+    if prediction.get("kind") in SEGMENTATION_KINDS:
+        from medcnn.report.render_segmentation import segmentation_series
+
+        rows = read_manifest(results / "ingest" / subject / SUBJECT_MANIFEST).to_dict("records")
+        return {
+            "prediction": prediction,
+            "series": segmentation_series(results, name, subject, prediction, rows),
+        }
     saliency_dir = results / "saliency" / name / subject
     saliency = _read_json(saliency_dir / "saliency.json") or {"maps": []}
     per_series: dict[str, dict[str, Any]] = {}
@@ -214,7 +226,10 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
         versions.update(bundle.get("versions", {}))
 
     images, warnings = [], []
+    labels = [r for r in rows if r.get("role", "image") not in ("image", "")]
     for row in rows:
+        if row in labels:
+            continue
         sidecar = json.loads((results / row["sidecar"]).read_text())
         thumbnail, window = windowed_slice(
             results / row["path"], sidecar, settings["window_percentiles"]
@@ -264,6 +279,10 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
         "subject": subject,
         "studies": sorted({r["study"] for r in rows}),
         "images": images,
+        "label_maps": [
+            {k: r.get(k, "") for k in ("study", "series", "role", "shape", "spacing")}
+            for r in labels
+        ],
         "models": models,
         "warnings": warnings,
         "quarantined": quarantined,
@@ -446,7 +465,14 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
     figures: dict[str, bytes] = {}
     tasks, failures = [], []
     for name in sorted(config["tasks"]):
-        evaluation = evaluate_task(results, name, subjects, settings, manifest)
+        kind = config["tasks"][name]["kind"]
+        if kind in SEGMENTATION_KINDS:
+            from medcnn.report.render_segmentation import cohort_segmentation
+
+            evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
+        else:
+            evaluation = evaluate_task(results, name, subjects, settings, manifest)
+            evaluation["kind"] = kind
         for kind, png in evaluation.pop("figures").items():
             figures[f"{name}_{kind}"] = png
         missing = placeholder_png(layout()["cohort"]["placeholder"])
@@ -465,13 +491,11 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
             )
         cross = _read_json(results / "models" / name / "evaluation.json")
         saliency = _saliency_summary(results, name, subjects)
+        # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
+        # is not a failure: its prediction lists no images)
         for subject in subjects:
             if subject not in evaluation["predictions"]:
                 failures.append({"subject": subject, "task": name, "problem": "no prediction"})
-            elif not evaluation["predictions"][subject]["images"]:
-                failures.append(
-                    {"subject": subject, "task": name, "problem": "no image the task takes"}
-                )
         failures += [
             {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
             for s, n in saliency["unreliable_by_subject"].items()
@@ -501,6 +525,11 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         for t in tasks:
             prediction = t["predictions"].get(subject, {"images": [], "role": ""})
             images = prediction["images"]
+            if t["kind"] in SEGMENTATION_KINDS:
+                from medcnn.report.render_segmentation import cohort_cell
+
+                cells.append(cohort_cell(t["predictions"].get(subject)))
+                continue
             cells.append(
                 {
                     "probability": max((i["probability"] for i in images), default=None),
@@ -604,7 +633,11 @@ def render_cohort(config: dict[str, Any]) -> Path:
     for entry in context["subjects"]:
         row = {"subject": entry["subject"], "images": entry["images"]}
         for t, cell in zip(context["tasks"], entry["tasks"], strict=True):
-            for key in ("probability", "predicted", "role", "unreliable", "quality_flags"):
+            keys = ["probability", "predicted", "role", "unreliable", "quality_flags"]
+            if t["kind"] in SEGMENTATION_KINDS:
+                # total lesion volume (mL) or nucleus count
+                keys = ["measure", "role"]
+            for key in keys:
                 row[f"{t['task']}_{key}"] = cell[key]
         rows.append(row)
     pd.DataFrame(rows).to_csv(results / "reports" / "cohort.tsv", sep="\t", index=False)

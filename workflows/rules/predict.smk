@@ -27,7 +27,8 @@ rule evaluate_model:
         split=f"{RESULTS}/splits/{{task}}.json",
     output:
         evaluation=f"{RESULTS}/models/{{task}}/evaluation.json",
-        reliability=f"{RESULTS}/models/{{task}}/reliability.png",
+        # the reliability diagram (classification), predicted vs reference (segmentation)
+        figure=f"{RESULTS}/models/{{task}}/evaluation.png",
     params:
         configfile=CONFIGFILE,
         evaluation=lambda wc: config["tasks"][wc.task].get("evaluation", {}),
