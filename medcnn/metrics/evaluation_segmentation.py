@@ -110,7 +110,7 @@ def summarise(
             "sensitivity": pooled["tp"] / found if found else None,
             "precision": pooled["tp"] / flagged if flagged else None,
         }
-        ref, pred = (np.array(points, dtype=float).T if points else (np.zeros(0), np.zeros(0)))
+        ref, pred = np.array(points, dtype=float).T if points else (np.zeros(0), np.zeros(0))
         agree = len(ref) > 2 and ref.std() > 0 and pred.std() > 0
         test["volume_ml"] = {
             "mean_reference": float(ref.mean()) if len(ref) else None,

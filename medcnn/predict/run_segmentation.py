@@ -180,14 +180,24 @@ def run_predict_segmentation(
         img = nib.load(source)
         if task["kind"] == "instance_segmentation":
             csv_path = out / f"{row['series']}_nuclei.csv"
-            entry.update(instance_outputs(label[..., 0] if label.ndim == 3 else label,
-                                          None if reference is None else
-                                          (reference[..., 0] if reference.ndim == 3 else reference),
-                                          img, csv_path))
+            entry.update(
+                instance_outputs(
+                    label[..., 0] if label.ndim == 3 else label,
+                    None
+                    if reference is None
+                    else (reference[..., 0] if reference.ndim == 3 else reference),
+                    img,
+                    csv_path,
+                )
+            )
             entry["csv"] = str(csv_path.relative_to(results))
         else:
             shown = label[..., 0] if task["dims"] == 2 else label
-            ref = None if reference is None else (reference[..., 0] if task["dims"] == 2 else reference)
+            ref = (
+                None
+                if reference is None
+                else (reference[..., 0] if task["dims"] == 2 else reference)
+            )
             entry.update(semantic_outputs(shown, ref, img, classes))
         if seg["dicom_seg"] and task["dims"] == 3:
             entry["dicom_seg"] = _dicom_seg(results, row, label_img, classes, out)

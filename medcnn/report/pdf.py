@@ -34,6 +34,44 @@ def _num(value: Any, digits: int = 3) -> str:
     return _text(_fmt(value, digits))
 
 
+def _segmentation(pdf: Any, s: dict[str, Any], t: dict[str, Any]) -> None:
+    """A segmentation task's part of an image's page: mask figure, measurements, scores."""
+    pdf.heading(f"{s['masks']['title']}: {t['task']}", 11)
+    pdf.caption(s["masks"]["caption"])
+    if t.get("overlay"):
+        pdf.image(_png(t["overlay"]), w=170 if t["kind"] == "segmentation" else 90)
+    rows = []
+    if t["kind"] == "instance_segmentation":
+        rows.append(["nuclei", str(t.get("n_instances"))])
+    else:
+        rows += [[f"{c} volume (mL)", _num(v)] for c, v in t["volume_ml"].items()]
+        rows.append(["separate lesions", str(t.get("n_lesions", 0))])
+    rows.append(["mask", t["mask"]])
+    if t.get("dicom_seg"):
+        rows.append(["DICOM SEG", t["dicom_seg"]])
+    pdf.rows(None, rows, widths=(35, 65))
+    if t.get("table_rows"):
+        pdf.heading(s["morphology"]["title"], 11)
+        pdf.caption(s["morphology"]["caption"] + " (first rows; all rows in the HTML report's CSV)")
+        pdf.rows(t["table_columns"][:6], [[_num(v) for v in r[:6]] for r in t["table_rows"]])
+    if t.get("metrics"):
+        pdf.heading(s["scores"]["title"], 11)
+        pdf.caption(s["scores"]["caption"])
+        flat = []
+        for k, v in t["metrics"].items():
+            if isinstance(v, dict):
+                flat += [[f"{k} {k2}", _num(v2)] for k2, v2 in v.items()]
+            else:
+                flat.append([k, _num(v)])
+        pdf.rows(None, flat, widths=(35, 65))
+    for g in t.get("segmentations", []):
+        if pdf.will_page_break(62):
+            pdf.add_page()
+        pdf.image(_png(g["overlay"]), w=62)
+        pdf.caption(f"{g.get('label', '')}; mean inside the mask {_num(g.get('mean_uncertainty'), 4)}")
+    pdf.para(f"Split role of this subject: {t['role']}.")
+
+
 class _Report(FPDF):
     def __init__(self, title: str) -> None:
         super().__init__(format="A4")
@@ -114,6 +152,9 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
         pdf.image(_png(im["thumbnail"]), w=60)
         pdf.caption(im["window"])
         for t in im["tasks"]:
+            if t.get("kind") in ("segmentation", "instance_segmentation"):
+                _segmentation(pdf, s, t)
+                continue
             pdf.heading(f"{s['predictions']['title']}: {t['task']}", 11)
             pdf.caption(s["predictions"]["caption"])
             reference = {"1": t["label"], "0": f"not {t['label']}"}.get(str(t["target"]), "unknown")

@@ -41,7 +41,8 @@ def _cam(model: torch.nn.Module, layer: str, method: str) -> GradCAM:
         if len(_CAMS) >= 16:
             _CAMS.clear()
         kind = {"gradcam": GradCAM, "gradcampp": GradCAMpp}[method]
-        _CAMS[key] = (model, kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise))
+        cam = kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
+        _CAMS[key] = (model, cam)
     return _CAMS[key][1]
 
 

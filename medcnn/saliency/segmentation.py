@@ -134,6 +134,11 @@ def run_saliency_segmentation(
         "segmentations": entries,
     }
     (out / "saliency.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("saliency %s %s: %d uncertainty maps in %.1f s", name, subject, len(entries),
-             summary["seconds"])
+    log.info(
+        "saliency %s %s: %d uncertainty maps in %.1f s",
+        name,
+        subject,
+        len(entries),
+        summary["seconds"],
+    )
     return summary

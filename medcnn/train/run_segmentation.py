@@ -45,7 +45,11 @@ def run_train_segmentation(
 
     def items(role: str) -> list[dict[str, Any]]:
         return [
-            {"image": str(pre / r["array"]), "label": str(pre / r["label"]), "subject": r["subject"]}
+            {
+                "image": str(pre / r["array"]),
+                "label": str(pre / r["label"]),
+                "subject": r["subject"],
+            }
             for r in rows
             if subject_role(split, r["subject"], fold) == role
         ]
@@ -79,7 +83,11 @@ def run_train_segmentation(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log.info(
         "train %s fold %d: best val Dice %.3f at epoch %s (%d train, %d val cases)",
-        name, fold, metrics["val_dice"] if metrics.get("val_dice") is not None else float("nan"),
-        metrics["best_epoch"], len(train_items), len(val_items),
+        name,
+        fold,
+        metrics["val_dice"] if metrics.get("val_dice") is not None else float("nan"),
+        metrics["best_epoch"],
+        len(train_items),
+        len(val_items),
     )
     return metrics

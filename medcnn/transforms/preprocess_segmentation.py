@@ -73,14 +73,21 @@ def seg_cases(manifest: pd.DataFrame, task: dict[str, Any], name: str = "") -> l
     labels = manifest[roles == label_role(task)]
     cases = []
     for image in images.to_dict("records"):
-        candidates = labels[(labels["subject"] == image["subject"]) & (labels["study"] == image["study"])]
-        fitting = candidates[candidates["shape"].str.split("x").str[:3].str.join("x")
-                             == "x".join(image["shape"].split("x")[:3])]
+        candidates = labels[
+            (labels["subject"] == image["subject"]) & (labels["study"] == image["study"])
+        ]
+        fitting = candidates[
+            candidates["shape"].str.split("x").str[:3].str.join("x")
+            == "x".join(image["shape"].split("x")[:3])
+        ]
         label = fitting.iloc[0].to_dict() if len(fitting) else None
         if len(candidates) and label is None:
             log.warning(
                 "%s: %s/%s has a label in its study but none on its grid (%s); left unlabelled",
-                name, image["subject"], image["series"], image["shape"],
+                name,
+                image["subject"],
+                image["series"],
+                image["shape"],
             )
         cases.append({"image": image, "label": label})
     return cases
@@ -148,8 +155,10 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
     plans = make_seg_plans(
         name,
         library_settings(task),
-        [{"image": str(results / c["image"]["path"]), "label": str(results / c["label"]["path"])}
-         for c in labelled],
+        [
+            {"image": str(results / c["image"]["path"]), "label": str(results / c["label"]["path"])}
+            for c in labelled
+        ],
         task["segmentation"]["memory_mb"],
     )
     index = _preprocess_cases(cases, plans, results, out, with_labels=True)
@@ -157,8 +166,11 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
     (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
     log.info(
         "preprocess %s: %d cases (%d labelled), spacing %s, patch %s",
-        name, len(index), sum(r["target"] == "1" for r in index),
-        plans.get("target_spacing"), plans.get("patch_size"),
+        name,
+        len(index),
+        sum(r["target"] == "1" for r in index),
+        plans.get("target_spacing"),
+        plans.get("patch_size"),
     )
     return len(index)
 

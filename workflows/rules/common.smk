@@ -86,7 +86,11 @@ def _training_voxels(task):
     if not manifest.exists():
         return 0
     with open(manifest) as fh:
-        n_images = sum(1 for _ in fh) - 1
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if config["tasks"][task]["kind"] != "classification":
+        # segmentation keeps every case in memory at about its own size (resampled)
+        return sum(math.prod(int(v) for v in r["shape"].split("x")) for r in rows)
+    n_images = len(rows)
     size = config["tasks"][task]["preprocess"]["size"]
     return n_images * size ** config["tasks"][task]["dims"]
 

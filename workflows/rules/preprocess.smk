@@ -6,7 +6,10 @@ rule preprocess_images:
         index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
     params:
         configfile=CONFIGFILE,
-        task=lambda wc: {k: config["tasks"][wc.task][k] for k in ("modalities", "dims", "target", "preprocess")},
+        task=lambda wc: {
+            k: config["tasks"][wc.task].get(k)
+            for k in ("kind", "modalities", "dims", "target", "preprocess", "segmentation")
+        },
     threads: config["resources"]["preprocess"]["threads"]
     resources:
         **stage_resources("preprocess"),

@@ -11,7 +11,7 @@ rule train_model:
         configfile=CONFIGFILE,
         settings=lambda wc: {
             k: config["tasks"][wc.task].get(k, {})
-            for k in ("target", "network", "train", "evaluation")
+            for k in ("target", "network", "train", "evaluation", "segmentation")
         },
         device=config["device"],
     threads: config["resources"]["train"]["threads"]
