@@ -220,7 +220,21 @@ def validate(
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy()}
+    # Tensors and numbers only: the checkpoint is read back with weights_only=True.
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.as_tensor(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_gauss": [int(has_gauss), float(cached)],
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy"].numpy().astype(np.uint32)
+    has_gauss, cached = state["numpy_gauss"]
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss), cached))
 
 
 def train_segmenter(
@@ -330,7 +344,7 @@ def train_segmenter(
         scaler.load_state_dict(state["scaler"])
         history, best, best_state = state["history"], state["best"], state["best_state"]
         elapsed = float(state["elapsed"])
-        torch.set_rng_state(state["rng"]["torch"])
+        _set_rng_state(state["rng"])
         start_epoch = resumed_from = int(state["epoch"]) + 1
         stop_reason = state.get("stop_reason", "epochs")
         log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
