@@ -248,6 +248,7 @@ def train_segmenter(
     max_minutes: float | None = None,
     fingerprint: str = "",
     name: str | None = None,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Train one segmentation model; resumes from ``out_dir/checkpoint.pt`` when it matches.
 
@@ -267,6 +268,10 @@ def train_segmenter(
         fingerprint: identifies data and settings (default: made from plans, settings and
             the number of items).
         name: the bundle's name (default ``{task}-{network}``).
+        clock: what ``max_minutes`` and the recorded training times count: ``wall`` (seconds
+            on the clock) or ``cpu`` (this process's CPU seconds divided by ``threads``: the
+            minutes the run would take on ``threads`` cores of its own, which is what a
+            budget means on a machine shared with other jobs).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -330,6 +335,13 @@ def train_segmenter(
     precision = resolve_amp(str(settings["precision"]), device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     budget_s = max_minutes * 60.0 if max_minutes else None
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock {clock!r} must be 'wall' or 'cpu'")
+
+    def now() -> float:
+        if clock == "cpu":
+            return time.process_time() / max(1, int(threads))
+        return time.perf_counter()
 
     checkpoint_path = out / CHECKPOINT
     state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
@@ -357,7 +369,8 @@ def train_segmenter(
         generator.manual_seed(epoch_seed(seed, epoch))
         dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
         model.train()
-        started = time.perf_counter()
+        started = now()
+        wall_started = time.perf_counter()
         losses: list[float] = []
         step = (epoch - 1) * iterations
         batches = iter(loader)
@@ -369,7 +382,7 @@ def train_segmenter(
                 batch = next(batches)
             progress = step / total_steps
             if budget_s:
-                progress = max(progress, (elapsed + time.perf_counter() - started) / budget_s)
+                progress = max(progress, (elapsed + now() - started) / budget_s)
             schedule.step(progress)
             images = batch[IMAGE].to(device, non_blocking=True).float()
             labels = batch[LABEL].to(device, non_blocking=True).long()
@@ -384,7 +397,8 @@ def train_segmenter(
             scaler.update()
             losses.append(float(loss.detach()))
             step += 1
-        train_seconds = time.perf_counter() - started
+        train_seconds = now() - started
+        wall_seconds = time.perf_counter() - wall_started
         elapsed += train_seconds
         out_of_time = budget_s is not None and elapsed >= budget_s
         last = epoch == epochs or out_of_time
@@ -393,6 +407,7 @@ def train_segmenter(
             "train_loss": float(np.mean(losses)),
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": train_seconds,
+            "wall_seconds": wall_seconds,
             "patches": len(losses) * images.shape[0],
             "val_dice": float("nan"),
         }
@@ -464,6 +479,8 @@ def train_segmenter(
         "epochs_run": len(history),
         "stop_reason": stop_reason,
         "train_seconds": elapsed,
+        "clock": clock,
+        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
         "iterations_per_epoch": iterations,
         "n_train_images": len(train_items),
         "n_val_images": len(val_items),
