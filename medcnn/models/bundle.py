@@ -52,8 +52,9 @@ def save_bundle(folder: Path, model: torch.nn.Module, info: dict[str, Any]) -> d
         folder: the bundle folder (created).
         model: the trained network.
         info: must hold ``name``, ``network`` (``{"name", "dims", "in_channels",
-            "out_channels"}``) and ``plans``; anything else (labels, thresholds, metrics) is
-            kept as given.
+            "out_channels"}`` and, for segmentation networks, their settings: the keyword
+            arguments of :func:`~medcnn.models.factory.build_network`) and ``plans``;
+            anything else (labels, thresholds, metrics) is kept as given.
     """
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS
@@ -90,7 +91,12 @@ def load_bundle(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
             f"{str(description.get('weights_sha256'))[:12]}… (truncated or modified)"
         )
     net = description["network"]
-    model = build_network(net["name"], net["dims"], net["in_channels"], net["out_channels"])
+    try:
+        # Keys beyond the four every network has (channels, strides, ...) are the settings
+        # of a segmentation network.
+        model = build_network(**net)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{folder}: cannot build network {net.get('name')!r}: {exc}") from exc
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

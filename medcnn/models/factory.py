@@ -1,4 +1,5 @@
-"""Build MONAI classification networks by name, and know each one's layer for CAM.
+"""Build MONAI networks by name (classifiers, segmentation U-Nets), and know a classifier's
+layer for CAM.
 
 Every network is randomly initialised here: nothing is downloaded (MONAI's ``pretrained``
 flags fetch from the internet, which a hospital workstation may not reach). Initial weights
@@ -63,23 +64,87 @@ CAM_LAYERS = {
 }
 
 
-def build_network(name: str, dims: int, in_channels: int, out_channels: int) -> torch.nn.Module:
+def _unet(dims: int, cin: int, cout: int, **kw: Any) -> torch.nn.Module:
+    return nets.UNet(
+        spatial_dims=dims,
+        in_channels=cin,
+        out_channels=cout,
+        channels=tuple(kw.get("channels", (32, 64, 128, 256))),
+        strides=tuple(
+            tuple(s) if isinstance(s, (list, tuple)) else s
+            for s in kw.get("strides", (2,) * (len(kw.get("channels", (0,) * 4)) - 1))
+        ),
+        num_res_units=int(kw.get("num_res_units", 2)),
+        norm=kw.get("norm", "instance"),
+        dropout=float(kw.get("dropout", 0.0)),
+    )
+
+
+def _dynunet(dims: int, cin: int, cout: int, **kw: Any) -> torch.nn.Module:
+    strides = kw.get("strides", [[1] * dims, *[[2] * dims] * 4])
+    return nets.DynUNet(
+        spatial_dims=dims,
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=kw.get("kernel_size", [[3] * dims] * len(strides)),
+        strides=strides,
+        upsample_kernel_size=kw.get("upsample_kernel_size", strides[1:]),
+        filters=kw.get("filters"),
+        norm_name=kw.get("norm_name", "instance"),
+        res_block=bool(kw.get("res_block", True)),
+    )
+
+
+def _segresnet(dims: int, cin: int, cout: int, **kw: Any) -> torch.nn.Module:
+    return nets.SegResNet(
+        spatial_dims=dims,
+        in_channels=cin,
+        out_channels=cout,
+        init_filters=int(kw.get("init_filters", 16)),
+        blocks_down=tuple(kw.get("blocks_down", (1, 2, 2, 4))),
+        blocks_up=tuple(kw.get("blocks_up", (1, 1, 1))),
+        dropout_prob=kw.get("dropout_prob"),
+    )
+
+
+#: Segmentation networks: name -> builder(dims, in_channels, out_channels, **settings), the
+#: settings being the rest of the plans' ``network`` dict (channels, strides, ...).
+SEGMENTATION_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {
+    "unet": _unet,
+    "dynunet": _dynunet,
+    "segresnet": _segresnet,
+}
+
+
+def build_network(
+    name: str, dims: int, in_channels: int, out_channels: int, **settings: Any
+) -> torch.nn.Module:
     """A freshly initialised network.
 
     Args:
         name: one of :data:`BUILDERS` (``densenet121``, ``resnet18``, ``seresnet50``,
-            ``efficientnet-b0``, ...).
+            ``efficientnet-b0``, ...) or :data:`SEGMENTATION_BUILDERS` (``unet``,
+            ``dynunet``, ``segresnet``).
         dims: spatial dimensions (2 or 3).
         in_channels: image channels (1 for a radiograph).
-        out_channels: logits (1 for a binary finding, one per class or finding otherwise).
+        out_channels: logits (1 for a binary finding, one per class or finding otherwise;
+            segmentation: one per class, background included).
+        **settings: segmentation networks only: ``channels``/``strides``/``num_res_units``/
+            ``norm`` (unet), ``kernel_size``/``strides``/``upsample_kernel_size``/``filters``
+            (dynunet), ``init_filters``/``blocks_down``/``blocks_up`` (segresnet).
 
     Raises:
-        ValueError: unknown network name.
+        ValueError: unknown network name, or settings given to a classifier.
     """
+    if name in SEGMENTATION_BUILDERS:
+        return SEGMENTATION_BUILDERS[name](dims, in_channels, out_channels, **settings)
     try:
         builder = BUILDERS[name]
     except KeyError:
-        raise ValueError(f"unknown network {name!r} (known: {', '.join(BUILDERS)})") from None
+        known = ", ".join([*BUILDERS, *SEGMENTATION_BUILDERS])
+        raise ValueError(f"unknown network {name!r} (known: {known})") from None
+    if settings:
+        raise ValueError(f"network {name!r} takes no settings (got {', '.join(settings)})")
     return builder(dims, in_channels, out_channels)
 
 

@@ -1,0 +1,529 @@
+"""Train a segmentation network (MONAI U-Net by default) on preprocessed arrays.
+
+Writes into ``out_dir``: the model bundle of the best validation epoch (``model.pt`` +
+``bundle.json`` with the plans and classes), ``metrics.json``, ``history.csv``,
+``plans.json`` and ``config.json``. While training, ``checkpoint.pt`` holds everything needed
+to go on after the last finished epoch (weights, optimiser, schedule, loss scaler, history,
+best weights so far, elapsed time, random states); a job killed at any moment and run again
+resumes from it. As in :mod:`medcnn.train.classifier`, each epoch draws its sampling and
+augmentation from ``(seed, epoch)``, so without a time budget a resumed run ends where the
+uninterrupted one would have.
+
+Loss: Dice + cross-entropy (softmax over classes, labels one-hot). Optimiser: AdamW with a
+short linear warm-up and polynomial decay (nnU-Net's poly schedule, exponent 0.9): on a CPU
+budget of minutes, Adam gets further in few steps than nnU-Net's SGD. With a time budget the
+schedule runs on whichever is further along, the epochs or the minutes, so the learning rate
+has decayed when the time is up.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.transforms import Compose
+from monai.utils import set_determinism
+
+from medcnn.models.bundle import save_bundle
+from medcnn.models.factory import build_network
+from medcnn.train.classifier import _fingerprint, _load_checkpoint, _save_checkpoint, epoch_seed
+from medcnn.train.hardware import autocast
+from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+#: Training settings and their defaults (``task_cfg["train"]`` overrides any of them).
+DEFAULTS: dict[str, Any] = {
+    "epochs": 50,
+    "iterations_per_epoch": None,  # None: one pass over the training images
+    "samples_per_image": 2,
+    "learning_rate": 1e-3,
+    "weight_decay": 1e-4,
+    "warmup_epochs": 1,
+    "val_every": 1,
+    "overlap": 0.25,
+    "class_weights": None,
+    "seed": 0,
+    "precision": "auto",
+    "checkpoint": True,
+}
+
+
+def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The training settings: :data:`DEFAULTS` updated with ``task_cfg["train"]``."""
+    return {**DEFAULTS, **{k: v for k, v in (task_cfg.get("train") or {}).items()}}
+
+
+def fingerprint_of(*parts: Any) -> str:
+    """Identifies data and settings; a checkpoint with another fingerprint is not resumed."""
+    return _fingerprint(*parts)
+
+
+class PolySchedule:
+    """Linear warm-up then ``(1 - progress) ** 0.9``; progress in 0..1 is set by the caller.
+
+    A plain object with ``state_dict``: the progress can come from steps or from elapsed
+    time, which ``torch.optim.lr_scheduler`` classes cannot express.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: float) -> None:
+        self.optimizer, self.base_lr, self.warmup = optimizer, base_lr, warmup
+        self.progress = 0.0
+
+    def step(self, progress: float) -> float:
+        """Set the learning rate for ``progress`` (fraction of the budget used); returns it."""
+        self.progress = min(max(progress, 0.0), 1.0)
+        lr = self.base_lr * (1.0 - self.progress) ** 0.9
+        if self.warmup > 0 and self.progress < self.warmup:
+            lr *= max(self.progress / self.warmup, 0.02)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def state_dict(self) -> dict[str, float]:
+        return {"progress": self.progress, "base_lr": self.base_lr, "warmup": self.warmup}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.progress = float(state["progress"])
+
+
+def _load_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return LoadArraysd()(item)
+
+
+def resolve_amp(setting: str, device: torch.device) -> str:
+    """``auto``: bf16 (or fp16) autocast on CUDA, fp32 on a CPU (bf16 convolutions on most
+    CPUs are emulated and slower)."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def dice_per_class(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
+    """Dice of each foreground class between two label maps (NaN where both are empty)."""
+    out = []
+    for c in range(1, n_classes):
+        p, r = pred == c, ref == c
+        denom = p.sum() + r.sum()
+        out.append(float(2.0 * (p & r).sum() / denom) if denom else float("nan"))
+    return out
+
+
+@torch.no_grad()
+def sliding_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray | torch.Tensor,
+    patch_size: Sequence[int],
+    device: torch.device,
+    precision: str = "fp32",
+    overlap: float = 0.5,
+    sw_batch_size: int = 4,
+    flips: bool = False,
+) -> torch.Tensor:
+    """Softmax of a whole image by Gaussian-weighted sliding windows (optionally mirrored).
+
+    Args:
+        model: the network, in eval mode.
+        image: ``(C, *spatial)`` preprocessed.
+        patch_size: the window (the plans' patch).
+        device: where to run.
+        precision: autocast precision.
+        overlap: window overlap fraction.
+        sw_batch_size: windows per forward pass.
+        flips: also average the predictions of the image mirrored along each spatial axis
+            (test-time augmentation, ``dims + 1`` passes).
+
+    Returns:
+        float32 ``(classes, *spatial)`` on the CPU.
+    """
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
+    x = x.to(device=device, dtype=torch.float32)
+    dims = x.ndim - 2
+    variants: list[tuple[int, ...]] = [()]
+    if flips:
+        variants += [(2 + a,) for a in range(dims)]
+
+    def predictor(patch: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            logits = model(patch)
+        return torch.softmax(logits.float(), dim=1)
+
+    total = None
+    for axes in variants:
+        xin = torch.flip(x, axes) if axes else x
+        prob = sliding_window_inference(
+            xin,
+            roi_size=tuple(int(p) for p in patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+        )
+        prob = torch.flip(prob, axes) if axes else prob
+        total = prob if total is None else total + prob
+    return (total / len(variants))[0].float().cpu()
+
+
+def validate(
+    model: torch.nn.Module,
+    items: Sequence[Mapping[str, Any]],
+    plans: Mapping[str, Any],
+    device: torch.device,
+    precision: str,
+    overlap: float,
+) -> dict[str, Any]:
+    """Mean foreground Dice over validation images (argmax of the sliding-window softmax).
+
+    Returns:
+        ``{"dice": mean over images of the mean over classes present, "dice_per_class":
+        [mean over images per class]}``.
+    """
+    model.eval()
+    n_classes = len(plans["classes"])
+    per_image, per_class = [], []
+    for item in items:
+        loaded = _load_item(item)
+        prob = sliding_probabilities(
+            model, loaded[IMAGE], plans["patch_size"], device, precision, overlap
+        )
+        pred = prob.argmax(0).numpy()
+        dices = dice_per_class(pred, loaded[LABEL][0], n_classes)
+        per_class.append(dices)
+        finite = [d for d in dices if np.isfinite(d)]
+        per_image.append(float(np.mean(finite)) if finite else 1.0)
+    matrix = np.array(per_class, dtype=float)
+    return {
+        "dice": float(np.mean(per_image)) if per_image else float("nan"),
+        "dice_per_class": [
+            float(np.nanmean(matrix[:, k])) if np.isfinite(matrix[:, k]).any() else float("nan")
+            for k in range(matrix.shape[1])
+        ]
+        if len(matrix)
+        else [],
+    }
+
+
+def _rng_state() -> dict[str, Any]:
+    # Tensors and numbers only: the checkpoint is read back with weights_only=True.
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.as_tensor(keys.astype(np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_gauss": [int(has_gauss), float(cached)],
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy"].numpy().astype(np.uint32)
+    has_gauss, cached = state["numpy_gauss"]
+    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss), cached))
+
+
+def train_segmenter(
+    train_items: Sequence[Mapping[str, Any]],
+    val_items: Sequence[Mapping[str, Any]],
+    plans: Mapping[str, Any],
+    task_cfg: Mapping[str, Any],
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+    max_minutes: float | None = None,
+    fingerprint: str = "",
+    name: str | None = None,
+    clock: str = "wall",
+) -> dict[str, Any]:
+    """Train one segmentation model; resumes from ``out_dir/checkpoint.pt`` when it matches.
+
+    Args:
+        train_items: ``{"image": float32 (C, *spatial) array or .npy path, "label": uint8
+            (1, *spatial) or .npy path}`` from :func:`~medcnn.transforms.segmentation.
+            preprocess_case`.
+        val_items: the same, validated every ``val_every`` epochs (and after the last) by
+            sliding-window inference; empty: the last epoch's model is kept.
+        plans: the task's plans (``patch_size``, ``batch_size``, ``classes``, ``network``).
+        task_cfg: the task's config; ``train`` settings override :data:`DEFAULTS`.
+        out_dir: the fold folder (created).
+        device: training device.
+        threads: CPU threads for torch.
+        max_minutes: stop after the epoch during which this much training time has passed
+            (counted over resumes too); the schedule decays to zero by then.
+        fingerprint: identifies data and settings (default: made from plans, settings and
+            the number of items).
+        name: the bundle's name (default ``{task}-{network}``).
+        clock: what ``max_minutes`` and the recorded training times count: ``wall`` (seconds
+            on the clock) or ``cpu`` (this process's CPU seconds divided by ``threads``: the
+            minutes the run would take on ``threads`` cores of its own, which is what a
+            budget means on a machine shared with other jobs).
+
+    Returns:
+        The metrics written to ``metrics.json``.
+
+    Raises:
+        ValueError: no training items.
+    """
+    if not train_items:
+        raise ValueError("train_segmenter: no training items")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    torch.set_num_threads(max(1, int(threads)))
+    settings = settings_of(task_cfg)
+    seed = int(settings["seed"])
+    set_determinism(seed=seed)
+    fingerprint = fingerprint or fingerprint_of(
+        dict(plans), settings, len(train_items), len(val_items)
+    )
+    network = dict(plans["network"])
+    model = build_network(**network).to(device)
+    weights = settings["class_weights"]
+    loss_fn = DiceCELoss(
+        to_onehot_y=True,
+        softmax=True,
+        include_background=False,
+        # Batch Dice: a patch without foreground does not make the Dice term meaningless.
+        batch=True,
+        weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
+    )
+    samples = int(settings["samples_per_image"])
+    batch_size = int(plans["batch_size"])
+    # Reading the arrays, padding and listing foreground/background voxels are done once
+    # and cached; an epoch then costs only the random crops and augmentation.
+    dataset = CacheDataset(
+        list(train_items),
+        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
+        num_workers=None,
+        progress=False,
+    )
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, batch_size // samples),
+        shuffle=True,
+        num_workers=0,
+        generator=generator,
+        collate_fn=list_data_collate,
+        pin_memory=device.type == "cuda",
+    )
+    iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
+    epochs = int(settings["epochs"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=float(settings["learning_rate"]),
+        weight_decay=float(settings["weight_decay"]),
+    )
+    schedule = PolySchedule(
+        optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
+    )
+    precision = resolve_amp(str(settings["precision"]), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    budget_s = max_minutes * 60.0 if max_minutes else None
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock {clock!r} must be 'wall' or 'cpu'")
+
+    def now() -> float:
+        if clock == "cpu":
+            return time.process_time() / max(1, int(threads))
+        return time.perf_counter()
+
+    checkpoint_path = out / CHECKPOINT
+    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
+    best_state: dict[str, torch.Tensor] = {}
+    start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, best, best_state = state["history"], state["best"], state["best_state"]
+        elapsed = float(state["elapsed"])
+        _set_rng_state(state["rng"])
+        start_epoch = resumed_from = int(state["epoch"]) + 1
+        stop_reason = state.get("stop_reason", "epochs")
+        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+        if state.get("finished"):
+            start_epoch = epochs + 1
+
+    total_steps = epochs * iterations
+    for epoch in range(start_epoch, epochs + 1):
+        torch.manual_seed(epoch_seed(seed, epoch))
+        generator.manual_seed(epoch_seed(seed, epoch))
+        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
+        model.train()
+        started = now()
+        wall_started = time.perf_counter()
+        losses: list[float] = []
+        step = (epoch - 1) * iterations
+        batches = iter(loader)
+        for _ in range(iterations):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                batch = next(batches)
+            progress = step / total_steps
+            if budget_s:
+                progress = max(progress, (elapsed + now() - started) / budget_s)
+            schedule.step(progress)
+            images = batch[IMAGE].to(device, non_blocking=True).float()
+            labels = batch[LABEL].to(device, non_blocking=True).long()
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, precision):
+                logits = model(images)
+            loss = loss_fn(logits.float(), labels)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            step += 1
+        train_seconds = now() - started
+        wall_seconds = time.perf_counter() - wall_started
+        elapsed += train_seconds
+        out_of_time = budget_s is not None and elapsed >= budget_s
+        last = epoch == epochs or out_of_time
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": train_seconds,
+            "wall_seconds": wall_seconds,
+            "patches": len(losses) * images.shape[0],
+            "val_dice": float("nan"),
+        }
+        if val_items and (epoch % int(settings["val_every"]) == 0 or last):
+            v0 = time.perf_counter()
+            val = validate(model, val_items, plans, device, precision, float(settings["overlap"]))
+            record["val_dice"] = val["dice"]
+            for k, d in enumerate(val["dice_per_class"], start=1):
+                record[f"val_dice_{plans['classes'][k]}"] = d
+            record["val_seconds"] = time.perf_counter() - v0
+            if val["dice"] > best["val_dice"]:
+                best = {
+                    "epoch": epoch,
+                    "val_dice": val["dice"],
+                    **{
+                        f"val_dice_{plans['classes'][k]}": d
+                        for k, d in enumerate(val["dice_per_class"], start=1)
+                    },
+                }
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        elif not val_items:
+            best = {"epoch": epoch, "val_dice": float("nan")}
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append(record)
+        log.info(
+            "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
+            epoch,
+            epochs,
+            record["train_loss"],
+            record["val_dice"],
+            record["lr"],
+            train_seconds,
+        )
+        if out_of_time:
+            stop_reason = f"time budget ({max_minutes} min)"
+        if settings["checkpoint"]:
+            _save_checkpoint(
+                checkpoint_path,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": schedule.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "best_state": best_state,
+                    "elapsed": elapsed,
+                    "rng": _rng_state(),
+                    "finished": out_of_time,
+                    "stop_reason": stop_reason,
+                },
+            )
+        if out_of_time:
+            log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
+            break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    task_name = plans.get("task", "task")
+    metrics = {
+        "task": task_name,
+        "kind": plans.get("kind", "segmentation"),
+        "classes": list(plans["classes"]),
+        "best_epoch": best["epoch"],
+        "val_dice": best["val_dice"],
+        "best": best,
+        "epochs_run": len(history),
+        "stop_reason": stop_reason,
+        "train_seconds": elapsed,
+        "clock": clock,
+        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
+        "iterations_per_epoch": iterations,
+        "n_train_images": len(train_items),
+        "n_val_images": len(val_items),
+        "device": str(device),
+        "precision": precision,
+        "threads": threads,
+        "resumed_from_epoch": resumed_from,
+        "final_train_loss": history[-1]["train_loss"] if history else None,
+    }
+    save_bundle(
+        out,
+        model,
+        {
+            "name": name or f"{task_name}-{network['name']}",
+            "task": task_name,
+            "kind": metrics["kind"],
+            "network": network,
+            "plans": dict(plans),
+            "classes": list(plans["classes"]),
+            "metrics": metrics,
+        },
+    )
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    with open(out / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    (out / "plans.json").write_text(json.dumps(dict(plans), indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(dict(task_cfg), indent=2, default=str) + "\n")
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _finite(value: Any) -> Any:
+    """NaN -> None for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

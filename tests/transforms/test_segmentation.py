@@ -1,0 +1,185 @@
+"""Segmentation plans, preprocessing and training transforms on tiny synthetic NIfTIs."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medcnn.transforms.segmentation import (
+    SegmentationInputError,
+    estimate_memory_mb,
+    fingerprint,
+    make_seg_plans,
+    preprocess_case,
+    train_transforms,
+)
+
+
+def save(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return str(path)
+
+
+def mr_cohort(tmp_path, spacings, shape=(40, 36, 12), seed=0):
+    """Skull-stripped-MR-like volumes: zero outside a box 'head', a bright lesion inside."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for n, spacing in enumerate(spacings):
+        image = np.zeros(shape, np.float32)
+        image[4:-4, 4:-4, 2:-2] = rng.normal(
+            300.0, 20.0, (shape[0] - 8, shape[1] - 8, shape[2] - 4)
+        )
+        label = np.zeros(shape, np.uint8)
+        label[15:25, 12:22, 4:8] = 1
+        image[label > 0] += 200.0
+        affine = np.diag([*spacing, 1.0])
+        cases.append(
+            {
+                "image": save(tmp_path / f"img{n}.nii.gz", image, affine),
+                "label": save(tmp_path / f"lab{n}.nii.gz", label, affine),
+            }
+        )
+    return cases
+
+
+def test_plans_anisotropic_mr(tmp_path):
+    cases = mr_cohort(tmp_path, [(1.0, 1.0, 3.0), (1.0, 1.0, 3.0), (0.8, 0.8, 2.5)])
+    plans = make_seg_plans("lesion", {"kind": "segmentation", "modalities": ["MR"]}, cases, 4000)
+    assert plans["dims"] == 3
+    # The median spacing, kept anisotropic; the median shape at that spacing.
+    assert plans["target_spacing"] == [1.0, 1.0, 3.0]
+    assert plans["median_shape"] == [40, 36, 12]
+    assert plans["normalisation"] == {"scheme": "mr"}
+    assert plans["classes"] == ["background", "foreground"]
+    # In-plane axes are pooled first; z (3 mm) once the in-plane voxel (2 mm) is no finer
+    # than half of it; no pooling below 4 voxels (z: 12 -> 6, then no more).
+    assert plans["network"]["strides"] == [[2, 2, 1], 2, [2, 2, 1]]
+    assert plans["network"]["channels"] == [16, 32, 64, 128]
+    # Patch: the median shape rounded up to the network's total stride (8, 8, 2).
+    assert plans["patch_size"] == [40, 40, 12]
+    fp = plans["fingerprint"]
+    assert fp["spacings"][2] == pytest.approx([0.8, 0.8, 2.5])
+    assert fp["foreground"][0]["mean"] == pytest.approx(500.0, abs=5.0)
+
+
+def test_plans_memory_budget_shrinks_the_patch(tmp_path):
+    cases = mr_cohort(tmp_path, [(1.0, 1.0, 1.0)], shape=(64, 64, 64))
+    big = make_seg_plans("t", {"modalities": ["MR"]}, cases, memory_budget_mb=4000)
+    small = make_seg_plans("t", {"modalities": ["MR"]}, cases, memory_budget_mb=300)
+    assert big["patch_size"] == [64, 64, 64]
+    assert big["network"]["strides"] == [2, 2, 2, 2]
+    assert big["estimated_memory_mb"] == pytest.approx(
+        estimate_memory_mb([64] * 3, 2, 3, 1), abs=0.1
+    )
+    # Halved along the largest extent (ties: the first axis) until it fits; every side
+    # remains a multiple of its total stride.
+    assert small["patch_size"] == [32, 32, 64]
+    assert small["network"]["strides"] == [2, 2, 2, [1, 1, 2]]
+    assert small["estimated_memory_mb"] <= 300
+
+
+def test_ct_normalisation_uses_foreground_percentiles_and_stats(tmp_path):
+    rng = np.random.default_rng(1)
+    shape = (20, 20, 10)
+    image = rng.normal(-800.0, 50.0, shape).astype(np.float32)  # lung-ish background
+    label = np.zeros(shape, np.uint8)
+    label[5:15, 5:15, 3:7] = 1
+    image[label > 0] = rng.normal(40.0, 10.0, int(label.sum()))
+    affine = np.diag([0.7, 0.7, 2.0, 1.0])
+    cases = [
+        {
+            "image": save(tmp_path / "i.nii.gz", image, affine),
+            "label": save(tmp_path / "l.nii.gz", label, affine),
+        }
+    ]
+    plans = make_seg_plans("ct", {"modalities": ["CT"]}, cases)
+    fg = image[label > 0].astype(np.float64)  # 400 voxels: all are sampled
+    norm = plans["normalisation"]
+    assert norm["scheme"] == "ct"
+    assert norm["lower"][0] == pytest.approx(np.percentile(fg, 0.5))
+    assert norm["upper"][0] == pytest.approx(np.percentile(fg, 99.5))
+    assert norm["mean"][0] == pytest.approx(fg.mean())
+    assert norm["std"][0] == pytest.approx(fg.std())
+    out, lab, meta = preprocess_case(cases[0]["image"], cases[0]["label"], plans)
+    expected = (np.clip(image, norm["lower"][0], norm["upper"][0]) - fg.mean()) / fg.std()
+    np.testing.assert_allclose(out[0], expected, atol=1e-4)  # RAS already, spacing kept
+    assert meta["intensity"]["mean"] == [pytest.approx(fg.mean())]
+    np.testing.assert_array_equal(lab[0], label)
+
+
+def test_mr_normalisation_inside_nonzero(tmp_path):
+    cases = mr_cohort(tmp_path, [(1.0, 1.0, 3.0)])
+    plans = make_seg_plans("mr", {"modalities": ["MR"]}, cases)
+    out, _, _ = preprocess_case(cases[0]["image"], None, plans)
+    raw = np.asarray(nib.load(cases[0]["image"]).dataobj)
+    inside = raw != 0
+    assert out[0][inside].mean() == pytest.approx(0.0, abs=1e-5)
+    assert out[0][inside].std() == pytest.approx(1.0, abs=1e-4)
+    assert np.all(out[0][~inside] == 0.0)
+
+
+def rgb_tile(tmp_path, name, seed):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 255, (48, 40, 1, 1, 3)).astype(np.uint8)
+    img = nib.Nifti1Image(rgb, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    img.header.set_intent("vector")
+    nib.save(img, tmp_path / name)
+    return str(tmp_path / name)
+
+
+def test_rgb_and_instances(tmp_path):
+    instances = np.zeros((48, 40, 1), np.int32)
+    instances[5:15, 5:15] = 1
+    instances[15:25, 5:15] = 2  # touches nucleus 1
+    instances[30:40, 20:30] = 3
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    grey = np.full((48, 40, 1), 7, np.uint8)
+    grey[instances > 0] = 200
+    cases = [
+        {
+            "image": rgb_tile(tmp_path, "rgb.nii.gz", 0),
+            "label": save(tmp_path / "inst.nii.gz", instances, affine),
+        },
+        {
+            "image": save(tmp_path / "grey.nii.gz", grey, affine),
+            "label": save(tmp_path / "inst.nii.gz", instances, affine),
+        },
+    ]
+    plans = make_seg_plans("nuclei", {"kind": "instance_segmentation"}, cases)
+    assert plans["n_channels"] == 3
+    assert plans["normalisation"] == {"scheme": "rgb"}
+    assert plans["classes"] == ["background", "interior", "boundary"]
+    assert plans["target_spacing"] == [1.0, 1.0]
+    assert plans["network"]["out_channels"] == 3 and plans["network"]["in_channels"] == 3
+    out, lab, meta = preprocess_case(cases[0]["image"], cases[0]["label"], plans)
+    assert out.shape == (3, 48, 40) and lab.shape == (1, 48, 40)
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), 1.0, atol=1e-4)
+    # Touching nuclei 1 and 2 are separated by boundary pixels; interiors stay apart.
+    assert set(np.unique(lab)) == {0, 1, 2}
+    assert np.all(lab[0, 14:16, 6:14] == 2)
+    assert lab[0, 10, 10] == 1 and lab[0, 0, 0] == 0
+    # A grey tile in an RGB cohort: the same grey in all three channels.
+    grey_out, _, _ = preprocess_case(cases[1]["image"], None, plans)
+    assert grey_out.shape == (3, 48, 40)
+    np.testing.assert_array_equal(grey_out[0], grey_out[2])
+    samples = train_transforms(plans, {"train": {"samples_per_image": 3}})(
+        {"image": out, "label": lab}
+    )
+    assert len(samples) == 3
+    for s in samples:
+        assert tuple(s["image"].shape) == (3, *plans["patch_size"])
+        assert tuple(s["label"].shape) == (1, *plans["patch_size"])
+        assert set(np.unique(np.asarray(s["label"]))) <= {0, 1, 2}
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    cases = mr_cohort(tmp_path, [(1.0, 1.0, 3.0)])
+    other = save(tmp_path / "other.nii.gz", np.zeros((5, 5, 5), np.uint8), np.eye(4))
+    with pytest.raises(SegmentationInputError, match="other.nii.gz: label grid"):
+        fingerprint([{"image": cases[0]["image"], "label": other}])
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti")
+    with pytest.raises(SegmentationInputError, match="broken.nii.gz: not a readable NIfTI"):
+        fingerprint([{"image": str(broken), "label": None}])
