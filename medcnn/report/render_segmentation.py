@@ -75,6 +75,10 @@ def segmentation_series(
             "n_instances": image.get("n_instances"),
             "median_area_px": image.get("median_area_px"),
             "maps": [],
+            "table_rows": None,
+            "table_columns": [],
+            "csv_uri": None,
+            "csv_name": None,
             "segmentations": [
                 {**s, "overlay": data_uri((saliency_dir / s["overlay"]).read_bytes())}
                 for s in saliency.get("segmentations", [])

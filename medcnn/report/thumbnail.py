@@ -32,6 +32,9 @@ def display_window(
         ``(low, high, source)``, source ``"DICOM window"`` or ``"percentiles p-q"``.
     """
     centers, widths = sidecar.get("WindowCenter"), sidecar.get("WindowWidth")
+    # one value or several (DICOM VM 1-n): the first window is the primary one
+    centers = [centers] if isinstance(centers, (int, float)) else centers
+    widths = [widths] if isinstance(widths, (int, float)) else widths
     if centers and widths and float(widths[0]) > 0:
         center, width = float(centers[0]), float(widths[0])
         if sidecar.get("PhotometricInterpretation") == "MONOCHROME1":
