@@ -1,0 +1,172 @@
+"""The real ``snakemake`` on tiny segmentation cohorts (CT lesions in 3D, nuclei in 2D).
+
+Each task trains for a few steps; what is checked is the plumbing a user relies on: masks in
+each image's own world space, DICOM SEG that references the source slices, the per-nucleus
+table, held-out scores, reports with overlays and the CSV, and no identifier anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+import yaml
+
+from medcnn.demo_seg import write_ct_cohort, write_nuclei_cohort
+from tests.conftest import run_snakemake
+
+
+@pytest.fixture(scope="module")
+def seg_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("segworkflow")
+    cases = write_ct_cohort(work / "scans" / "ct", n_patients=5, size=32, n_slices=12, seed=2)
+    tiles = write_nuclei_cohort(work / "scans" / "nuclei", n_tiles=5, size=64, seed=2)
+    train = {"epochs": 2, "precision": "fp32", "seed": 0}
+    config = {
+        "inputs": [
+            "scans/ct",
+            {
+                "path": "scans/nuclei",
+                "pattern": "(?P<subject>[^/]+)/",
+                "modality": "SM",
+                "instances": "/masks/",
+            },
+        ],
+        "deid": {"secret": "workflow-test"},
+        "resources": {"train": {"threads": 2}},
+        "report": {"bootstrap": 50},
+        "tasks": {
+            "lesion": {
+                "kind": "segmentation",
+                "dims": 3,
+                "modalities": ["CT"],
+                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
+                "train": train,
+                "segmentation": {"memory_mb": 200, "min_size": 0},
+            },
+            "nuclei": {
+                "kind": "instance_segmentation",
+                "dims": 2,
+                "modalities": ["SM"],
+                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
+                "train": train,
+                "segmentation": {"classes": ["nucleus"], "memory_mb": 200, "min_size": 0},
+            },
+        },
+    }
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = run_snakemake(work, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, cases, tiles
+
+
+def _predictions(results: Path, task: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results / "predict" / task).glob("*.json"))]
+
+
+def test_masks_are_on_the_ingest_grid_of_their_image(seg_run):
+    work, cases, tiles = seg_run
+    results = work / "results"
+    manifest = pd.read_csv(results / "ingest" / "manifest.tsv", sep="\t", dtype=str)
+    for task, n in (("lesion", len(cases)), ("nuclei", len(tiles))):
+        predictions = [p for p in _predictions(results, task) if p["images"]]
+        assert len(predictions) == n
+        for prediction in predictions:
+            for image in prediction["images"]:
+                row = manifest[
+                    (manifest["subject"] == prediction["subject"])
+                    & (manifest["series"] == image["series"])
+                ].iloc[0]
+                source = nib.load(results / row["path"])
+                mask = nib.load(results / image["mask"])
+                assert mask.shape[:3] == source.shape[:3]
+                np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
+                assert np.issubdtype(mask.get_data_dtype(), np.integer)
+
+
+def test_lesion_outputs_volumes_dicom_seg_and_scores(seg_run):
+    work, _, _ = seg_run
+    results = work / "results"
+    split = json.loads((results / "splits" / "lesion.json").read_text())
+    for prediction in _predictions(results, "lesion"):
+        for image in prediction["images"]:
+            mask = nib.load(results / image["mask"])
+            voxel_ml = float(np.prod(mask.header.get_zooms()[:3])) / 1000.0
+            voxels = int((np.asarray(mask.dataobj) == 1).sum())
+            assert image["volume_ml"]["lesion"] == pytest.approx(voxels * voxel_ml, rel=1e-6)
+            assert image["metrics"] is not None  # every demo patient has a mask series
+            assert 0.0 <= image["metrics"]["lesion"]["dice"] <= 1.0
+            if voxels:
+                seg = pydicom.dcmread(results / image["dicom_seg"])
+                assert seg.Modality == "SEG"
+                assert seg.PatientID == prediction["subject"]
+                sidecar = json.loads(
+                    (results / image["mask"].replace("predict/lesion", "ingest")).parent.joinpath(
+                        f"{image['series']}.json"
+                    ).read_text()
+                )
+                referenced = {
+                    f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                    for f in seg.PerFrameFunctionalGroupsSequence
+                }
+                assert referenced <= set(sidecar["SliceSOPInstanceUIDs"])
+    evaluation = json.loads((results / "models" / "lesion" / "evaluation.json").read_text())
+    assert evaluation["test"]["patients"] == len(split["test"])
+    assert set(evaluation["test"]) >= {"lesion_dice", "lesion_hd95_mm", "lesions", "volume_ml"}
+    assert (results / "models" / "lesion" / "evaluation.png").stat().st_size > 1000
+
+
+def test_nuclei_outputs_instances_table_and_scores(seg_run):
+    work, _, tiles = seg_run
+    results = work / "results"
+    reference = 0
+    for prediction in _predictions(results, "nuclei"):
+        for image in prediction["images"]:
+            table = pd.read_csv(results / image["csv"])
+            mask = np.asarray(nib.load(results / image["mask"]).dataobj)[..., 0]
+            ids = np.unique(mask[mask > 0])
+            assert image["n_instances"] == len(ids) == len(table)
+            assert set(table.columns) >= {"label", "area_px", "perimeter_px", "eccentricity"}
+            if len(ids):
+                # the table's areas are the masks' pixel counts, nucleus by nucleus
+                counts = {int(i): int((mask == i).sum()) for i in ids}
+                assert dict(zip(table["label"], table["area_px"], strict=True)) == counts
+            assert set(image["metrics"]) >= {"dice", "aji", "pq", "sq", "dq", "f1"}
+            reference += image["reference_instances"]
+    # every instance PNG of every tile reached its tile's reference label map
+    assert reference == sum(t.n_nuclei for t in tiles)
+    evaluation = json.loads((results / "models" / "nuclei" / "evaluation.json").read_text())
+    assert {"aji", "pq", "f1"} <= set(evaluation["test"])
+
+
+def test_reports_show_masks_tables_and_uncertainty(seg_run):
+    work, _, _ = seg_run
+    results = work / "results"
+    ct = [p for p in _predictions(results, "lesion") if p["images"]][0]
+    html = (results / "reports" / f"{ct['subject']}.html").read_text()
+    assert 'class="mask"' in html and "lesion volume (mL)" in html
+    assert 'class="uncertainty"' in html
+    nuclei = [p for p in _predictions(results, "nuclei") if p["images"]][0]
+    html = (results / "reports" / f"{nuclei['subject']}.html").read_text()
+    assert "data:text/csv;base64," in html and 'download="' in html
+    assert (results / "reports" / f"{nuclei['subject']}.pdf").read_bytes()[:4] == b"%PDF"
+    cohort = (results / "reports" / "cohort.html").read_text()
+    assert 'id="seg-evaluation-lesion"' in cohort and 'id="seg-evaluation-nuclei"' in cohort
+    table = pd.read_csv(results / "reports" / "cohort.tsv", sep="\t")
+    assert {"lesion_measure", "nuclei_measure"} <= set(table.columns)
+
+
+def test_no_identifier_in_any_output(seg_run):
+    work, cases, _ = seg_run
+    needles = [c.patient_id.encode() for c in cases] + [b"Lesion^Demo"]
+    for folder in (work / "results", work / "logs"):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".tsv", ".html", ".log", ".csv", ".dcm"):
+                blob = path.read_bytes()
+                assert not any(n in blob for n in needles), path
