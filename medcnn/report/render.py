@@ -179,6 +179,7 @@ def _task_images(
                 )
         per_series[image["series"]] = {
             "task": name,
+            "kind": prediction.get("kind", "binary"),
             "label": prediction["label"],
             "role": prediction.get("role", ""),
             "threshold": prediction["threshold"],
