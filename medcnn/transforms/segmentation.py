@@ -779,7 +779,8 @@ def train_transforms(
     else:
         rotate_range = [rotate] if dims == 2 else [rotate] * 3
     spatial: list[Any] = [RandFlipd(keys=keys, prob=0.5, spatial_axis=a) for a in range(dims)]
-    if dims == 2:
+    if dims == 2 and patch[0] == patch[1]:
+        # Quarter turns only on square patches: a turned 48x32 patch would not batch.
         spatial.append(RandRotate90d(keys=keys, prob=0.5, max_k=3))
     spatial.append(
         RandAffined(
