@@ -170,6 +170,89 @@ def to_original_grid(
     return img
 
 
+def predict_probabilities(
+    models: Sequence[torch.nn.Module],
+    plans: Mapping[str, Any],
+    image_path: str | Path | Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    flips: bool = False,
+    overlap: float = 0.5,
+) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
+    """Class probabilities of one ingest image on its own grid.
+
+    Returns:
+        (float32 ``(classes, i, j)`` for 2D or ``(classes, i, j, k)``, the reference NIfTI
+        (the first image file), the preprocessing meta).
+    """
+    prob, meta = predict_case(models, plans, image_path, device, flips, overlap)
+    reference = image_path if isinstance(image_path, (str, Path)) else image_path[0]
+    ref = nib.load(reference)
+    prob_img = to_original_grid(prob, meta, ref, mode="linear")
+    prob_orig = np.moveaxis(np.asarray(prob_img.dataobj), -1, 0)
+    if int(meta["dims"]) == 2:
+        prob_orig = prob_orig[..., 0]
+    return prob_orig, ref, meta
+
+
+def labels_from_probabilities(
+    prob: np.ndarray, plans: Mapping[str, Any], postprocess: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """Class labels (argmax, uint8) or, for instance tasks, instance ids (int32, watershed of
+    :func:`medcnn.postprocess.instances.instances_from_probabilities` with ``postprocess``)."""
+    if plans["kind"] == "instance_segmentation":
+        return instances_from_probabilities(prob, **dict(postprocess or {}))
+    return prob.argmax(0).astype(np.uint8)
+
+
+#: The instance post-processing settings :func:`choose_postprocessing` tries.
+POSTPROCESS_GRID: dict[str, list[Any]] = {
+    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "foreground_threshold": [0.4, 0.5, 0.6],
+    "elevation": ["interior", "distance"],
+}
+
+
+def choose_postprocessing(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    score: str = "aji",
+) -> tuple[dict[str, Any], float]:
+    """The instance post-processing settings that score best on validation images.
+
+    Thresholds of the watershed decide how touching nuclei are split, and the network's
+    calibration decides which thresholds do that well; so they are chosen on the fold's
+    validation images (never on the held-out ones), as nnU-Net chooses its post-processing.
+
+    Args:
+        probabilities: ``(3, H, W)`` per validation image.
+        references: ``(H, W)`` instance label images.
+        grid: settings to try (default :data:`POSTPROCESS_GRID`), every combination.
+        score: the key of :func:`medcnn.metrics.segmentation.instance_metrics` to maximise
+            (mean over images).
+
+    Returns:
+        (best settings, their mean score).
+    """
+    import itertools
+
+    from medcnn.metrics.segmentation import instance_metrics
+
+    grid = dict(grid or POSTPROCESS_GRID)
+    keys = list(grid)
+    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    for values in itertools.product(*(grid[k] for k in keys)):
+        settings = dict(zip(keys, values, strict=True))
+        scores = [
+            instance_metrics(instances_from_probabilities(p, **settings), r)[score]
+            for p, r in zip(probabilities, references, strict=True)
+        ]
+        mean = float(np.mean(scores)) if scores else 0.0
+        if mean > best[0]:
+            best = (mean, settings)
+    return best[1], best[0]
+
+
 def predict_labels(
     models: Sequence[torch.nn.Module],
     plans: Mapping[str, Any],
@@ -194,21 +277,11 @@ def predict_labels(
         (label NIfTI on the ingest grid, probabilities on that grid ``(classes, *spatial)``
         (2D: ``(classes, i, j)``), the preprocessing meta).
     """
-    prob, meta = predict_case(models, plans, image_path, device, flips, overlap)
-    reference = image_path if isinstance(image_path, (str, Path)) else image_path[0]
-    ref = nib.load(reference)
-    prob_img = to_original_grid(prob, meta, ref, mode="linear")
-    prob_orig = np.moveaxis(np.asarray(prob_img.dataobj), -1, 0)
-    if int(meta["dims"]) == 2:
-        prob_orig = prob_orig[..., 0]
-    if plans["kind"] == "instance_segmentation":
-        label = instances_from_probabilities(prob_orig, **dict(postprocess or {}))
-    else:
-        label = prob_orig.argmax(0)
+    prob, ref, meta = predict_probabilities(models, plans, image_path, device, flips, overlap)
+    label = labels_from_probabilities(prob, plans, postprocess)
     out = label[..., None] if int(meta["dims"]) == 2 else label
-    dtype = np.int32 if plans["kind"] == "instance_segmentation" else np.uint8
-    img = nib.Nifti1Image(out.astype(dtype), ref.affine)
+    img = nib.Nifti1Image(out, ref.affine)
     img.set_qform(ref.affine, code=1)
     img.set_sform(ref.affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
-    return img, prob_orig, meta
+    return img, prob, meta

@@ -134,3 +134,23 @@ def test_fold_ensemble_and_instances_on_the_2d_grid(tmp_path):
     np.testing.assert_allclose(label_img.affine, affine)
     assert label_img.get_data_dtype() == np.int32
     assert prob.shape == (3, 40, 32)
+
+
+def test_postprocessing_is_chosen_on_validation_images():
+    from medcnn.postprocess.instances import target_from_instances
+    from medcnn.predict.segmenter import choose_postprocessing
+
+    instances = np.zeros((40, 40), np.int64)
+    instances[5:15, 5:15] = 1
+    instances[15:25, 5:15] = 2  # touches 1
+    instances[28:36, 20:34] = 3
+    target = target_from_instances(instances)
+    onehot = np.stack([target == c for c in range(3)]).astype(np.float32)
+    # Under-confident interiors (0.45): only an interior threshold below that finds markers.
+    prob = onehot.copy()
+    prob[1] = np.where(target == 1, 0.45, 0.0)
+    prob[2] = np.where(target == 1, 0.55, prob[2])
+    grid = {"interior_threshold": [0.5, 0.4], "foreground_threshold": [0.5]}
+    settings, score = choose_postprocessing([prob], [instances], grid)
+    assert settings == {"interior_threshold": 0.4, "foreground_threshold": 0.5}
+    assert score == pytest.approx(1.0)
