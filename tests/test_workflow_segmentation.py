@@ -107,9 +107,9 @@ def test_lesion_outputs_volumes_dicom_seg_and_scores(seg_run):
                 assert seg.Modality == "SEG"
                 assert seg.PatientID == prediction["subject"]
                 sidecar = json.loads(
-                    (results / image["mask"].replace("predict/lesion", "ingest")).parent.joinpath(
-                        f"{image['series']}.json"
-                    ).read_text()
+                    (results / image["mask"].replace("predict/lesion", "ingest"))
+                    .parent.joinpath(f"{image['series']}.json")
+                    .read_text()
                 )
                 referenced = {
                     f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID

@@ -155,7 +155,7 @@ def run_predict_segmentation(
             device=device,
             flips=bool(task["predict"]["tta"]),
             overlap=float(seg["overlap"]),
-            postprocess={"min_size": int(seg["min_size"])}
+            postprocess=_postprocess(first, seg)
             if task["kind"] == "instance_segmentation"
             else None,
         )
@@ -220,6 +220,12 @@ def run_predict_segmentation(
     path.write_text(json.dumps(_clean(result), indent=2) + "\n")
     log.info("predict %s %s: %d images segmented", name, subject, len(images))
     return result
+
+
+def _postprocess(bundle: dict[str, Any], seg: dict[str, Any]) -> dict[str, Any]:
+    """Watershed settings: chosen on validation images at training (bundle), else defaults."""
+    chosen = {k: v for k, v in (bundle.get("postprocess") or {}).items() if k != "validation_aji"}
+    return {**chosen, "min_size": int(seg["min_size"])}
 
 
 def _drop_small(label: np.ndarray, min_size: int) -> np.ndarray:

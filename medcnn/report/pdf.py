@@ -68,7 +68,8 @@ def _segmentation(pdf: Any, s: dict[str, Any], t: dict[str, Any]) -> None:
         if pdf.will_page_break(62):
             pdf.add_page()
         pdf.image(_png(g["overlay"]), w=62)
-        pdf.caption(f"{g.get('label', '')}; mean inside the mask {_num(g.get('mean_uncertainty'), 4)}")
+        mean = _num(g.get("mean_uncertainty"), 4)
+        pdf.caption(f"{g.get('label', '')}; mean inside the mask {mean}")
     pdf.para(f"Split role of this subject: {t['role']}.")
 
 

@@ -124,8 +124,7 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
                             method,
                             layer,
                             k,
-                            settings["occlusion"]["mask_size"]
-                            or max(1, min(image.shape[1:]) // 4),
+                            settings["occlusion"]["mask_size"] or max(1, min(image.shape[1:]) // 4),
                             settings["occlusion"]["overlap"],
                         )
                         for m in models

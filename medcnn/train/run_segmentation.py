@@ -69,6 +69,8 @@ def run_train_segmentation(
         max_minutes=task["train"]["max_minutes"],
         name=f"{name}-{plans['network']['name']}-fold{fold}",
     )
+    if task["kind"] == "instance_segmentation":
+        _choose_postprocessing(results, rows, split, fold, out, device, task)
     # the settings as configured (the bundle's config.json is what a predict-only run
     # validates against the schema)
     (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
@@ -91,3 +93,50 @@ def run_train_segmentation(
         len(val_items),
     )
     return metrics
+
+
+def _choose_postprocessing(
+    results: Path,
+    rows: list[dict[str, Any]],
+    split: dict[str, Any],
+    fold: int,
+    out: Path,
+    device: Any,
+    task: dict[str, Any],
+) -> None:
+    """Choose the watershed thresholds on the fold's validation images; into bundle.json.
+
+    Prediction reads them from the bundle, so a predict-only run splits nuclei the same way.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from medcnn.models.bundle import load_bundle
+    from medcnn.predict.segmenter import choose_postprocessing, predict_probabilities
+
+    val = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
+    if not val:
+        return
+    model, description = load_bundle(out)
+    model = model.to(device)
+    probabilities, references = [], []
+    for row in val:
+        prob, _, _ = predict_probabilities(
+            [model],
+            description["plans"],
+            results / row["source"],
+            device=device,
+            overlap=float(task["segmentation"]["overlap"]),
+        )
+        probabilities.append(prob)
+        references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
+    settings, score = choose_postprocessing(probabilities, references)
+    settings["min_size"] = int(task["segmentation"]["min_size"])
+    description["postprocess"] = {**settings, "validation_aji": score}
+    (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    log.info(
+        "instance post-processing chosen on %d validation images: %s (AJI %.3f)",
+        len(val),
+        settings,
+        score,
+    )
