@@ -170,3 +170,34 @@ def test_no_identifier_in_any_output(seg_run):
             if path.is_file() and path.suffix in (".json", ".tsv", ".html", ".log", ".csv", ".dcm"):
                 blob = path.read_bytes()
                 assert not any(n in blob for n in needles), path
+
+
+def test_predict_only_with_the_lesion_bundle_gives_the_same_masks(seg_run, tmp_path):
+    """A segmentation bundle predicts a fresh folder alone: same masks as the training run."""
+    work, _, _ = seg_run
+    results = work / "results"
+    (tmp_path / "scans").symlink_to(work / "scans")
+    configfile = tmp_path / "predict.yaml"
+    configfile.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": ["scans/ct"],
+                "deid": {"secret": "workflow-test"},
+                "bundles": {"lesion": {"path": str(results / "models" / "lesion")}},
+            }
+        )
+    )
+    result = run_snakemake(tmp_path, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (tmp_path / "results" / "models").exists(), "predict-only must not train"
+    for trained in _predictions(results, "lesion"):
+        again = json.loads(
+            (tmp_path / "results" / "predict" / "lesion" / f"{trained['subject']}.json").read_text()
+        )
+        assert again["role"] == "new"
+        for a, b in zip(again["images"], trained["images"], strict=True):
+            first = np.asarray(nib.load(results / b["mask"]).dataobj)
+            second = np.asarray(nib.load(tmp_path / "results" / a["mask"]).dataobj)
+            np.testing.assert_array_equal(first, second)
+            assert a["volume_ml"] == pytest.approx(b["volume_ml"])
+        assert (tmp_path / "results" / "reports" / f"{trained['subject']}.html").exists()
