@@ -88,6 +88,8 @@ def _check_task(name: str, task: dict[str, Any]) -> None:
             f"tasks.{name}.network.name: {network['name']!r} does not fit a {task['kind']} task "
             f"(segmentation: {', '.join(SEGMENTERS)}; classification: the others)"
         )
+    if task["train"]["batch_size"] is None and not segmentation:
+        task["train"]["batch_size"] = 16
     if task["dims"] == 3 and task["kind"] != "segmentation":
         raise ConfigError(f"tasks.{name}.dims: 3 is for segmentation tasks ({task['kind']} is 2D)")
 

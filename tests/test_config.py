@@ -63,7 +63,17 @@ def test_load_config_names_the_file(tmp_path):
 def test_shipped_config_is_valid():
     config = load_config(REPO / "config" / "config.yaml")
     assert config["demo"]["enabled"] is True
-    assert config["inputs"] == ["demo/dicom"]
+    assert config["demo"]["ct"]["enabled"] and config["demo"]["nuclei"]["enabled"]
+    assert config["inputs"][:2] == ["demo/dicom", "demo/ct"]
+    assert {t["kind"] for t in config["tasks"].values()} == {
+        "classification",
+        "segmentation",
+        "instance_segmentation",
+    }
+    # defaults filled per kind
+    assert config["tasks"]["cxr"]["train"]["batch_size"] == 16
+    assert config["tasks"]["lesion"]["train"]["batch_size"] is None
+    assert config["tasks"]["lesion"]["network"]["name"] == "unet"
 
 
 def test_config_hash_is_order_independent():

@@ -50,8 +50,13 @@ def library_settings(task: dict[str, Any]) -> dict[str, Any]:
             "spacing": seg["target_spacing"],
             "normalisation": seg["normalisation"],
             "patch_size": seg["patch_size"],
+        },
+        "train": {
+            **task["train"],
+            "iterations_per_epoch": task["train"].get("iterations_per_epoch") or 25,
             "samples_per_image": seg["samples_per_image"],
             "positive_fraction": seg["positive_fraction"],
+            "overlap": seg["overlap"],
         },
     }
 

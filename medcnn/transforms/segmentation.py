@@ -759,8 +759,9 @@ def train_transforms(
             keys=keys,
             label_key=LABEL,
             spatial_size=patch,
-            pos=1,
-            neg=2,
+            # a third of the patches on foreground by default (nnU-Net's oversampling)
+            pos=float(train_cfg.get("positive_fraction", 1 / 3)),
+            neg=1.0 - float(train_cfg.get("positive_fraction", 1 / 3)),
             num_samples=samples,
             fg_indices_key=f"{LABEL}_fg_indices",
             bg_indices_key=f"{LABEL}_bg_indices",
