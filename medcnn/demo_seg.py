@@ -7,7 +7,7 @@ Two small cohorts for the segmentation tasks, written next to the chest-radiogra
   series per patient (CT Image Storage, 12 bits stored, RescaleIntercept -1024, so stored
   values are HU + 1024) of a body-like ellipse (subcutaneous fat -100 HU, soft tissue 40 HU,
   an organ 60 HU, spine and ribs 300-900 HU, air -1000 HU) holding 1-3 ellipsoid lesions
-  (+-40..80 HU against their surroundings), with noise. The ground truth is a second series
+  (+-70..120 HU against their surroundings, 6-11 mm radii), with noise. The ground truth is a second series
   on the same geometry (same FrameOfReferenceUID, positions and orientation), SeriesDescription
   ``lesion mask``, values 0/1, which ingest takes as a label series (``ingest.label_series``).
   Every fourth patient from the second on is rotated in plane, every fourth from the third has
@@ -189,13 +189,13 @@ def _ct_volume(
         k += 2
         radii = tuple(
             max(rng.uniform(lo, hi) * f, 2 * d)
-            for lo, hi, d in ((4.5, 9, dx), (4.5, 9, dy), (4.5, 8, dz))
+            for lo, hi, d in ((6, 11, dx), (6, 11, dy), (6, 10, dz))
         )
         centre = (c * dx, r * dy, k * dz)
         lesion = _ellipsoid(shape, centre, radii, spacing) & soft
         if lesion.sum() < 8 or (lesion & (mask > 0)).any():
             continue
-        contrast = rng.uniform(40, 80) * (1 if rng.random() < 0.5 else -1)
+        contrast = rng.uniform(70, 120) * (1 if rng.random() < 0.5 else -1)
         hu[lesion] += contrast
         mask[lesion] = 1
         drawn += 1

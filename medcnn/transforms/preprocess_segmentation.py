@@ -46,6 +46,7 @@ def library_settings(task: dict[str, Any]) -> dict[str, Any]:
         "classes": ["background", *seg["classes"]]
         if task["kind"] == "segmentation"
         else ["background", "interior", "boundary"],
+        "network": {**task["network"], "features": seg["features"]},
         "preprocess": {
             "spacing": seg["target_spacing"],
             "normalisation": seg["normalisation"],

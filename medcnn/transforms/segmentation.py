@@ -346,11 +346,19 @@ def _pools(patch: Sequence[int], spacing: Sequence[float], max_pools: int) -> li
 
 
 def network_settings(
-    name: str, dims: int, in_channels: int, out_channels: int, strides: list[list[int]]
+    name: str,
+    dims: int,
+    in_channels: int,
+    out_channels: int,
+    strides: list[list[int]],
+    base: int | None = None,
 ) -> dict[str, Any]:
-    """The ``network`` dict of the plans (everything :func:`build_network` needs)."""
+    """The ``network`` dict of the plans (everything :func:`build_network` needs).
+
+    ``base``: features of the first level (doubling per level); None: BASE_FEATURES.
+    """
     levels = len(strides) + 1
-    base = BASE_FEATURES[dims]
+    base = int(base or BASE_FEATURES[dims])
     channels = [min(base * 2**k, MAX_FEATURES[dims]) for k in range(levels)]
     net: dict[str, Any] = {
         "name": name,
@@ -504,7 +512,14 @@ def make_seg_plans(
     else:
         patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
     net_name = (task_cfg.get("network") or {}).get("name", "unet")
-    network = network_settings(net_name, dims, n_channels, len(classes), strides)
+    network = network_settings(
+        net_name,
+        dims,
+        n_channels,
+        len(classes),
+        strides,
+        (task_cfg.get("network") or {}).get("features"),
+    )
     normalisation: dict[str, Any] = {"scheme": scheme}
     if scheme == "ct":
         # One window and one mean/std for the whole cohort: Hounsfield units mean the same
