@@ -172,6 +172,7 @@ def test_no_identifier_in_any_output(seg_run):
                 assert not any(n in blob for n in needles), path
 
 
+@pytest.mark.slow  # one more Snakemake run; the radiograph bundle's is in the default suite
 def test_predict_only_with_the_lesion_bundle_gives_the_same_masks(seg_run, tmp_path):
     """A segmentation bundle predicts a fresh folder alone: same masks as the training run."""
     work, _, _ = seg_run
