@@ -227,6 +227,9 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
         results["otsu_cc"].append(instance_metrics(otsu_components(grey), ref))
         results["otsu_ws"].append(instance_metrics(instances_from_mask(otsu_mask(grey)), ref))
     pred_s = time.perf_counter() - t_pred
+    (work / "results.json").write_text(
+        json.dumps({k: mean_metrics(v) for k, v in results.items()}, indent=2) + "\n"
+    )
     return {
         "n_train": len(train),
         "n_val": len(val),
@@ -328,6 +331,9 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
                 "shape": description["plans"]["median_shape"],
             }
         )
+        # Each fold's figures as soon as they exist: a long run stopped later keeps them.
+        with open(work / "rows.jsonl", "a") as fh:
+            fh.write(json.dumps(rows[-1], default=str) + "\n")
     return {"rows": rows, "total_s": time.perf_counter() - t0}
 
 
