@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from medcnn.io.files import finite
+
 log = logging.getLogger(__name__)
 
 
@@ -158,7 +160,7 @@ def run_evaluate_segmentation(config: dict[str, Any], name: str) -> dict[str, An
     }
     out = results / "models" / name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(_finite(evaluation), indent=2) + "\n")
+    (out / "evaluation.json").write_text(json.dumps(finite(evaluation), indent=2) + "\n")
     (out / "evaluation.png").write_bytes(
         _figure(points, "nuclei per image" if instance else "lesion volume (mL)")
     )
@@ -167,13 +169,3 @@ def run_evaluate_segmentation(config: dict[str, Any], name: str) -> dict[str, An
         "evaluate %s: mean %s %s over %d test images", name, main, test[main]["mean"], len(images)
     )
     return evaluation
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +32,11 @@ import nibabel as nib
 import numpy as np
 
 from medcnn.data.split import subject_role
+from medcnn.io.files import finite
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.tasks import load_split, model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become None (JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
 
 
 def spacing_of(img: nib.Nifti1Image) -> list[float]:
@@ -217,7 +204,7 @@ def run_predict_segmentation(
     }
     path = results / "predict" / name / f"{subject}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(result), indent=2) + "\n")
+    path.write_text(json.dumps(finite(result), indent=2) + "\n")
     log.info("predict %s %s: %d images segmented", name, subject, len(images))
     return result
 

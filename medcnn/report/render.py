@@ -31,6 +31,7 @@ from sklearn.metrics import roc_curve
 from medcnn import __version__
 from medcnn.config import config_hash
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest, read_quarantine
+from medcnn.io.files import finite
 from medcnn.report.evaluation import binary_metrics, reliability
 from medcnn.report.figures import (
     data_uri,
@@ -628,7 +629,7 @@ def render_cohort(config: dict[str, Any]) -> Path:
             for t in context["tasks"]
         },
     }
-    (results / "reports" / "cohort.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    (results / "reports" / "cohort.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
     # The subjects table, machine-readable: one row per subject, columns per task.
     rows = []
     for entry in context["subjects"]:
@@ -643,14 +644,3 @@ def render_cohort(config: dict[str, Any]) -> Path:
         rows.append(row)
     pd.DataFrame(rows).to_csv(results / "reports" / "cohort.tsv", sep="\t", index=False)
     return out
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null, so the JSON is valid for any reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from monai.losses import DiceCELoss
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
+from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
 from medcnn.train.classifier import _fingerprint, _load_checkpoint, _save_checkpoint, epoch_seed
@@ -510,20 +510,9 @@ def train_segmenter(
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
     (out / "plans.json").write_text(json.dumps(dict(plans), indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(dict(task_cfg), indent=2, default=str) + "\n")
     # The bundle is whole: the checkpoint has done its job.
     checkpoint_path.unlink(missing_ok=True)
     return metrics
-
-
-def _finite(value: Any) -> Any:
-    """NaN -> None for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
