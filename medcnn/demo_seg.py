@@ -9,7 +9,8 @@ Two small cohorts for the segmentation tasks, written next to the chest-radiogra
   an organ 60 HU, spine and ribs 300-900 HU, air -1000 HU) holding 1-3 ellipsoid lesions
   (+-70..120 HU against their surroundings, 6-11 mm radii), with noise. The ground truth is a
   second series on the same geometry (same FrameOfReferenceUID, positions and orientation),
-  SeriesDescription ``lesion mask``, values 0/1, which ingest takes as a label series (``ingest.label_series``).
+  SeriesDescription ``lesion mask``, values 0/1, which ingest takes as a label series
+  (``ingest.label_series``).
   Every fourth patient from the second on is rotated in plane, every fourth from the third has
   its files numbered against the slice direction (ingest sorts by position, not by number).
 * :func:`write_nuclei_cohort` - Data Science Bowl 2018 layout: ``out/<tile>/images/<tile>.png``
