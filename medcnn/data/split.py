@@ -157,6 +157,21 @@ def run_split(config: dict[str, Any], name: str) -> dict[str, Any]:
     return split
 
 
+def fold_split(results: Path, name: str, fold: int) -> dict[str, Any]:
+    """A task's split from ``results/splits/{name}.json``, checked to hold fold ``fold``.
+
+    Raises:
+        ValueError: the fold is not in the split.
+    """
+    split = json.loads((results / "splits" / f"{name}.json").read_text())
+    if not 0 <= fold < len(split["folds"]):
+        raise ValueError(
+            f"task {name}: fold {fold} is not in the split ({len(split['folds'])} folds); "
+            "re-run split after changing split.folds"
+        )
+    return split
+
+
 def subject_role(split: dict[str, Any], subject: str, fold: int = 0) -> str:
     """``train``, ``val``, ``test`` or ``unlabeled`` for a subject."""
     if subject in split["test"]:

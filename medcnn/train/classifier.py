@@ -34,7 +34,7 @@ from monai.utils import set_determinism
 
 from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
-from medcnn.data.split import subject_role
+from medcnn.data.split import fold_split, subject_role
 from medcnn.metrics.classification import choose_threshold, evaluate
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network, load_initial_weights
@@ -536,12 +536,7 @@ def _run_train(
     torch.set_num_threads(threads)
 
     plans = json.loads((pre / "plans.json").read_text())
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    if not 0 <= fold < len(split["folds"]):
-        raise ValueError(
-            f"task {name}: fold {fold} is not in the split ({len(split['folds'])} folds); "
-            "re-run split after changing split.folds"
-        )
+    split = fold_split(results, name, fold)
     scheme = LabelScheme.from_target(task["target"])
     subgroups = plans.get("subgroups", [])
     index = read_index(pre / "index.tsv")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medcnn.data.index import read_index
-from medcnn.data.split import subject_role
+from medcnn.data.split import fold_split, subject_role
 from medcnn.transforms.preprocess_segmentation import library_settings
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,7 @@ def run_train_segmentation(
     pre = results / "preprocess" / name
     out = results / "models" / name / f"fold{fold}"
     plans = json.loads((pre / "plans.json").read_text())
-    split = json.loads((results / "splits" / f"{name}.json").read_text())
-    if not 0 <= fold < len(split["folds"]):
-        raise ValueError(
-            f"task {name}: fold {fold} is not in the split ({len(split['folds'])} folds); "
-            "re-run split after changing split.folds"
-        )
+    split = fold_split(results, name, fold)
     rows = [r for r in read_index(pre / "index.tsv").to_dict("records") if r["label"]]
 
     def items(role: str) -> list[dict[str, Any]]:
