@@ -52,15 +52,28 @@ def snakemake(work: Path, config: dict, cores: int) -> float:
     return time.perf_counter() - start
 
 
+def stage_seconds(folder: Path) -> dict[str, tuple[int, float, float]]:
+    """Jobs, summed wall seconds and CPU seconds per stage from Snakemake's benchmark TSVs."""
+    stages: dict[str, tuple[int, float, float]] = {}
+    for path in sorted(folder.rglob("*.tsv")):
+        stage = path.relative_to(folder).parts[0]
+        header, values = path.read_text().splitlines()[:2]
+        row = dict(zip(header.split("\t"), values.split("\t"), strict=True))
+        jobs, seconds, cpu = stages.get(stage, (0, 0.0, 0.0))
+        stages[stage] = (jobs + 1, seconds + float(row["s"]), cpu + float(row["cpu_time"]))
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--size", type=int, default=128, help="network input (pixels)")
+    parser.add_argument("--work", type=Path, default=None, help="keep everything here")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or Path(scratch)
         train = tmp / "train"
         write_demo_cohort(train / "scans", n_patients=12, seed=1, image_size=128)
         snakemake(
@@ -88,6 +101,7 @@ def main() -> None:
             work, {"inputs": ["scans/dicom"], "bundles": {"cxr": {"path": str(bundle)}}}, args.cores
         )
         reports = len(list((work / "results" / "reports").glob("sub-*.html")))
+        stages = stage_seconds(work / "results" / "benchmarks")
 
         model, _ = load_bundle(bundle / "fold0")
         torch.set_num_threads(args.cores)
@@ -107,7 +121,11 @@ def main() -> None:
         f"| baseline: network forward only | {forward:.1f} | {forward / n:.3f} | "
         f"{60 * n / forward:.0f} |"
     )
-    print(f"\nworkflow / forward: {wall / forward:.0f}x")
+    print(f"\nworkflow / forward: {wall / forward:.0f}x\n")
+    print("| stage (Snakemake benchmark files) | jobs | job seconds | CPU seconds | per patient |")
+    print("|---|---|---|---|---|")
+    for stage, (jobs, seconds, cpu) in stages.items():
+        print(f"| {stage} | {jobs} | {seconds:.1f} | {cpu:.1f} | {seconds / n:.2f} |")
 
 
 if __name__ == "__main__":

@@ -115,9 +115,12 @@ def _marker(config: dict, args: argparse.Namespace, *parts: str) -> Path | None:
 
 
 def _preprocess(args: argparse.Namespace) -> None:
+    import torch
+
     from medcnn.tasks import subject_index_path
     from medcnn.transforms.preprocess import run_preprocess, run_preprocess_subject
 
+    torch.set_num_threads(max(1, args.threads))
     config = load_config(args.config)
     results = Path(config["results"])
     subjects = _subjects(args, config)
@@ -348,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     subjects = p.add_mutually_exclusive_group()
     subjects.add_argument("--subject", help="one subject of a bundle task, with the bundle's plans")
     subjects.add_argument("--batch", help="the subjects of one ingest batch (bundle task)")
+    p.add_argument("--threads", type=int, default=1)
     for name, func, text in (
         ("split", _split, "patient-level split of a task"),
         ("evaluate", _evaluate, "held-out metrics of a task's fold ensemble (evaluation.json)"),

@@ -12,9 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from medcnn.config import ConfigError, load_schema
+from medcnn.config import ConfigError, _validator_with_defaults, load_schema
 from medcnn.data.index import read_index
 
 
@@ -47,9 +45,8 @@ def attach_bundles(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"bundles.{name}: a task of that name is also configured to train")
         folds = bundle_folds(entry["path"])
         settings = json.loads((folds[0] / "config.json").read_text())
-        validator = jsonschema.Draft202012Validator(
-            {**schema["$defs"]["task"], "$defs": schema["$defs"]}
-        )
+        # A bundle written by an older medcnn lacks settings added since: their defaults.
+        validator = _validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
         errors = list(validator.iter_errors(settings))
         if errors:
             raise ConfigError(f"{folds[0] / 'config.json'}: {errors[0].message}")

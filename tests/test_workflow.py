@@ -125,6 +125,7 @@ def test_predict_only_with_the_bundle_gives_the_same_answers(workflow_run, tmp_p
             {
                 "inputs": ["new/dicom"],
                 "deid": {"secret": "workflow-test"},
+                "batches": {"min_batches": 1},
                 "bundles": {"cxr": {"path": str(results / "models" / "cxr")}},
             }
         )

@@ -38,6 +38,8 @@ def seg_run(tmp_path_factory):
             },
         ],
         "deid": {"secret": "workflow-test"},
+        # one batch per stage: the batch layout is the classification workflow's test
+        "batches": {"min_batches": 1},
         "resources": {"train": {"threads": 2}},
         "report": {"bootstrap": 50},
         "tasks": {

@@ -34,6 +34,7 @@ import numpy as np
 from medcnn.data.split import subject_role
 from medcnn.io.files import finite
 from medcnn.models.bundle import load_bundle_cached
+from medcnn.postprocess.components import drop_small, keep_largest
 from medcnn.tasks import load_split, model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,10 @@ def run_predict_segmentation(
             else None,
         )
         label = np.asarray(label_img.dataobj)
-        if task["kind"] == "segmentation" and seg["min_size"]:
-            label = _drop_small(label, int(seg["min_size"]))
+        if task["kind"] == "segmentation" and (seg["min_size"] or seg["largest_component"]):
+            label = drop_small(label, int(seg["min_size"]))
+            if seg["largest_component"]:
+                label = keep_largest(label)
             label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
         out.mkdir(parents=True, exist_ok=True)
         mask_path = out / f"{row['series']}_mask.nii.gz"
@@ -213,14 +216,6 @@ def _postprocess(bundle: dict[str, Any], seg: dict[str, Any]) -> dict[str, Any]:
     """Watershed settings: chosen on validation images at training (bundle), else defaults."""
     chosen = {k: v for k, v in (bundle.get("postprocess") or {}).items() if k != "validation_aji"}
     return {**chosen, "min_size": int(seg["min_size"])}
-
-
-def _drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
-    """Connected components smaller than ``min_size`` voxels set to background."""
-    from skimage.morphology import remove_small_objects
-
-    keep = remove_small_objects(label > 0, max_size=min_size - 1) if min_size > 1 else label > 0
-    return np.where(keep, label, 0)
 
 
 def _dicom_seg(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,20 +32,69 @@ def minmax_normalise(heat: torch.Tensor) -> torch.Tensor:
     return (heat - low) / span
 
 
-#: One CAM object per (model, layer, method): MONAI registers hooks on the target layer when a
+#: One Grad-CAM object per (model, layer): MONAI registers hooks on the target layer when a
 #: CAM is made and never removes them, so a process explaining many images reuses it.
-_CAMS: dict[tuple[int, str, str], tuple[torch.nn.Module, GradCAM]] = {}
+_CAMS: dict[tuple[int, str], tuple[torch.nn.Module, GradCAM]] = {}
+
+_CAM_CLASSES = {"gradcam": GradCAM, "gradcampp": GradCAMpp}
 
 
-def _cam(model: torch.nn.Module, layer: str, method: str) -> GradCAM:
-    key = (id(model), layer, method)
+def _cam(model: torch.nn.Module, layer: str) -> GradCAM:
+    key = (id(model), layer)
     if key not in _CAMS or _CAMS[key][0] is not model:
         if len(_CAMS) >= 16:
             _CAMS.clear()
-        kind = {"gradcam": GradCAM, "gradcampp": GradCAMpp}[method]
-        cam = kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
+        cam = GradCAM(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
         _CAMS[key] = (model, cam)
     return _CAMS[key][1]
+
+
+class _LastPass:
+    """Stands in for MONAI's hooked model: returns the logits, activations and gradients of
+    the pass already made, so Grad-CAM and Grad-CAM++ (which differ only in how they weigh
+    the same gradients) share one forward and one backward pass."""
+
+    def __init__(self, hooks: Any, result: tuple) -> None:
+        self._hooks, self._result = hooks, result
+
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple:
+        return self._result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hooks, name)
+
+
+def cam_maps(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    layer: str,
+    class_index: int = 0,
+    methods: Sequence[str] = ("gradcam",),
+) -> dict[str, np.ndarray]:
+    """Grad-CAM and/or Grad-CAM++ of one image from one forward and one backward pass.
+
+    Args:
+        model: a classifier in eval mode, ``(B, C, *spatial)`` to logits ``(B, K)``.
+        image: float32 ``(C, *spatial)``, channel first, 2D or 3D.
+        layer: dotted name of the target layer (see :mod:`medcnn.saliency.layers`).
+        class_index: output logit to explain.
+        methods: any of ``gradcam``, ``gradcampp``.
+
+    Returns:
+        ``{method: float32 (*spatial)}``, each 0..1 (all zeros when the gradient is zero),
+        computed with MONAI's own ``compute_map`` of each method.
+    """
+    cam = _cam(model, layer)
+    x = torch.as_tensor(image[None], dtype=torch.float32)
+    shim = SimpleNamespace(
+        nn_module=_LastPass(cam.nn_module, cam.nn_module(x, class_idx=class_index))
+    )
+    out = {}
+    for method in methods:
+        raw = _CAM_CLASSES[method].compute_map(shim, x, class_idx=class_index)
+        heat = cam._upsample_and_post_process(raw, x)
+        out[method] = heat[0, 0].detach().cpu().numpy().astype(np.float32)
+    return out
 
 
 def cam_map(
@@ -53,22 +104,8 @@ def cam_map(
     class_index: int = 0,
     method: str = "gradcam",
 ) -> np.ndarray:
-    """Grad-CAM or Grad-CAM++ of one image.
-
-    Args:
-        model: a classifier in eval mode, ``(B, C, *spatial)`` to logits ``(B, K)``.
-        image: float32 ``(C, *spatial)``, channel first, 2D or 3D.
-        layer: dotted name of the target layer (see :mod:`medcnn.saliency.layers`).
-        class_index: output logit to explain.
-        method: ``gradcam`` or ``gradcampp``.
-
-    Returns:
-        float32 ``(*spatial)``, 0..1 (all zeros when the gradient is zero).
-    """
-    cam = _cam(model, layer, method)
-    x = torch.as_tensor(image[None], dtype=torch.float32)
-    heat = cam(x=x, class_idx=class_index)
-    return heat[0, 0].detach().cpu().numpy().astype(np.float32)
+    """Grad-CAM or Grad-CAM++ of one image; see :func:`cam_maps`."""
+    return cam_maps(model, image, layer, class_index, (method,))[method]
 
 
 def gradcam_map(
@@ -128,7 +165,7 @@ def occlusion_map(
         occluded_p = occluded[0, class_index]
     else:
         occluded_p = occluded[0, 0, ..., class_index]
-    drop = (p0 - occluded_p).clamp_min(0)
+    drop = (p0.float() - occluded_p.float()).clamp_min(0)
     return minmax_normalise(drop[None, None])[0, 0].cpu().numpy().astype(np.float32)
 
 

@@ -25,6 +25,19 @@ import torch.nn.functional as F
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
 
 
+def _window_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each voxel's 3^d window (zeros outside), ``x`` of shape ``(B, C, *spatial)``.
+
+    Separable shifted adds: several times faster on CPU than ``avg_pool`` for one channel.
+    """
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        pad = [0, 0] * (x.ndim - 1 - axis) + [1, 1]
+        p = F.pad(x, pad)
+        x = p.narrow(axis, 0, n) + p.narrow(axis, 1, n) + p.narrow(axis, 2, n)
+    return x
+
+
 def impute(image: torch.Tensor, removed: torch.Tensor, iterations: int = 60) -> torch.Tensor:
     """Fill removed voxels from their neighbours (harmonic interpolation), noise free.
 
@@ -38,14 +51,17 @@ def impute(image: torch.Tensor, removed: torch.Tensor, iterations: int = 60) -> 
         ``(B, C, *spatial)``: kept voxels unchanged, removed ones interpolated.
     """
     dims = image.ndim - 2
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
     keep = (~removed).to(image.dtype)
     # Start from the mean of kept voxels so large holes converge to a neutral value.
     kept_mean = (image * keep).flatten(2).sum(-1) / keep.flatten(2).sum(-1).clamp_min(1)
     filled = torch.where(removed, kept_mean.view(*kept_mean.shape, *[1] * dims), image)
+    # One sweep: kept voxels keep their value, removed ones take the mean of their 3^d
+    # window (windows cut by the edge average over the voxels inside), as one fused
+    # multiply-add over a precomputed weight: the hot loop of ROAD on CPU.
+    weight = (1.0 - keep) / _window_sum(torch.ones_like(image[:1, :1]))
+    fixed = image * keep
     for _ in range(iterations):
-        smooth = pool(filled, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        filled = torch.where(removed, smooth, image)
+        filled = torch.addcmul(fixed, _window_sum(filled), weight)
     return filled
 
 
@@ -86,6 +102,7 @@ def road_score(
     heat: np.ndarray,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     iterations: int = 60,
+    base: float | None = None,
 ) -> dict[str, object]:
     """Faithfulness of one saliency map.
 
@@ -95,6 +112,8 @@ def road_score(
         image: ``(C, *spatial)`` float32, as the network takes it.
         heat: ``(*spatial)`` saliency map in the same grid.
         fractions: shares of voxels removed.
+        base: the probability of the untouched image when already known (several maps of
+            one image share it); computed here otherwise.
 
     Returns:
         ``{"score", "probability", "fractions", "morf", "lerf"}``: the score (mean of
@@ -109,12 +128,15 @@ def road_score(
     x = torch.as_tensor(image, dtype=torch.float32)
     batch = removal_batch(x, torch.as_tensor(heat, dtype=torch.float32), fractions, iterations)
     with torch.no_grad():
-        p = probability(torch.cat([x.unsqueeze(0), batch])).detach().cpu().double().numpy()
+        inputs = batch if base is not None else torch.cat([x.unsqueeze(0), batch])
+        p = probability(inputs).detach().cpu().double().numpy()
+    if base is None:
+        base, p = float(p[0]), p[1:]
     n = len(fractions)
-    morf, lerf = p[1 : 1 + n], p[1 + n :]
+    morf, lerf = p[:n], p[n:]
     return {
         "score": float(np.mean(lerf - morf)),
-        "probability": float(p[0]),
+        "probability": float(base),
         "fractions": [float(f) for f in fractions],
         "morf": [float(v) for v in morf],
         "lerf": [float(v) for v in lerf],

@@ -36,7 +36,7 @@ import torch
 
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.report.figures import overlay_png
-from medcnn.saliency.cam import saliency_map
+from medcnn.saliency.cam import cam_maps, saliency_map
 from medcnn.saliency.faithfulness import road_score
 from medcnn.saliency.layers import target_layer
 from medcnn.tasks import model_dirs, subject_rows
@@ -57,6 +57,30 @@ def ensemble_probability(models: list[torch.nn.Module], class_index: int):
             return torch.stack([torch.sigmoid(m(batch))[:, class_index] for m in models]).mean(0)
 
     return probability
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively (faster than fp32, not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def perturbation_precision(setting: str, device: torch.device | str = "cpu") -> torch.dtype | None:
+    """bfloat16 or None (fp32) for the perturbed forward passes, from ``saliency.precision``."""
+    if setting == "bf16" or (setting == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def perturbed(dtype: torch.dtype | None, device: torch.device | str = "cpu"):
+    """Autocast for the occlusion and faithfulness passes (plain fp32 when ``dtype`` is None)."""
+    return torch.autocast(
+        torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
+    )
 
 
 def shown_slice(image: np.ndarray, heat: np.ndarray) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -91,7 +115,10 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     out.mkdir(parents=True, exist_ok=True)
     rows = subject_rows(config, name, subject)
     loaded = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
-    models = [m for m, _ in loaded]
+    # channels-last is the layout oneDNN's convolutions prefer on CPU (same values)
+    models = [m.to(memory_format=torch.channels_last) for m, _ in loaded]
+    dtype = perturbation_precision(settings["precision"])
+    cam_methods = [m for m in settings["methods"] if m in ("gradcam", "gradcampp")]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])
     network = description["network"]
@@ -114,24 +141,41 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
             )
         for k, label in enumerate(labels):
             probability = ensemble_probability(models, k)
+            # the untouched image's probability, in fp32, once for all maps of this label
+            base = float(probability(torch.as_tensor(image[None]))[0])
+            # Grad-CAM and Grad-CAM++ of a fold come from one forward and backward pass
+            t0 = time.perf_counter()
+            cams = (
+                [cam_maps(m, image, layer, k, cam_methods) for m in models] if cam_methods else []
+            )
+            cam_seconds = (time.perf_counter() - t0) / max(1, len(cam_methods))
             for method in settings["methods"]:
-                t0 = time.perf_counter()
-                heat = np.mean(
-                    [
-                        saliency_map(
-                            m,
-                            image,
-                            method,
-                            layer,
-                            k,
-                            settings["occlusion"]["mask_size"] or max(1, min(image.shape[1:]) // 4),
-                            settings["occlusion"]["overlap"],
-                        )
-                        for m in models
-                    ],
-                    axis=0,
-                ).astype(np.float32)
-                faith = road_score(probability, image, heat, settings["faithfulness_fractions"])
+                t0 = time.perf_counter() - (cam_seconds if method in cam_methods else 0.0)
+                if method in cam_methods:
+                    heat = np.mean([c[method] for c in cams], axis=0).astype(np.float32)
+                else:
+                    with perturbed(dtype):
+                        heat = np.mean(
+                            [
+                                saliency_map(
+                                    m,
+                                    image,
+                                    method,
+                                    layer,
+                                    k,
+                                    settings["occlusion"]["mask_size"]
+                                    or max(1, min(image.shape[1:]) // 4),
+                                    settings["occlusion"]["overlap"],
+                                )
+                                for m in models
+                            ],
+                            axis=0,
+                        ).astype(np.float32)
+                with perturbed(dtype):
+                    faith = road_score(
+                        probability, image, heat, settings["faithfulness_fractions"], base=base
+                    )
+                faith["precision"] = "bf16" if dtype is not None else "fp32"
                 faith["threshold"] = threshold
                 # Faithfulness asks whether removing the salient pixels removes the evidence
                 # for the call. An image not called positive for the label has no evidence to

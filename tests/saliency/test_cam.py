@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 from monai.networks.nets import DenseNet121
+from monai.visualize import GradCAM, GradCAMpp
 
-from medcnn.saliency.cam import gradcam_map, saliency_map
+from medcnn.saliency.cam import cam_maps, gradcam_map, minmax_normalise, saliency_map
 from medcnn.saliency.layers import probe_target_layer, target_layer
 from tests.saliency.toy import BrightSpotDetector, faithful_detector, planted_image
 
@@ -20,6 +21,21 @@ def test_gradcam_lands_on_the_planted_evidence():
     i, j = np.unravel_index(np.argmax(heat), heat.shape)
     assert 20 <= i < 26 and 4 <= j < 10
     assert heat[20:26, 4:10].mean() > 5 * heat[:16, 16:].mean()
+
+
+def test_one_shared_pass_gives_monai_gradcam_and_gradcampp_exactly():
+    torch.manual_seed(0)
+    model = DenseNet121(spatial_dims=2, in_channels=1, out_channels=2).eval()
+    image = np.random.default_rng(1).random((1, 64, 64)).astype(np.float32)
+    layer = "class_layers.relu"
+    shared = cam_maps(model, image, layer, 1, ("gradcam", "gradcampp"))
+    for method, kind in (("gradcam", GradCAM), ("gradcampp", GradCAMpp)):
+        alone = kind(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
+        reference = alone(x=torch.as_tensor(image[None]), class_idx=1)[0, 0].detach().numpy()
+        np.testing.assert_allclose(shared[method], reference, atol=1e-6)
+        assert shared[method].max() == pytest.approx(1.0)
+    # the two weightings differ: a shared pass must not hand one map out twice
+    assert np.abs(shared["gradcam"] - shared["gradcampp"]).max() > 1e-3
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -27,6 +27,8 @@ attach_bundles(config)  # tasks predicted with bundles join config["tasks"]
 CONFIGFILE = str(Path(workflow.configfiles[-1]).resolve())
 RESULTS = config["results"]
 LOGS = config["logs"]
+# Wall time, memory and CPU of every job (Snakemake `benchmark:` files), for bench/ and users.
+BENCHMARKS = f"{RESULTS}/benchmarks"
 TASKS = sorted(config["tasks"])
 TRAINED = [t for t in TASKS if "bundle" not in config["tasks"][t]]
 INPUT_FOLDERS = [i if isinstance(i, str) else i["path"] for i in config["inputs"]]

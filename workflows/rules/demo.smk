@@ -11,6 +11,8 @@ if config["demo"]["enabled"]:
             seed=config["demo"]["seed"],
         log:
             f"{LOGS}/demo/generate_demo.log",
+        benchmark:
+            f"{BENCHMARKS}/demo/generate_demo.tsv",
         shell:
             "medcnn demo-data {params.out} --patients {params.patients} --size {params.size}"
             " --seed {params.seed} > {log} 2>&1"
@@ -30,6 +32,8 @@ if config["demo"]["ct"]["enabled"]:
             seed=config["demo"]["ct"]["seed"],
         log:
             f"{LOGS}/demo/generate_demo_ct.log",
+        benchmark:
+            f"{BENCHMARKS}/demo/generate_demo_ct.tsv",
         shell:
             "medcnn demo-data {params.out} --cohort ct --patients {params.patients}"
             " --size {params.size} --slices {params.slices} --spacing {params.spacing}"
@@ -48,6 +52,8 @@ if config["demo"]["nuclei"]["enabled"]:
             seed=config["demo"]["nuclei"]["seed"],
         log:
             f"{LOGS}/demo/generate_demo_nuclei.log",
+        benchmark:
+            f"{BENCHMARKS}/demo/generate_demo_nuclei.tsv",
         shell:
             "medcnn demo-data {params.out} --cohort nuclei --tiles {params.tiles}"
             " --size {params.size} --seed {params.seed} > {log} 2>&1"

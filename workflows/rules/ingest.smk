@@ -21,5 +21,7 @@ checkpoint ingest_scans:
         **stage_resources("ingest"),
     log:
         f"{LOGS}/ingest/ingest_scans.log",
+    benchmark:
+        f"{BENCHMARKS}/ingest/ingest_scans.tsv",
     shell:
         "medcnn ingest --config {params.configfile} > {log} 2>&1"

@@ -16,6 +16,8 @@ rule predict_batch:
         **stage_resources("predict"),
     log:
         f"{LOGS}/predict/{{task}}/{{batch}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict/{{task}}/{{batch}}.tsv",
     shell:
         "medcnn predict --config {params.configfile} --task {wildcards.task}"
         " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"
@@ -37,5 +39,7 @@ rule evaluate_model:
         **stage_resources("report"),
     log:
         f"{LOGS}/evaluate/{{task}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate/{{task}}.tsv",
     shell:
         "medcnn evaluate --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

@@ -15,8 +15,11 @@ rule preprocess_images:
         **stage_resources("preprocess"),
     log:
         f"{LOGS}/preprocess/{{task}}.log",
+    benchmark:
+        f"{BENCHMARKS}/preprocess/{{task}}.tsv",
     shell:
-        "medcnn preprocess --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
+        "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule preprocess_batch:
@@ -34,6 +37,8 @@ rule preprocess_batch:
         **stage_resources("preprocess"),
     log:
         f"{LOGS}/preprocess/{{task}}/{{batch}}.log",
+    benchmark:
+        f"{BENCHMARKS}/preprocess/{{task}}/{{batch}}.tsv",
     shell:
         "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
-        " --batch {wildcards.batch} > {log} 2>&1"
+        " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"

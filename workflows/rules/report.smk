@@ -17,6 +17,8 @@ rule report_batch:
         **stage_resources("report"),
     log:
         f"{LOGS}/report/{{batch}}.log",
+    benchmark:
+        f"{BENCHMARKS}/report/{{batch}}.tsv",
     shell:
         "medcnn report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
 
@@ -70,5 +72,7 @@ rule report_cohort:
         **stage_resources("report"),
     log:
         f"{LOGS}/report/cohort.log",
+    benchmark:
+        f"{BENCHMARKS}/report/cohort.tsv",
     shell:
         "medcnn report --config {params.configfile} --cohort > {log} 2>&1"

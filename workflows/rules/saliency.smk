@@ -16,6 +16,8 @@ rule saliency_batch:
         **stage_resources("saliency"),
     log:
         f"{LOGS}/saliency/{{task}}/{{batch}}.log",
+    benchmark:
+        f"{BENCHMARKS}/saliency/{{task}}/{{batch}}.tsv",
     shell:
         "medcnn saliency --config {params.configfile} --task {wildcards.task}"
         " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"

@@ -11,5 +11,7 @@ rule split_patients:
         **stage_resources("split"),
     log:
         f"{LOGS}/split/{{task}}.log",
+    benchmark:
+        f"{BENCHMARKS}/split/{{task}}.tsv",
     shell:
         "medcnn split --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

@@ -19,6 +19,8 @@ rule train_model:
         **stage_resources("train"),
     log:
         f"{LOGS}/train/{{task}}_fold{{fold}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{task}}_fold{{fold}}.tsv",
     shell:
         "medcnn train --config {params.configfile} --task {wildcards.task} --fold {wildcards.fold}"
         " --threads {threads} > {log} 2>&1"
