@@ -49,6 +49,11 @@ def _cam(model: torch.nn.Module, layer: str) -> GradCAM:
     return _CAMS[key][1]
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters are (inputs go there)."""
+    return next(model.parameters()).device
+
+
 class _LastPass:
     """Stands in for MONAI's hooked model: returns the logits, activations and gradients of
     the pass already made, so Grad-CAM and Grad-CAM++ (which differ only in how they weigh
@@ -85,7 +90,7 @@ def cam_maps(
         computed with MONAI's own ``compute_map`` of each method.
     """
     cam = _cam(model, layer)
-    x = torch.as_tensor(image[None], dtype=torch.float32)
+    x = torch.as_tensor(image[None], dtype=torch.float32).to(_device(model))
     shim = SimpleNamespace(
         nn_module=_LastPass(cam.nn_module, cam.nn_module(x, class_idx=class_index))
     )
@@ -152,7 +157,7 @@ def occlusion_map(
         overlap=overlap,
         activate=torch.sigmoid,
     )
-    x = torch.as_tensor(image[None], dtype=torch.float32)
+    x = torch.as_tensor(image[None], dtype=torch.float32).to(_device(model))
     with torch.no_grad(), warnings.catch_warnings():
         # MONAI indexes with lists, which torch deprecates; one warning per patch floods logs
         warnings.filterwarnings(

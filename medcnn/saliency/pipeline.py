@@ -40,6 +40,7 @@ from medcnn.saliency.cam import cam_maps, saliency_map
 from medcnn.saliency.faithfulness import road_score
 from medcnn.saliency.layers import target_layer
 from medcnn.tasks import model_dirs, subject_rows
+from medcnn.train.hardware import cpu_supports_bf16, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ def safe_name(text: str) -> str:
 def ensemble_probability(models: list[torch.nn.Module], class_index: int):
     """``batch (B, C, *spatial) -> (B,)``: the folds' mean sigmoid of one output."""
 
+    device = next(models[0].parameters()).device
+
     def probability(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(device)
         with torch.no_grad():
             return torch.stack([torch.sigmoid(m(batch))[:, class_index] for m in models]).mean(0)
 
@@ -64,9 +68,7 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
-    return bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    return cpu_supports_bf16()
 
 
 def perturbation_precision(setting: str, device: torch.device | str = "cpu") -> torch.dtype | None:
@@ -114,10 +116,11 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     out = results / "saliency" / name / subject
     out.mkdir(parents=True, exist_ok=True)
     rows = subject_rows(config, name, subject)
+    device = pick_device(config["device"])
     loaded = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
-    # channels-last is the layout oneDNN's convolutions prefer on CPU (same values)
-    models = [m.to(memory_format=torch.channels_last) for m, _ in loaded]
-    dtype = perturbation_precision(settings["precision"])
+    # channels-last is the layout oneDNN's and cuDNN's convolutions prefer (same values)
+    models = [m.to(device, memory_format=torch.channels_last) for m, _ in loaded]
+    dtype = perturbation_precision(settings["precision"], device)
     cam_methods = [m for m in settings["methods"] if m in ("gradcam", "gradcampp")]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])
@@ -154,7 +157,7 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
                 if method in cam_methods:
                     heat = np.mean([c[method] for c in cams], axis=0).astype(np.float32)
                 else:
-                    with perturbed(dtype):
+                    with perturbed(dtype, device):
                         heat = np.mean(
                             [
                                 saliency_map(
@@ -171,7 +174,7 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
                             ],
                             axis=0,
                         ).astype(np.float32)
-                with perturbed(dtype):
+                with perturbed(dtype, device):
                     faith = road_score(
                         probability, image, heat, settings["faithfulness_fractions"], base=base
                     )

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def mirrored_probabilities(
-    models: list, plans: dict[str, Any], image: np.ndarray, overlap: float
+    models: list, plans: dict[str, Any], image: np.ndarray, overlap: float, device: Any = "cpu"
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Foreground probability and its variance over the identity and one flip per axis.
 
@@ -47,7 +47,7 @@ def mirrored_probabilities(
     foreground = []
     for axis in [None, *range(spatial)]:
         shown = image if axis is None else np.flip(image, axis + 1).copy()
-        prob = predict_array(models, plans, shown, overlap=overlap)
+        prob = predict_array(models, plans, shown, device=device, overlap=overlap)
         fg = 1.0 - prob[0]
         foreground.append(fg if axis is None else np.flip(fg, axis))
     stack = np.stack(foreground)
@@ -83,8 +83,11 @@ def run_saliency_segmentation(
     pre = results / "preprocess" / name
     out = results / "saliency" / name / subject
     out.mkdir(parents=True, exist_ok=True)
+    from medcnn.train.hardware import pick_device
+
+    device = pick_device(config["device"])
     bundles = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
-    models = [m for m, _ in bundles]
+    models = [m.to(device) for m, _ in bundles]
     plans = bundles[0][1]["plans"]
     prediction = json.loads((results / "predict" / name / f"{subject}.json").read_text())
     by_series = {i["series"]: i for i in prediction["images"]}
@@ -93,7 +96,7 @@ def run_saliency_segmentation(
         image = np.load(pre / row["array"])
         meta = json.loads((pre / row["meta"]).read_text())
         mean, variance, n = mirrored_probabilities(
-            models, plans, image, float(task["segmentation"]["overlap"])
+            models, plans, image, float(task["segmentation"]["overlap"]), device
         )
         reference = nib.load(results / row["source"])
         stems = {}

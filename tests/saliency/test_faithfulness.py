@@ -81,3 +81,71 @@ def test_randomised_cnn_maps_do_not_pass_as_faithful(seed, method):
     heat = saliency_map(model, image, method, "relu", occlusion_mask_size=4)
     faith = road_score(ensemble_probability([model], 0), image, heat)
     assert abs(faith["score"]) < THRESHOLD
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_bf16_perturbation_passes_score_like_fp32(dims):
+    """``saliency.precision``: bfloat16 forward passes for ROAD (and occlusion) must reach the
+    same verdict as fp32; the probability of the untouched image stays fp32."""
+    from medcnn.saliency.pipeline import perturbation_precision, perturbed
+
+    image, _ = planted_image(dims)
+    model = faithful_detector(dims)
+    heat = saliency_map(model, image, "gradcam", "relu")
+    probability = ensemble_probability([model], 0)
+    base = float(probability(torch.as_tensor(image[None]))[0])
+    exact = road_score(probability, image, heat, base=base)
+    with perturbed(torch.bfloat16):
+        fast = road_score(probability, image, heat, base=base)
+        occlusion = saliency_map(model, image, "occlusion", "relu", occlusion_mask_size=4)
+    assert fast["probability"] == exact["probability"] == base
+    np.testing.assert_allclose(fast["morf"], exact["morf"], atol=0.02)
+    np.testing.assert_allclose(fast["lerf"], exact["lerf"], atol=0.02)
+    assert fast["score"] == pytest.approx(exact["score"], abs=0.02)
+    reference = saliency_map(model, image, "occlusion", "relu", occlusion_mask_size=4)
+    assert occlusion.dtype == np.float32
+    np.testing.assert_allclose(occlusion, reference, atol=0.05)
+    assert perturbation_precision("fp32") is None
+    assert perturbation_precision("bf16") is torch.bfloat16
+
+
+def test_known_base_probability_is_not_recomputed():
+    image, _ = planted_image(2)
+    model = faithful_detector(2)
+    heat = saliency_map(model, image, "gradcam", "relu")
+    seen: list[int] = []
+
+    def probability(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(len(batch))
+        return ensemble_probability([model], 0)(batch)
+
+    full = road_score(probability, image, heat)
+    shared = road_score(probability, image, heat, base=full["probability"])
+    assert seen == [9, 8]  # 1 + 2 x 4 fractions, then the 8 perturbed images only
+    assert shared == full
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_maps_and_scores_on_cuda_equal_cpu():
+    """A saliency job that claimed a GPU computes there, with the CPU's answers."""
+    from medcnn.saliency.cam import cam_maps
+
+    image, _ = planted_image(2)
+    cpu = faithful_detector(2)
+    gpu = faithful_detector(2).cuda()
+    for method in ("gradcam", "gradcampp"):
+        np.testing.assert_allclose(
+            cam_maps(gpu, image, "relu", 0, (method,))[method],
+            cam_maps(cpu, image, "relu", 0, (method,))[method],
+            atol=1e-4,
+        )
+    np.testing.assert_allclose(
+        saliency_map(gpu, image, "occlusion", "relu", occlusion_mask_size=4),
+        saliency_map(cpu, image, "occlusion", "relu", occlusion_mask_size=4),
+        atol=1e-4,
+    )
+    heat = saliency_map(cpu, image, "gradcam", "relu")
+    on_gpu = road_score(ensemble_probability([gpu], 0), image, heat)
+    on_cpu = road_score(ensemble_probability([cpu], 0), image, heat)
+    assert on_gpu["score"] == pytest.approx(on_cpu["score"], abs=1e-4)
