@@ -11,8 +11,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -20,6 +18,8 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # sklearn costs seconds to import
+
     return float(roc_auc_score(labels, scores))
 
 
@@ -31,6 +31,8 @@ def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return 0.5
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
     best = int(np.argmax(tpr - fpr))
     # roc_curve's first threshold is +inf (nothing positive); keep a usable probability.
@@ -56,6 +58,8 @@ def sensitivity_threshold(labels: np.ndarray, probabilities: np.ndarray, target:
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return 0.5
+    from sklearn.metrics import roc_curve
+
     _, tpr, thresholds = roc_curve(labels, probabilities)
     reaching = np.flatnonzero(tpr >= target - 1e-12)
     return float(min(max(thresholds[reaching[0]], 0.0), 1.0))
@@ -83,6 +87,8 @@ def _fast_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy.stats import rankdata  # scipy.stats costs a second to import
+
     ranks = rankdata(scores)
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

@@ -14,6 +14,7 @@ trainer); a missing required file still raises, naming it.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -26,7 +27,6 @@ import jinja2
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.metrics import roc_curve
 
 from medcnn import __version__
 from medcnn.config import config_hash
@@ -61,7 +61,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates' environment, made once per process (compiling a template costs more
+    than rendering it; a report job renders a hundred subjects)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -343,6 +346,8 @@ def evaluate_task(
     metrics["patients"] = len(test)
     figures: dict[str, bytes] = {}
     if math.isfinite(metrics["auroc"]):
+        from sklearn.metrics import roc_curve  # seconds to import: cohort report only
+
         fpr, tpr, _ = roc_curve(labels, probs)
         figures["roc"] = roc_png(fpr, tpr, metrics["auroc"], label_name)
     calibration = reliability(labels, probs, settings["reliability_bins"]) if len(frame) else None
