@@ -6,7 +6,8 @@ A subject keeps the batch it was first given; subjects new to a run are put into
 so a re-run after new scans arrive processes only the new batches (a subject whose scans change
 re-runs its own batch).
 
-Files, both rewritten only when their content changes (Snakemake compares times):
+Files, both rewritten only when their content changes (Snakemake compares times); the
+assignment carried from run to run is read from the per-batch files:
 
 - ``results/ingest/batches.tsv``: ``subject``, ``batch`` for every subject of the manifest;
 - ``results/ingest/batches/{batch}.tsv``: the subjects of one batch (one per line, header
@@ -30,7 +31,17 @@ def batch_name(number: int) -> str:
 
 
 def read_batches(ingest: Path) -> dict[str, str]:
-    """``{subject: batch}`` from ``batches.tsv`` (empty when there is none yet)."""
+    """``{subject: batch}`` as assigned so far (empty when nothing was assigned yet).
+
+    Read from the per-batch files: ``batches.tsv`` is an output of the ingest job, which
+    Snakemake deletes before it re-runs ingest, so it cannot carry the assignment from one run
+    to the next; the per-batch files are not declared outputs and stay. ``batches.tsv`` is
+    the fallback for a results folder without them.
+    """
+    folder = ingest / BATCH_FOLDER
+    files = sorted(folder.glob("b*.tsv")) if folder.is_dir() else []
+    if files:
+        return {s: path.stem for path in files for s in path.read_text().split()[1:]}
     path = ingest / BATCHES
     if not path.exists():
         return {}

@@ -42,3 +42,20 @@ def test_batch_files_are_only_rewritten_when_they_change(tmp_path):
     # a batch left empty disappears
     write_batches(tmp_path, ["sub-b", "sub-c"], 100, 2)
     assert not first.exists()
+
+
+def test_assignment_survives_snakemake_deleting_batches_tsv(tmp_path):
+    """Snakemake deletes a job's declared outputs (``batches.tsv``) before re-running ingest;
+    the subjects must keep their batches all the same, or a newcomer re-runs everyone."""
+    write_batches(tmp_path, ["sub-a", "sub-b"], 100, 1)
+    assert read_batches(tmp_path) == {"sub-a": "b0001", "sub-b": "b0001"}
+    (tmp_path / "batches.tsv").unlink()
+    stamp = (tmp_path / "batches" / "b0001.tsv").stat().st_mtime_ns
+    write_batches(tmp_path, ["sub-a", "sub-b", "sub-c"], 100, 1)
+    assert read_batches(tmp_path) == {"sub-a": "b0001", "sub-b": "b0001", "sub-c": "b0002"}
+    assert (tmp_path / "batches" / "b0001.tsv").stat().st_mtime_ns == stamp
+    assert (tmp_path / "batches.tsv").read_text().splitlines()[1:] == [
+        "sub-a\tb0001",
+        "sub-b\tb0001",
+        "sub-c\tb0002",
+    ]
