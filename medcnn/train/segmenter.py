@@ -38,7 +38,7 @@ from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
 from medcnn.train.classifier import _fingerprint, _load_checkpoint, _save_checkpoint, epoch_seed
-from medcnn.train.hardware import autocast
+from medcnn.train.hardware import autocast, resolve_precision
 from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ def _load_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resolve_amp(setting: str, device: torch.device) -> str:
-    """``auto``: bf16 (or fp16) autocast on CUDA, fp32 on a CPU (bf16 convolutions on most
-    CPUs are emulated and slower)."""
+    """Inference precision: ``auto`` is bf16 (or fp16) autocast on CUDA and fp32 on a CPU,
+    where predictions stay exact (training times bf16 against fp32 instead)."""
     if setting != "auto":
         return setting
     if device.type == "cuda":
@@ -332,8 +332,6 @@ def train_segmenter(
     schedule = PolySchedule(
         optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
     )
-    precision = resolve_amp(str(settings["precision"]), device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     budget_s = max_minutes * 60.0 if max_minutes else None
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock {clock!r} must be 'wall' or 'cpu'")
@@ -345,6 +343,20 @@ def train_segmenter(
 
     checkpoint_path = out / CHECKPOINT
     state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    if state is not None and state.get("precision"):
+        # a resumed run keeps the arithmetic it started with
+        precision, precision_info = state["precision"], {"reason": "resumed"}
+    else:
+        # auto: AMP on CUDA; on a CPU with native bf16 (AMX), bf16 when a timed
+        # forward + backward of this network on a patch batch is clearly faster
+        example = torch.zeros(
+            batch_size, int(plans["n_channels"]), *map(int, plans["patch_size"]), device=device
+        )
+        precision, precision_info = resolve_precision(
+            str(settings["precision"]), device, model, example, repeats=2
+        )
+        del example
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
     best_state: dict[str, torch.Tensor] = {}
@@ -460,6 +472,7 @@ def train_segmenter(
                     "rng": _rng_state(),
                     "finished": out_of_time,
                     "stop_reason": stop_reason,
+                    "precision": precision,
                 },
             )
         if out_of_time:
@@ -486,6 +499,7 @@ def train_segmenter(
         "n_val_images": len(val_items),
         "device": str(device),
         "precision": precision,
+        "precision_info": precision_info,
         "threads": threads,
         "resumed_from_epoch": resumed_from,
         "final_train_loss": history[-1]["train_loss"] if history else None,
