@@ -13,8 +13,10 @@ import numpy as np
 from scipy import ndimage
 
 
-def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, bool))
+def _components(mask: np.ndarray, full: bool = True) -> tuple[np.ndarray, int]:
+    """Connected components: full connectivity (26 neighbours in 3D), or faces only."""
+    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim if full else 1)
+    return ndimage.label(mask, structure=structure)
 
 
 def drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
@@ -32,13 +34,16 @@ def drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
     return np.where(small[components], 0, label).astype(label.dtype)
 
 
-def keep_largest(label: np.ndarray, classes: list[int] | None = None) -> np.ndarray:
+def keep_largest(
+    label: np.ndarray, classes: list[int] | None = None, full: bool = True
+) -> np.ndarray:
     """``label`` with, for each class in ``classes`` (default: every non-zero value), only
-    its largest connected component kept (ties: the first in scan order); others set to 0."""
+    its largest connected component kept (ties: the first in scan order); others set to 0.
+    ``full=False`` joins voxels through faces only (6 neighbours in 3D)."""
     label = np.asarray(label)
     out = label.copy()
     for value in classes if classes is not None else np.unique(label[label > 0]).tolist():
-        components, n = _components(label == value)
+        components, n = _components(label == value, full)
         if n <= 1:
             continue
         sizes = np.bincount(components.ravel())

@@ -36,3 +36,12 @@ def test_keep_largest_keeps_one_object_per_class():
     only_one = keep_largest(label, classes=[2])
     assert (only_one == 1).sum() == 10 and (only_one == 2).sum() == 6
     np.testing.assert_array_equal(keep_largest(np.zeros((3, 3), np.uint8)), 0)
+
+
+def test_keep_largest_with_face_connectivity_splits_diagonal_neighbours():
+    label = np.zeros((5, 5), np.uint8)
+    label[0, 0] = label[1, 1] = label[2, 2] = 1  # one object diagonally, three through faces
+    label[4, 0:2] = 1  # two face-connected pixels: the largest when diagonals do not join
+    assert (keep_largest(label) == 1).sum() == 3
+    faces = keep_largest(label, full=False)
+    assert faces[4, 0] == faces[4, 1] == 1 and faces.sum() == 2
