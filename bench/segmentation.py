@@ -257,7 +257,7 @@ def brats_baseline(flair_path: str) -> np.ndarray:
     flair = np.asarray(nib.load(flair_path).dataobj, dtype=np.float32)
     brain = flair != 0
     z = (flair - flair[brain].mean()) / flair[brain].std()
-    return keep_largest(((z > 1.5) & brain).astype(np.uint8), full=False)
+    return keep_largest(((z > 1.5) & brain).astype(np.uint8), connectivity=1)
 
 
 def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:

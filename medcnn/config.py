@@ -28,7 +28,7 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
-def _validator_with_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+def validator_with_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """A Draft 2020-12 validator that also fills in each property's ``default``."""
     base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
@@ -55,7 +55,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     # A JSON round trip, not deepcopy: it also breaks YAML aliases (``*anchor``), which would
     # otherwise make two tasks share one dict and receive each other's defaults.
     config = json.loads(json.dumps(config))
-    validator = _validator_with_defaults(load_schema())
+    validator = validator_with_defaults(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medcnn.config import ConfigError, _validator_with_defaults, load_schema
+from medcnn.config import ConfigError, load_schema, validator_with_defaults
 from medcnn.data.index import read_index
 
 
@@ -46,7 +46,7 @@ def attach_bundles(config: dict[str, Any]) -> dict[str, Any]:
         folds = bundle_folds(entry["path"])
         settings = json.loads((folds[0] / "config.json").read_text())
         # A bundle written by an older medcnn lacks settings added since: their defaults.
-        validator = _validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
+        validator = validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
         errors = list(validator.iter_errors(settings))
         if errors:
             raise ConfigError(f"{folds[0] / 'config.json'}: {errors[0].message}")

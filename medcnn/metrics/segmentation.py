@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from medcnn.postprocess.components import connected_components
+
 # ---------------------------------------------------------------------------------------------
 # Semantic (binary) masks
 # ---------------------------------------------------------------------------------------------
@@ -129,13 +131,6 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = No
     return float(max(np.percentile(forward, 95), np.percentile(backward, 95)))
 
 
-def _components(mask: np.ndarray, connectivity: int | None) -> tuple[np.ndarray, int]:
-    rank = mask.ndim if connectivity is None else connectivity
-    structure = ndimage.generate_binary_structure(mask.ndim, rank)
-    labels, n = ndimage.label(mask != 0, structure=structure)
-    return labels, int(n)
-
-
 def lesion_detection(
     pred: np.ndarray,
     ref: np.ndarray,
@@ -177,8 +172,8 @@ def lesion_detection(
     voxel_ml = (
         float(np.prod(_spacing(spacing, pred.ndim))) / 1000.0 if spacing is not None else None
     )
-    pred_cc, n_pred = _components(pred, connectivity)
-    ref_cc, n_ref = _components(ref, connectivity)
+    pred_cc, n_pred = connected_components(pred, connectivity)
+    ref_cc, n_ref = connected_components(ref, connectivity)
     table = _contingency(pred_cc.ravel(), ref_cc.ravel(), n_pred, n_ref)
     pred_size, ref_size = table.sum(axis=1), table.sum(axis=0)
     overlap = table[1:, 1:]
@@ -276,7 +271,7 @@ def component_volumes(
     voxel_ml = float(np.prod(_spacing(spacing, mask.ndim))) / 1000.0
     if affine is not None and (np.shape(affine) != (4, 4) or mask.ndim != 3):
         raise ValueError("a centroid in mm needs a 3D mask and a 4x4 affine")
-    labels, n = _components(mask, connectivity)
+    labels, n = connected_components(mask, connectivity)
     if n == 0:
         return []
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]

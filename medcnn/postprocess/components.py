@@ -13,10 +13,18 @@ import numpy as np
 from scipy import ndimage
 
 
-def _components(mask: np.ndarray, full: bool = True) -> tuple[np.ndarray, int]:
-    """Connected components: full connectivity (26 neighbours in 3D), or faces only."""
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim if full else 1)
-    return ndimage.label(mask, structure=structure)
+def connected_components(
+    mask: np.ndarray, connectivity: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Labels ``1..n`` of the connected objects of ``mask`` (non-zero = in), and ``n``.
+
+    ``connectivity`` is the neighbourhood rank: 1 joins voxels through faces only (6
+    neighbours in 3D), None through faces, edges and corners (26 in 3D).
+    """
+    rank = mask.ndim if connectivity is None else connectivity
+    structure = ndimage.generate_binary_structure(mask.ndim, rank)
+    labels, n = ndimage.label(mask != 0, structure=structure)
+    return labels, int(n)
 
 
 def drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
@@ -25,7 +33,7 @@ def drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
     label = np.asarray(label)
     if min_size <= 1:
         return label.copy()
-    components, n = _components(label > 0)
+    components, n = connected_components(label > 0)
     if n == 0:
         return label.copy()
     sizes = np.bincount(components.ravel())
@@ -35,15 +43,15 @@ def drop_small(label: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def keep_largest(
-    label: np.ndarray, classes: list[int] | None = None, full: bool = True
+    label: np.ndarray, classes: list[int] | None = None, connectivity: int | None = None
 ) -> np.ndarray:
     """``label`` with, for each class in ``classes`` (default: every non-zero value), only
     its largest connected component kept (ties: the first in scan order); others set to 0.
-    ``full=False`` joins voxels through faces only (6 neighbours in 3D)."""
+    ``connectivity`` as :func:`connected_components` (1: through faces only)."""
     label = np.asarray(label)
     out = label.copy()
     for value in classes if classes is not None else np.unique(label[label > 0]).tolist():
-        components, n = _components(label == value, full)
+        components, n = connected_components(label == value, connectivity)
         if n <= 1:
             continue
         sizes = np.bincount(components.ravel())

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 
+from medcnn.train.hardware import model_device
+
 #: Method names accepted in ``tasks.<task>.saliency.methods``.
 METHODS = ("gradcam", "gradcampp", "occlusion")
 
@@ -47,11 +49,6 @@ def _cam(model: torch.nn.Module, layer: str) -> GradCAM:
         cam = GradCAM(nn_module=model, target_layers=layer, postprocessing=minmax_normalise)
         _CAMS[key] = (model, cam)
     return _CAMS[key][1]
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    """Where the model's parameters are (inputs go there)."""
-    return next(model.parameters()).device
 
 
 class _LastPass:
@@ -90,7 +87,7 @@ def cam_maps(
         computed with MONAI's own ``compute_map`` of each method.
     """
     cam = _cam(model, layer)
-    x = torch.as_tensor(image[None], dtype=torch.float32).to(_device(model))
+    x = torch.as_tensor(image[None], dtype=torch.float32).to(model_device(model))
     shim = SimpleNamespace(
         nn_module=_LastPass(cam.nn_module, cam.nn_module(x, class_idx=class_index))
     )
@@ -157,7 +154,7 @@ def occlusion_map(
         overlap=overlap,
         activate=torch.sigmoid,
     )
-    x = torch.as_tensor(image[None], dtype=torch.float32).to(_device(model))
+    x = torch.as_tensor(image[None], dtype=torch.float32).to(model_device(model))
     with torch.no_grad(), warnings.catch_warnings():
         # MONAI indexes with lists, which torch deprecates; one warning per patch floods logs
         warnings.filterwarnings(

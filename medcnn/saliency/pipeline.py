@@ -40,7 +40,7 @@ from medcnn.saliency.cam import cam_maps, saliency_map
 from medcnn.saliency.faithfulness import road_score
 from medcnn.saliency.layers import target_layer
 from medcnn.tasks import model_dirs, subject_rows
-from medcnn.train.hardware import cpu_supports_bf16, pick_device
+from medcnn.train.hardware import model_device, native_bf16, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def safe_name(text: str) -> str:
 def ensemble_probability(models: list[torch.nn.Module], class_index: int):
     """``batch (B, C, *spatial) -> (B,)``: the folds' mean sigmoid of one output."""
 
-    device = next(models[0].parameters()).device
+    device = model_device(models[0])
 
     def probability(batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(device)
@@ -61,14 +61,6 @@ def ensemble_probability(models: list[torch.nn.Module], class_index: int):
             return torch.stack([torch.sigmoid(m(batch))[:, class_index] for m in models]).mean(0)
 
     return probability
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 natively (faster than fp32, not emulated)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return cpu_supports_bf16()
 
 
 def perturbation_precision(setting: str, device: torch.device | str = "cpu") -> torch.dtype | None:

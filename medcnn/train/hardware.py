@@ -39,6 +39,19 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively (faster than fp32, not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_supports_bf16()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a network's parameters are (its inputs go there)."""
+    return next(model.parameters()).device
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast to ``precision`` (``fp32``: none) on ``device``."""

@@ -43,5 +43,5 @@ def test_keep_largest_with_face_connectivity_splits_diagonal_neighbours():
     label[0, 0] = label[1, 1] = label[2, 2] = 1  # one object diagonally, three through faces
     label[4, 0:2] = 1  # two face-connected pixels: the largest when diagonals do not join
     assert (keep_largest(label) == 1).sum() == 3
-    faces = keep_largest(label, full=False)
+    faces = keep_largest(label, connectivity=1)
     assert faces[4, 0] == faces[4, 1] == 1 and faces.sum() == 2
