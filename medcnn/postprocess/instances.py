@@ -1,13 +1,20 @@
-"""Nuclei instances: the 3-class training target, and instance label images from predictions.
+"""Nuclei instances: the training target, and instance label images from predictions.
 
 A network cannot output "one id per nucleus" directly, so it learns three classes per pixel
 (0 background, 1 nucleus interior, 2 nucleus boundary, the boundary including where nuclei
 touch). Interiors of touching nuclei are then separate blobs; each becomes a watershed marker,
 and the watershed gives the boundary pixels back to the nucleus they belong to.
 
+Optionally a fourth class, 3 *touching boundary*: the boundary pixels where a nucleus meets
+another nucleus (not the background). These few pixels are what splits a clump, and as a class
+of their own they get their own Dice term and class weight in the loss, as the touching-border
+output of the 2018 Data Science Bowl's winning networks and the separation-border weights of
+the original U-Net paper (Ronneberger et al. 2015) emphasise them. At prediction the boundary
+is the sum of classes 2 and 3.
+
 Arrays are 2D ``(H, W)`` in any axis order (the functions are symmetric in the two axes);
-probabilities are channel first, ``(3, H, W)``. Instance images are int32, 0 background and
-1..N sequential ids.
+probabilities are channel first, ``(3, H, W)`` or ``(4, H, W)``. Instance images are int32,
+0 background and 1..N sequential ids.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+BACKGROUND, INTERIOR, BOUNDARY, TOUCHING = 0, 1, 2, 3
 
 #: 4-connectivity: touching nuclei must not merge through a diagonal.
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -30,8 +37,10 @@ def _check_2d(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def target_from_instances(instances: np.ndarray, boundary_width: int = 1) -> np.ndarray:
-    """The 3-class target of an instance label image.
+def target_from_instances(
+    instances: np.ndarray, boundary_width: int = 1, touching: bool = False
+) -> np.ndarray:
+    """The 3-class (or with ``touching``, 4-class) target of an instance label image.
 
     A pixel of a nucleus is *boundary* (2) when a pixel of another label (background or a
     different nucleus) lies within ``boundary_width`` pixels of it (city-block distance), and
@@ -42,9 +51,11 @@ def target_from_instances(instances: np.ndarray, boundary_width: int = 1) -> np.
     Args:
         instances: ``(H, W)`` instance label image, 0 background, any positive ids.
         boundary_width: thickness in pixels of the boundary band inside each nucleus.
+        touching: boundary pixels with another nucleus (not only background) within
+            ``boundary_width`` pixels become class 3 (touching boundary).
 
     Returns:
-        ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary.
+        ``(H, W)`` uint8: 0 background, 1 interior, 2 boundary, 3 touching boundary.
 
     Raises:
         ValueError: not a 2D image, negative ids, or ``boundary_width`` below 1.
@@ -64,6 +75,15 @@ def target_from_instances(instances: np.ndarray, boundary_width: int = 1) -> np.
     target = np.zeros(instances.shape, dtype=np.uint8)
     target[foreground] = BOUNDARY
     target[interior] = INTERIOR
+    if touching:
+        # Another nucleus nearby: a larger id (the maximum) or a smaller non-zero one (the
+        # minimum once the background counts as larger than every id).
+        big = np.iinfo(np.int64).max
+        low_nucleus = ndimage.minimum_filter(
+            np.where(foreground, instances.astype(np.int64), big), footprint=footprint, mode="nearest"
+        )
+        near_other = (high > instances) | (low_nucleus < instances)
+        target[foreground & ~interior & near_other] = TOUCHING
     return target
 
 
@@ -90,9 +110,9 @@ def instances_from_probabilities(
     min_size: int = 8,
     elevation: Literal["interior", "distance"] = "interior",
 ) -> np.ndarray:
-    """An instance label image from background/interior/boundary probabilities.
+    """An instance label image from background/interior/boundary(/touching) probabilities.
 
-    1. Foreground: interior + boundary probability above ``foreground_threshold``.
+    1. Foreground: interior + boundary (+ touching) probability above ``foreground_threshold``.
     2. Markers: 4-connected blobs of interior probability above ``interior_threshold``
        (inside the foreground) of at least ``min_marker_size`` pixels; a smaller blob is
        noise that would split a nucleus in two.
@@ -105,24 +125,26 @@ def instances_from_probabilities(
        renumbered 1..N.
 
     Args:
-        probabilities: ``(3, H, W)`` softmax output, channels background, interior, boundary.
+        probabilities: ``(3, H, W)`` softmax output, channels background, interior, boundary,
+            or ``(4, H, W)`` with touching boundary (counted as boundary).
 
     Returns:
         ``(H, W)`` int32 instance label image.
 
     Raises:
-        ValueError: the array is not ``(3, H, W)`` or the elevation is unknown.
+        ValueError: the array is not ``(3, H, W)`` or ``(4, H, W)``, or the elevation is
+            unknown.
     """
     from skimage.segmentation import watershed
 
     probabilities = np.asarray(probabilities, dtype=np.float32)
-    if probabilities.ndim != 3 or probabilities.shape[0] != 3:
+    if probabilities.ndim != 3 or probabilities.shape[0] not in (3, 4):
         raise ValueError(
-            f"probabilities must be (3, H, W) background/interior/boundary, "
-            f"not shape {probabilities.shape}"
+            f"probabilities must be (3, H, W) background/interior/boundary or (4, H, W) with "
+            f"touching boundary, not shape {probabilities.shape}"
         )
     interior = probabilities[INTERIOR]
-    foreground = (probabilities[INTERIOR] + probabilities[BOUNDARY]) > foreground_threshold
+    foreground = probabilities[INTERIOR:].sum(axis=0) > foreground_threshold
     markers, _ = ndimage.label((interior > interior_threshold) & foreground, structure=_CROSS)
     sizes = np.bincount(markers.ravel())
     markers[sizes[markers] < min_marker_size] = 0

@@ -40,12 +40,15 @@ def label_role(task: dict[str, Any]) -> str:
 
 def library_settings(task: dict[str, Any]) -> dict[str, Any]:
     """The task's settings as :mod:`medcnn.transforms.segmentation` and the trainer read them."""
+    from medcnn.transforms.segmentation import instance_classes
+
     seg = task["segmentation"]
     return {
         **task,
         "classes": ["background", *seg["classes"]]
         if task["kind"] == "segmentation"
-        else ["background", "interior", "boundary"],
+        else instance_classes(seg["touching_class"]),
+        "touching_class": seg["touching_class"],
         "network": {**task["network"], "features": seg["features"]},
         "preprocess": {
             "spacing": seg["target_spacing"],

@@ -61,6 +61,13 @@ IMAGE, LABEL = "image", "label"
 
 #: Classes of an instance task's training target, made from the instance map.
 INSTANCE_CLASSES = ["background", "interior", "boundary"]
+#: The fourth class of an instance task with ``touching_class``.
+TOUCHING_CLASS = "touching"
+
+
+def instance_classes(touching: bool) -> list[str]:
+    """The classes an instance task's network learns (see :mod:`medcnn.postprocess.instances`)."""
+    return [*INSTANCE_CLASSES, *([TOUCHING_CLASS] if touching else [])]
 #: Voxels sampled per case and channel for the foreground intensity statistics.
 SAMPLES_PER_CASE = 10_000
 #: Features of the first U-Net level, and the cap on any level (nnU-Net's 32 / 320 in 3D).
@@ -464,7 +471,8 @@ def make_seg_plans(
         name: task name.
         task_cfg: the task's config. Read: ``kind`` (``segmentation`` or
             ``instance_segmentation``), ``modalities``, ``classes`` (semantic: names, the
-            first ``background``; default from the label values), ``preprocess``
+            first ``background``; default from the label values), ``touching_class``
+            (instance tasks: learn the touching boundary as a fourth class), ``preprocess``
             (``spacing``: a fixed target spacing; ``normalisation``; ``patch_size``),
             ``network`` (``name``: ``unet`` default), ``train`` (``batch_size``).
         cases: ``{"image": path or [paths], "label": path or None}``.
@@ -496,7 +504,7 @@ def make_seg_plans(
     n_channels = fp["n_channels"]
     scheme = normalisation_scheme(task_cfg, n_channels)
     if kind == "instance_segmentation":
-        classes = list(INSTANCE_CLASSES)
+        classes = instance_classes(bool(task_cfg.get("touching_class")))
     else:
         classes = list(task_cfg.get("classes") or [])
         if not classes:
@@ -641,7 +649,9 @@ def preprocess_case(
     if label is not None:
         if plans["kind"] == "instance_segmentation":
             # Boundaries on the source grid, where instances are exact; then resampled.
-            label = target_from_instances(label)
+            label = target_from_instances(
+                label, touching=TOUCHING_CLASS in plans["classes"]
+            )
         else:
             top = len(plans["classes"]) - 1
             if label.max() > top:

@@ -22,8 +22,8 @@ def touching_discs(shape=(40, 60), centres=((20, 20), (20, 36)), radius=10) -> n
     return np.where(inside, nearest + 1, 0).astype(np.int32)
 
 
-def one_hot(target: np.ndarray) -> np.ndarray:
-    return np.stack([(target == c).astype(np.float32) for c in range(3)])
+def one_hot(target: np.ndarray, classes: int = 3) -> np.ndarray:
+    return np.stack([(target == c).astype(np.float32) for c in range(classes)])
 
 
 def test_target_puts_boundary_between_touching_nuclei():
@@ -39,6 +39,34 @@ def test_target_puts_boundary_between_touching_nuclei():
     np.testing.assert_array_equal(target, expected)
     # The interiors are apart: connected components of the interior find both nuclei.
     assert ndimage.label(target == 1)[1] == 2
+
+
+def test_touching_class_marks_only_where_nuclei_meet():
+    instances = np.zeros((10, 14), dtype=np.int32)
+    instances[2:8, 2:6] = 4
+    instances[2:8, 6:10] = 9  # touches nucleus 4 along columns 5 | 6
+    instances[2:5, 11:13] = 2  # alone: a ring of plain boundary, nothing touching
+    target = target_from_instances(instances, touching=True)
+    expected = target_from_instances(instances).copy()
+    expected[2:8, 5:7] = 3  # the contact: one column from each nucleus
+    np.testing.assert_array_equal(target, expected)
+    assert (target[2:5, 11:13] == 2).all()
+    # Wider band: two columns from each side of the contact; a smaller id on either side.
+    wide = target_from_instances(instances, boundary_width=2, touching=True)
+    assert (wide[4:6, 4:8] == 3).all() and (wide[4:6, 3] == 2).all() and (wide[4:6, 8] == 2).all()
+    # City-block distance: (2, 4) is 2 from nucleus 9's (2, 6), (2, 3) is 3.
+    assert wide[2, 4] == 3 and wide[2, 3] == 2
+
+
+def test_instances_from_four_class_probabilities():
+    reference = touching_discs()
+    target = target_from_instances(reference, touching=True)
+    assert (target == 3).sum() > 0
+    instances = instances_from_probabilities(one_hot(target, classes=4))
+    assert sorted(np.unique(instances)) == [0, 1, 2]
+    assert aji(instances, reference) == 1.0
+    noisy = one_hot(target, classes=4) * 0.8 + 0.2 / 4
+    assert aji(instances_from_probabilities(noisy, elevation="distance"), reference) > 0.95
 
 
 def test_target_boundary_width_and_image_edge():
@@ -93,5 +121,5 @@ def test_instances_keep_unmarked_blobs_and_drop_specks():
     assert instances[10, 10] == 0
     assert len(np.unique(instances[2:5, 2:5])) == 1 and instances[3, 3] > 0
     assert (instances[12:18, 12:18] > 0).all()
-    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(3, H, W\) .* or \(4, H, W\)"):
         instances_from_probabilities(np.zeros((2, 5, 5)))

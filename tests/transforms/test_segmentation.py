@@ -168,6 +168,15 @@ def test_rgb_and_instances(tmp_path):
         {"image": out, "label": lab}
     )
     assert len(samples) == 3
+    # touching_class: a fourth class where the two nuclei meet, the rest as before.
+    four = make_seg_plans("nuclei", {"kind": "instance_segmentation", "touching_class": True}, cases)
+    assert four["classes"] == ["background", "interior", "boundary", "touching"]
+    assert four["network"]["out_channels"] == 4
+    _, lab4, _ = preprocess_case(cases[0]["image"], cases[0]["label"], four)
+    assert set(np.unique(lab4)) == {0, 1, 2, 3}
+    assert np.all(lab4[0, 14:16, 6:14] == 3)
+    np.testing.assert_array_equal(lab4 == 1, lab == 1)
+    np.testing.assert_array_equal(lab4 > 0, lab > 0)
     for s in samples:
         assert tuple(s["image"].shape) == (3, *plans["patch_size"])
         assert tuple(s["label"].shape) == (1, *plans["patch_size"])
