@@ -82,6 +82,8 @@ def test_library_settings_name_the_classes_of_each_kind():
     assert settings["classes"] == ["background", "tumour"]
     assert settings["preprocess"]["spacing"] == [2, 2, 2]
     instance = {**_task(), "kind": "instance_segmentation"}
-    assert library_settings(instance)["classes"] == ["background", "interior", "boundary"]
-    touching = {**instance, "segmentation": {**instance["segmentation"], "touching_class": True}}
-    assert library_settings(touching)["classes"][-1] == "touching"
+    assert library_settings(instance)["classes"] == [
+        "background", "interior", "boundary", "touching"
+    ]
+    three = {**instance, "segmentation": {**instance["segmentation"], "touching_class": False}}
+    assert library_settings(three)["classes"] == ["background", "interior", "boundary"]
