@@ -80,7 +80,9 @@ def target_from_instances(
         # minimum once the background counts as larger than every id).
         big = np.iinfo(np.int64).max
         low_nucleus = ndimage.minimum_filter(
-            np.where(foreground, instances.astype(np.int64), big), footprint=footprint, mode="nearest"
+            np.where(foreground, instances.astype(np.int64), big),
+            footprint=footprint,
+            mode="nearest",
         )
         near_other = (high > instances) | (low_nucleus < instances)
         target[foreground & ~interior & near_other] = TOUCHING

@@ -68,6 +68,8 @@ TOUCHING_CLASS = "touching"
 def instance_classes(touching: bool) -> list[str]:
     """The classes an instance task's network learns (see :mod:`medcnn.postprocess.instances`)."""
     return [*INSTANCE_CLASSES, *([TOUCHING_CLASS] if touching else [])]
+
+
 #: Voxels sampled per case and channel for the foreground intensity statistics.
 SAMPLES_PER_CASE = 10_000
 #: Features of the first U-Net level, and the cap on any level (nnU-Net's 32 / 320 in 3D).
@@ -649,9 +651,7 @@ def preprocess_case(
     if label is not None:
         if plans["kind"] == "instance_segmentation":
             # Boundaries on the source grid, where instances are exact; then resampled.
-            label = target_from_instances(
-                label, touching=TOUCHING_CLASS in plans["classes"]
-            )
+            label = target_from_instances(label, touching=TOUCHING_CLASS in plans["classes"])
         else:
             top = len(plans["classes"]) - 1
             if label.max() > top:

@@ -83,7 +83,10 @@ def test_library_settings_name_the_classes_of_each_kind():
     assert settings["preprocess"]["spacing"] == [2, 2, 2]
     instance = {**_task(), "kind": "instance_segmentation"}
     assert library_settings(instance)["classes"] == [
-        "background", "interior", "boundary", "touching"
+        "background",
+        "interior",
+        "boundary",
+        "touching",
     ]
     three = {**instance, "segmentation": {**instance["segmentation"], "touching_class": False}}
     assert library_settings(three)["classes"] == ["background", "interior", "boundary"]

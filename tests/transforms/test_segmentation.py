@@ -169,7 +169,9 @@ def test_rgb_and_instances(tmp_path):
     )
     assert len(samples) == 3
     # touching_class: a fourth class where the two nuclei meet, the rest as before.
-    four = make_seg_plans("nuclei", {"kind": "instance_segmentation", "touching_class": True}, cases)
+    four = make_seg_plans(
+        "nuclei", {"kind": "instance_segmentation", "touching_class": True}, cases
+    )
     assert four["classes"] == ["background", "interior", "boundary", "touching"]
     assert four["network"]["out_channels"] == 4
     _, lab4, _ = preprocess_case(cases[0]["image"], cases[0]["label"], four)
