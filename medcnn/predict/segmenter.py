@@ -225,7 +225,7 @@ def choose_postprocessing(
     validation images (never on the held-out ones), as nnU-Net chooses its post-processing.
 
     Args:
-        probabilities: ``(3, H, W)`` per validation image.
+        probabilities: ``(3, H, W)`` or ``(4, H, W)`` (with touching boundary) per validation image.
         references: ``(H, W)`` instance label images.
         grid: settings to try (default :data:`POSTPROCESS_GRID`), every combination.
         score: the key of :func:`medcnn.metrics.segmentation.instance_metrics` to maximise
@@ -265,7 +265,7 @@ def predict_labels(
     """The label map of one ingest image on its own grid.
 
     Semantic tasks: argmax of the probabilities brought back (linear) to the original grid.
-    Instance tasks: the 3-class probabilities brought back, then the watershed of
+    Instance tasks: the 3- or 4-class probabilities brought back, then the watershed of
     :func:`medcnn.postprocess.instances.instances_from_probabilities` gives one id per
     nucleus (int32, 0 background).
 

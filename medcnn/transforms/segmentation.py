@@ -616,8 +616,8 @@ def preprocess_case(
 
     Returns:
         (float32 ``(C, *spatial)``; uint8 ``(1, *spatial)`` with class indices, for an
-        instance task the 3-class target, or None; ``meta``: JSON-able dict with
-        ``original_shape``/``original_affine`` (the ingest file's spatial grid),
+        instance task the 3- or 4-class target (the plans' ``classes``), or None; ``meta``:
+        JSON-able dict with ``original_shape``/``original_affine`` (the ingest file's spatial grid),
         ``orientation``, ``canonical_shape``, ``shape`` and ``affine`` (preprocessed grid),
         ``spacing``, ``intensity`` (statistics used)).
 
