@@ -269,7 +269,7 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
     cases = [
         {
             "case": d.name,
-            "image": [str(d / "FLAIR.nii.gz"), str(d / "T1.nii.gz")],
+            "image": [str(d / f"{m.upper()}.nii.gz") for m in args.brats_modalities],
             "label": str(d / "GT_W.nii.gz"),
         }
         for d in sorted(root.iterdir())
@@ -278,18 +278,25 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
     minutes = args.brats_minutes / len(cases)
     rows = []
     for k, held in enumerate(cases):
+        if args.brats_held and held["case"] not in args.brats_held:
+            continue
         train = [c for c in cases if c is not held]
         task = {
             "kind": "segmentation",
             "modalities": ["MR"],
             "classes": ["background", "whole_tumour"],
-            "preprocess": {"spacing": [args.brats_spacing], "patch_size": args.brats_patch},
+            "preprocess": {
+                "spacing": [args.brats_spacing],
+                "patch_size": args.brats_patch,
+                "normalisation": args.brats_normalisation,
+            },
             "train": {
                 "epochs": 10_000,
                 "iterations_per_epoch": 20,
                 "batch_size": 2,
                 "samples_per_image": 1,
                 "learning_rate": 2e-3,
+                "scale_range": args.brats_scale_range,
                 "warmup_epochs": 1,
                 "seed": SEED,
             },
@@ -382,7 +389,8 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
 def brats_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows = r["rows"]
     lines = [
-        "BraTS 2018 whole tumour: leave one case out (3D U-Net on FLAIR + T1 at "
+        "BraTS 2018 whole tumour: leave one case out (3D U-Net on "
+        f"{' + '.join(m.upper() for m in args.brats_modalities)} at "
         f"{args.brats_spacing} mm, evaluated on the 1 mm ingest grid)",
         "  U-Net: the argmax; + largest: keeping its largest connected component (the same prior",
         "  as the baseline's; segmentation.largest_component in a task); baseline: FLAIR z > 1.5",
@@ -435,6 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brats-minutes", type=float, default=30.0)
     parser.add_argument("--brats-spacing", type=float, default=2.0)
     parser.add_argument("--brats-patch", type=int, nargs=3, default=[64, 64, 64])
+    parser.add_argument(
+        "--brats-modalities", nargs="+", choices=["flair", "t1"], default=["flair", "t1"]
+    )
+    parser.add_argument(
+        "--brats-scale-range", type=float, nargs=2, default=[0.85, 1.15], metavar=("MIN", "MAX")
+    )
+    parser.add_argument("--brats-normalisation", choices=["mr", "mr_robust"], default="mr")
+    parser.add_argument(
+        "--brats-held", nargs="+", default=None, help="only these held-out cases (e.g. case_1)"
+    )
     parser.add_argument(
         "--reuse-models", action="store_true", help="evaluate finished bundles in --work again"
     )

@@ -60,6 +60,7 @@ def library_settings(task: dict[str, Any]) -> dict[str, Any]:
             "iterations_per_epoch": task["train"].get("iterations_per_epoch") or 25,
             "samples_per_image": seg["samples_per_image"],
             "positive_fraction": seg["positive_fraction"],
+            "scale_range": seg["scale_range"],
             "overlap": seg["overlap"],
         },
     }

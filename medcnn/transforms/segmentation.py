@@ -572,6 +572,10 @@ def normalise(image: np.ndarray, normalisation: Mapping[str, Any]) -> tuple[np.n
     - ``mr``: z-score inside the non-zero voxels of each channel, background set to 0 (skull
       stripped MR has exact zeros outside the head: they are not tissue, so they must not
       drag the statistics).
+    - ``mr_robust``: as ``mr`` with the median and the interquartile range (divided by 1.349,
+      the IQR of a unit normal) for mean and SD: a large bright lesion then does not pull the
+      statistics towards itself (with the plain SD a 170 mL tumour in a 1.3 L brain makes its
+      own edema look darker than a small tumour's).
     - ``rgb`` / ``zscore``: z-score of each channel over the image (stain and exposure differ
       from slide to slide, so per-image statistics).
 
@@ -591,6 +595,12 @@ def normalise(image: np.ndarray, normalisation: Mapping[str, Any]) -> tuple[np.n
             mask = channel != 0
             values = channel[mask] if mask.any() else channel.reshape(-1)
             mean, std = float(values.mean()), float(max(values.std(), 1e-8))
+            out[c] = np.where(mask, (channel - mean) / std, 0.0)
+        elif scheme == "mr_robust":
+            mask = channel != 0
+            values = channel[mask] if mask.any() else channel.reshape(-1)
+            q25, median, q75 = np.percentile(values, [25, 50, 75])
+            mean, std = float(median), float(max((q75 - q25) / 1.349, 1e-8))
             out[c] = np.where(mask, (channel - mean) / std, 0.0)
         elif scheme in ("rgb", "zscore"):
             mean, std = float(channel.mean()), float(max(channel.std(), 1e-8))
@@ -765,7 +775,8 @@ def train_transforms(
     Args:
         plans: the task's plans (``dims``, ``patch_size``, ``normalisation``).
         task_cfg: optional; ``train.samples_per_image`` (patches drawn per image and visit,
-            default 2), ``train.augment`` (False: crops only).
+            default 2), ``train.scale_range`` (the affine's zoom factors, default 0.85-1.15;
+            nnU-Net draws 0.7-1.4), ``train.augment`` (False: crops only).
 
     Returns:
         Transform of ``{"image": float32 (C, *spatial), "label": uint8 (1, *spatial)}`` to a
@@ -796,6 +807,9 @@ def train_transforms(
     ]
     if train_cfg.get("augment", True) is False:
         return Compose([*crop, EnsureTyped(keys=keys, track_meta=False)])
+    lo, hi = (float(x) for x in train_cfg.get("scale_range", (0.85, 1.15)))
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range {[lo, hi]} must be two factors 0 < min <= max")
     rotate = np.deg2rad(30.0) if dims == 3 else np.pi
     anisotropic = dims == 3 and max(plans["target_spacing"]) > 2.5 * min(plans["target_spacing"])
     if anisotropic:
@@ -813,7 +827,8 @@ def train_transforms(
             keys=keys,
             prob=0.3,
             rotate_range=rotate_range,
-            scale_range=[0.15] * dims,
+            # MONAI draws 1 + U(lo - 1, hi - 1); a factor f scales the content by 1/f
+            scale_range=[(lo - 1.0, hi - 1.0)] * dims,
             mode=("bilinear", "nearest"),
             padding_mode="zeros",
         )

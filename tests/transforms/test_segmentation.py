@@ -11,6 +11,7 @@ from medcnn.transforms.segmentation import (
     estimate_memory_mb,
     fingerprint,
     make_seg_plans,
+    normalise,
     preprocess_case,
     train_transforms,
 )
@@ -119,6 +120,30 @@ def test_mr_normalisation_inside_nonzero(tmp_path):
     assert np.all(out[0][~inside] == 0.0)
 
 
+def test_mr_robust_normalisation_ignores_a_large_bright_lesion():
+    # A "brain" of 1000 voxels: 800 of tissue at 100 +- 10 (uniform), 200 of lesion at 400.
+    rng = np.random.default_rng(0)
+    tissue = rng.uniform(90.0, 110.0, 800).astype(np.float32)
+    channel = np.zeros((1, 10, 10, 12), np.float32)
+    inside = np.zeros(channel.shape[1:], bool)
+    inside[:, :, :10] = True
+    channel[0][inside] = np.concatenate([tissue, np.full(200, 400.0, np.float32)])
+    out, stats = normalise(channel, {"scheme": "mr_robust"})
+    values = channel[0][inside]
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    assert stats["mean"] == [pytest.approx(median)]
+    assert stats["std"] == [pytest.approx((q75 - q25) / 1.349)]
+    np.testing.assert_allclose(out[0][inside], (values - median) / ((q75 - q25) / 1.349), rtol=1e-5)
+    assert np.all(out[0][~inside] == 0.0)
+    # Median ~102.5 and IQR ~12.5 come from the tissue: the lesion sits ~32 robust SDs above
+    # it, where the plain z-score (mean 160, SD 120, both pulled by the lesion) puts it at 2.
+    plain, _ = normalise(channel, {"scheme": "mr"})
+    lesion = values == 400.0
+    assert out[0][inside][lesion][0] == pytest.approx(32.0, abs=1.5)
+    assert plain[0][inside][lesion][0] == pytest.approx(2.0, abs=0.05)
+    assert abs(np.median(out[0][inside][~lesion])) < 0.5
+
+
 def rgb_tile(tmp_path, name, seed):
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 255, (48, 40, 1, 1, 3)).astype(np.uint8)
@@ -183,6 +208,35 @@ def test_rgb_and_instances(tmp_path):
         assert tuple(s["image"].shape) == (3, *plans["patch_size"])
         assert tuple(s["label"].shape) == (1, *plans["patch_size"])
         assert set(np.unique(np.asarray(s["label"]))) <= {0, 1, 2}
+
+
+def test_scale_range_sets_the_affine_zoom():
+    # A 10x10 square in a 64x64 tile, the patch the whole tile: the affine (30 % of draws)
+    # multiplies its area by 1/f^2 for a MONAI scale factor f (> 1 shrinks the content).
+    plans = {
+        "dims": 2,
+        "patch_size": [64, 64],
+        "normalisation": {"scheme": "zscore"},
+        "target_spacing": [1.0, 1.0],
+    }
+    image = np.zeros((1, 64, 64), np.float32)
+    label = np.zeros((1, 64, 64), np.uint8)
+    label[0, 27:37, 27:37] = 1
+    image[label > 0] = 1.0
+
+    def areas(scale_range):
+        t = train_transforms(plans, {"train": {"samples_per_image": 1, "scale_range": scale_range}})
+        t.set_random_state(seed=0)
+        return [
+            int(np.asarray(t({"image": image, "label": label})[0]["label"]).sum())
+            for _ in range(60)
+        ]
+
+    shrunk, grown = areas([2.0, 2.0]), areas([0.5, 0.5])
+    assert any(20 <= a <= 35 for a in shrunk) and max(shrunk) < 200  # 100 / 4
+    assert any(380 <= a <= 460 for a in grown) and min(grown) > 80  # 100 * 4
+    with pytest.raises(ValueError, match="scale_range"):
+        train_transforms(plans, {"train": {"scale_range": [1.2, 0.8]}})
 
 
 def test_bad_inputs_name_the_file(tmp_path):
