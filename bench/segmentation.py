@@ -27,7 +27,9 @@ by a distance-transform watershed (:func:`~medcnn.postprocess.instances.instance
 3D U-Net on FLAIR + T1 at the plans' target spacing (2 mm here: the budget), the prediction
 brought back to the 1 mm ingest grid (probabilities linearly, then argmax). Whole-tumour Dice
 and HD95 (mm) per held-out case. Baseline: FLAIR z-score (inside the non-zero brain) > 1.5,
-largest connected component.
+largest connected component; its Dice at thresholds 0.8-2 is printed too (the contrast at
+which each case's annotated boundary lies). ``--brats-modalities flair``, ``--brats-scale-range``,
+``--brats-normalisation mr_robust`` and ``--brats-held case_1`` try other settings.
 
 Everything goes through the library the workflow uses: ``make_seg_plans``,
 ``preprocess_case``, ``train_segmenter``, ``load_models``/``predict_labels``. The table is
