@@ -591,16 +591,15 @@ def normalise(image: np.ndarray, normalisation: Mapping[str, Any]) -> tuple[np.n
             channel = np.clip(channel, normalisation["lower"][c], normalisation["upper"][c])
             mean, std = normalisation["mean"][c], normalisation["std"][c]
             out[c] = (channel - mean) / std
-        elif scheme == "mr":
+        elif scheme in ("mr", "mr_robust"):
             mask = channel != 0
             values = channel[mask] if mask.any() else channel.reshape(-1)
-            mean, std = float(values.mean()), float(max(values.std(), 1e-8))
-            out[c] = np.where(mask, (channel - mean) / std, 0.0)
-        elif scheme == "mr_robust":
-            mask = channel != 0
-            values = channel[mask] if mask.any() else channel.reshape(-1)
-            q25, median, q75 = np.percentile(values, [25, 50, 75])
-            mean, std = float(median), float(max((q75 - q25) / 1.349, 1e-8))
+            if scheme == "mr":
+                centre, spread = values.mean(), values.std()
+            else:
+                q25, centre, q75 = np.percentile(values, [25, 50, 75])
+                spread = (q75 - q25) / 1.349
+            mean, std = float(centre), float(max(spread, 1e-8))
             out[c] = np.where(mask, (channel - mean) / std, 0.0)
         elif scheme in ("rgb", "zscore"):
             mean, std = float(channel.mean()), float(max(channel.std(), 1e-8))
