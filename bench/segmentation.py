@@ -260,12 +260,15 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
 SWEEP = (0.8, 1.0, 1.5, 2.0)
 
 
-def brats_baseline(flair_path: str, threshold: float = 1.5) -> np.ndarray:
-    """FLAIR z-score inside the brain (non-zero voxels) > threshold, largest component
-    (6-connected)."""
+def flair_z(flair_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The FLAIR z-score inside the brain (the non-zero voxels), and the brain mask."""
     flair = np.asarray(nib.load(flair_path).dataobj, dtype=np.float32)
     brain = flair != 0
-    z = (flair - flair[brain].mean()) / flair[brain].std()
+    return (flair - flair[brain].mean()) / flair[brain].std(), brain
+
+
+def brats_baseline(z: np.ndarray, brain: np.ndarray, threshold: float = 1.5) -> np.ndarray:
+    """FLAIR z > threshold inside the brain, largest component (6-connected)."""
     return keep_largest(((z > threshold) & brain).astype(np.uint8), connectivity=1)
 
 
@@ -326,7 +329,8 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
         ref_img = nib.load(held["label"])
         ref = np.asarray(ref_img.dataobj) > 0
         spacing = ref_img.header.get_zooms()[:3]
-        base = brats_baseline(held["image"][0])
+        z, brain = flair_z(held["image"][0])
+        base = brats_baseline(z, brain)
         rows.append(
             {
                 "case": held["case"],
@@ -338,7 +342,7 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
                 "baseline_hd95": hd95(base, ref, spacing),
                 # Where each case's annotated boundary sits in FLAIR contrast: the baseline's
                 # Dice at other thresholds (no learning, so no fold involved).
-                "sweep": [dice(brats_baseline(held["image"][0], t), ref) for t in SWEEP],
+                "sweep": [dice(brats_baseline(z, brain, t), ref) for t in SWEEP],
                 "train_minutes": metrics["train_seconds"] / 60,
                 "train_wall_minutes": train_wall / 60,
                 "epochs": metrics["epochs_run"],
