@@ -5,7 +5,13 @@ from snakemake.utils import min_version, validate
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The bundled demo's config, unless the command line names one: then that file alone is the
+# config. (Snakemake would otherwise merge a --configfile into this one, the demo's tasks and
+# inputs included, while the steps read only the user's file.)
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 validate(config, "config/schema.yaml")

@@ -50,8 +50,13 @@ def tiny_config(demo: Path, results: Path, **task_overrides) -> dict:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) -> tuple:
+def make_tiny_workflow(
+    work: Path, n_patients: int = 8, seed: int = 5, absolute: bool = False, **extra
+) -> tuple:
     """A tiny cohort and config for real Snakemake runs: 64 px images, 32 px input, 1 epoch.
+
+    With ``absolute``, every path in the config (inputs, labels, results, logs) is absolute,
+    so the workflow can be run from anywhere, the repository root included (`run_from_repo`).
 
     Returns:
         (scan folder, the DemoImage records, the config file)
@@ -62,9 +67,12 @@ def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) 
     )
     # Paths relative to the work folder (Snakemake runs there), so two runs in two folders
     # have the same config and the same config hash in their reports.
+    root = f"{work}/" if absolute else ""
+    where = {"results": f"{work}/results", "logs": f"{work}/logs"} if absolute else {}
     config = {
-        "inputs": ["scans/dicom"],
-        "labels": {"path": "scans/labels.csv", "columns": ["finding"]},
+        **where,
+        "inputs": [f"{root}scans/dicom"],
+        "labels": {"path": f"{root}scans/labels.csv", "columns": ["finding"]},
         "deid": {"secret": "workflow-test"},
         "resources": {"train": {"threads": 2}},
         "tasks": {
@@ -82,6 +90,17 @@ def make_tiny_workflow(work: Path, n_patients: int = 8, seed: int = 5, **extra) 
     configfile = work / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
     return scans, images, configfile
+
+
+def run_from_repo(configfile: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Exactly the README's own-data command, from the repository root:
+    ``snakemake --cores 2 --configfile my.yaml`` (no -s, no --directory)."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(configfile), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
 
 
 def run_snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.CompletedProcess:

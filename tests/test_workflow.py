@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import re
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medcnn.config import validate_config
 from medcnn.io.deid import pseudonym
-from tests.conftest import MARK, make_tiny_workflow, run_snakemake
+from tests.conftest import MARK, REPO, make_tiny_workflow, run_from_repo, run_snakemake
 from tests.ingest.test_pipeline import snapshot
 
 
@@ -25,9 +27,12 @@ def readable_bytes(path: Path) -> bytes:
 @pytest.fixture(scope="module")
 def workflow_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("workflow")
-    scans, images, configfile = make_tiny_workflow(work)
+    # The README's own-data command as a user types it, from the repository root (whose
+    # config/config.yaml is the demo's) with a config file of the user's own.
+    scans, images, configfile = make_tiny_workflow(work, absolute=True)
     before = snapshot(scans)
-    result = run_snakemake(work, configfile)
+    result = run_from_repo(configfile)
+    (work / "snakemake.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, scans, images, before, configfile
 
@@ -97,9 +102,44 @@ def test_inputs_untouched_and_broken_files_quarantined(workflow_run):
     assert len(quarantine.strip().splitlines()) == 4  # header + 3 broken files
 
 
+def test_the_users_config_is_the_whole_config(workflow_run):
+    """Run from the repository root, the user's --configfile alone is the config: none of the
+    demo's tasks or inputs is merged in, and every step read the file Snakemake was given."""
+    work, _, _, _, configfile = workflow_run
+    results = work / "results"
+    log = (work / "snakemake.log").read_text()
+    assert sorted(p.name for p in (results / "models").iterdir()) == ["cxr"]
+    assert sorted(p.name for p in (results / "preprocess").iterdir()) == ["cxr"]
+    assert sorted(p.name for p in (results / "splits").iterdir()) == ["cxr.json"]
+    assert "generate_demo" not in log, "the demo's rules must not run"
+    assert "demo/" not in (work / "logs" / "ingest" / "ingest_scans.log").read_text()
+    # every medcnn step was called with the user's file and no other (Snakemake keeps each
+    # job's shell command in .snakemake/metadata, keyed by the output's path)
+    meta = REPO / ".snakemake" / "metadata"
+    commands = []
+    for entry in meta.iterdir():
+        if base64.b64decode(entry.name.replace("@", "/")).decode().startswith(str(work)):
+            commands.append(json.loads(entry.read_text())["shellcmd"])
+    given = {m for c in commands for m in re.findall(r"medcnn \S+ --config (\S+)", c)}
+    assert len(commands) > 5 and given == {str(configfile.resolve())}, given
+    # and the model was trained with the user's task exactly as validated from that file
+    expected = validate_config(yaml.safe_load(configfile.read_text()))["tasks"]["cxr"]
+    trained = json.loads((results / "models" / "cxr" / "fold0" / "config.json").read_text())
+    assert trained == json.loads(json.dumps(expected))
+
+
+def test_two_configfiles_are_refused(workflow_run, tmp_path):
+    _, _, _, _, configfile = workflow_run
+    other = tmp_path / "other.yaml"
+    shutil.copy(configfile, other)
+    result = run_from_repo(configfile, str(other), "-n")  # --configfile A B
+    assert result.returncode != 0
+    assert "medcnn takes one --configfile" in result.stdout + result.stderr
+
+
 def test_rerun_has_nothing_to_do(workflow_run):
     work, _, _, _, configfile = workflow_run
-    result = run_snakemake(work, configfile, "-n")
+    result = run_from_repo(configfile, "-n")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 

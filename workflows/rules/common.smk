@@ -24,7 +24,14 @@ from medcnn.tasks import attach_bundles, bundle_folds
 
 attach_bundles(config)  # tasks predicted with bundles join config["tasks"]
 
-CONFIGFILE = str(Path(workflow.configfiles[-1]).resolve())
+# The one file the medcnn steps read: the --configfile given, or the demo's config/config.yaml.
+# Several --configfile would be merged by Snakemake but not by the steps, so they are refused.
+if len(workflow.config_settings.configfiles) > 1:
+    raise WorkflowError(
+        "medcnn takes one --configfile (got "
+        f"{len(workflow.config_settings.configfiles)}); merge them into one file"
+    )
+CONFIGFILE = str(Path(workflow.configfiles[0]).resolve())
 RESULTS = config["results"]
 LOGS = config["logs"]
 # Wall time, memory and CPU of every job (Snakemake `benchmark:` files), for bench/ and users.
