@@ -96,7 +96,16 @@ def run_from_repo(configfile: Path, *extra: str) -> subprocess.CompletedProcess:
     """Exactly the README's own-data command, from the repository root:
     ``snakemake --cores 2 --configfile my.yaml`` (no -s, no --directory)."""
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(configfile), *extra],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            "--configfile",
+            str(configfile),
+            *extra,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

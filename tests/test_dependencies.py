@@ -125,7 +125,9 @@ def test_the_check_names_the_module_and_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     installed = {"numpy": ["numpy"], "PIL": ["Pillow"]}
     problems = undeclared(package, {"numpy", "pillow"}, installed)
-    assert problems == ["highdicom (distribution highdicom) is imported in pkg/a.py but not declared"]
+    assert problems == [
+        "highdicom (distribution highdicom) is imported in pkg/a.py but not declared"
+    ]
     assert undeclared(package, {"numpy", "pillow", "highdicom"}, installed) == []
     assert undeclared(package, {"numpy", "highdicom"}, {}) == [
         "PIL (distribution pillow) is imported in pkg/a.py but not declared"
