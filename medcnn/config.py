@@ -68,6 +68,16 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+#: Task kinds whose models segment (the others classify).
+SEGMENTATION_KINDS = ("segmentation", "instance_segmentation")
+
+
+def is_segmentation(task: dict[str, Any]) -> bool:
+    """True for a segmentation or instance segmentation task (the kind decides the stages'
+    code path)."""
+    return task["kind"] != "classification"
+
+
 #: Networks per kind of task (the schema lists them all).
 CLASSIFIERS = ("densenet", "resnet", "seresnet", "efficientnet")
 SEGMENTERS = ("unet", "dynunet", "segresnet")
@@ -79,7 +89,7 @@ def _check_task(name: str, task: dict[str, Any]) -> None:
     Raises:
         ConfigError: a network of the wrong kind, or a 3D task that is not segmentation.
     """
-    segmentation = task["kind"] != "classification"
+    segmentation = is_segmentation(task)
     network = task["network"]
     if network["name"] is None:
         network["name"] = "unet" if segmentation else "densenet121"
@@ -112,8 +122,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
         config = validate_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    from medcnn.tasks import attach_bundles  # tasks imports this module
-
     return attach_bundles(config)
 
 
@@ -170,3 +178,45 @@ def reference_markdown() -> str:
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {t} | {d and f'`{d}`'} | {text} |" for k, t, d, text in rows]
     return "\n".join(lines) + "\n"
+
+
+def bundle_folds(path: str | Path) -> list[Path]:
+    """The fold bundles of a bundle folder, in fold order.
+
+    Raises:
+        ConfigError: the folder holds no ``fold<k>/bundle.json``.
+    """
+    folder = Path(path)
+    folds = sorted(folder.glob("fold*/bundle.json"), key=lambda p: int(p.parent.name[4:]))
+    if not folds:
+        raise ConfigError(f"{folder}: no model bundle (fold*/bundle.json) in this folder")
+    return [p.parent for p in folds]
+
+
+def attach_bundles(config: dict[str, Any]) -> dict[str, Any]:
+    """Add each ``bundles:`` entry to ``config['tasks']`` with the settings it was trained with.
+
+    The task gets a ``bundle`` key (the folder) and ``quality`` (the policy). Modifies and
+    returns ``config``.
+
+    Raises:
+        ConfigError: a name used for both a trained task and a bundle, or a bundle whose
+            task settings no longer validate.
+    """
+    schema = load_schema()
+    for name, entry in config.get("bundles", {}).items():
+        if name in config["tasks"] and "bundle" not in config["tasks"][name]:
+            raise ConfigError(f"bundles.{name}: a task of that name is also configured to train")
+        folds = bundle_folds(entry["path"])
+        settings = json.loads((folds[0] / "config.json").read_text())
+        # A bundle written by an older medcnn lacks settings added since: their defaults.
+        validator = validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
+        errors = list(validator.iter_errors(settings))
+        if errors:
+            raise ConfigError(f"{folds[0] / 'config.json'}: {errors[0].message}")
+        config["tasks"][name] = {
+            **settings,
+            "bundle": str(entry["path"]),
+            "quality": entry["quality"],
+        }
+    return config

@@ -14,7 +14,7 @@ import pytest
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian
 
-from medcnn.demo import (
+from medcnn.demo.cxr import (
     CR_IMAGE_STORAGE,
     DX_IMAGE_STORAGE_PRESENTATION,
     MANUFACTURER,

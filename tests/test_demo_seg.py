@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from medcnn.config import validate_config
-from medcnn.demo_seg import (
+from medcnn.demo.segmentation import (
     MASK_DESCRIPTION,
     touching_pairs,
     write_ct_cohort,

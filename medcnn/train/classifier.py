@@ -18,9 +18,6 @@ the network has one logit per label.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -32,65 +29,24 @@ from monai.data import CacheDataset, DataLoader
 from monai.transforms import Compose, Lambdad
 from monai.utils import set_determinism
 
-from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
-from medcnn.data.split import fold_split, subject_role
-from medcnn.metrics.classification import choose_threshold, evaluate
-from medcnn.models.bundle import save_bundle
+from medcnn.hardware import autocast, resolve_precision, resolve_workers
+from medcnn.inference.classification import predict_logits
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
-from medcnn.train.hardware import autocast, pick_device, resolve_precision, resolve_workers
+from medcnn.train.checkpoint import (
+    CHECKPOINT,
+    epoch_seed,
+    load_checkpoint,
+    save_checkpoint,
+)
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-__all__ = ["pick_device", "predict_logits", "run_train", "train_fold"]
-
 
 def _load_array(path: str) -> np.ndarray:
     return np.load(path)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffling, sampling and augmentation."""
-    return (seed * 1_000_003 + epoch) % (2**31 - 1)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    device: torch.device,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    batch_size: int = 32,
-) -> np.ndarray:
-    """Logits for a stack of images.
-
-    Args:
-        model: the network (put in ``eval()`` mode here).
-        images: float32 ``(n, 1, H, W)``.
-        device: where to run.
-        precision: ``fp32``, ``bf16`` or ``fp16`` autocast.
-        channels_last: feed NHWC tensors (match the model's memory format).
-        batch_size: images per forward pass.
-
-    Returns:
-        float32 ``(n, outputs)``.
-    """
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.as_tensor(images[start : start + batch_size], device=device)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            logits = model(batch)
-        out.append(logits.float().cpu().numpy())
-    if not out:
-        return np.zeros((0, 1), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
 
 
 def train_one_epoch(
@@ -172,35 +128,6 @@ def mean_auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
     values = [auroc(targets[:, k], probabilities[:, k]) for k in range(targets.shape[1])]
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
-
-
-def _fingerprint(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    # Write then rename: a job killed while writing leaves the previous checkpoint whole.
-    tmp = path.with_suffix(".part")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated file from a full disk: start again, say why
-        log.warning("%s: unreadable checkpoint (%s); training from the start", path, exc)
-        return None
-    if state.get("fingerprint") != fingerprint:
-        log.warning(
-            "%s: checkpoint is from another configuration or split; training from the start",
-            path,
-        )
-        return None
-    return state
 
 
 def train_fold(
@@ -319,7 +246,7 @@ def train_fold(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
     checkpoint_path = out / CHECKPOINT
-    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     if state is not None:
         precision, precision_info = state["precision"], state["precision_info"]
     else:
@@ -442,7 +369,7 @@ def train_fold(
             bad_epochs += 1
         stopped_early = patience is not None and bad_epochs >= patience
         if settings["checkpoint"]:
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
                 {
                     "fingerprint": fingerprint,
@@ -493,151 +420,3 @@ def train_fold(
         "data_wait_fraction": wait_seconds / train_seconds if train_seconds else None,
     }
     return model, summary, history
-
-
-def _items(
-    pre: Path, rows: list[dict[str, str]], scheme: LabelScheme, subgroups: list[str]
-) -> list[dict[str, Any]]:
-    targets = scheme.decode([r["target"] for r in rows])
-    return [
-        {
-            KEY: str(pre / r["array"]),
-            "label": targets[i],
-            "subject": r["subject"],
-            **{c: r.get(c, "") for c in subgroups},
-        }
-        for i, r in enumerate(rows)
-    ]
-
-
-def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) -> dict[str, Any]:
-    """Train task ``name`` on fold ``fold``; returns the metrics written to ``metrics.json``.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) this is one rank of a DDP job: ``threads`` are the
-    job's, shared by the ranks; only rank 0 writes outputs, and the other ranks return ``{}``.
-
-    Raises:
-        ValueError: the fold does not exist in the split, or has no training or validation
-            images.
-    """
-    with distributed.process_group(pick_device(config["device"])) as device:
-        return _run_train(config, name, fold, threads, device)
-
-
-def _run_train(
-    config: dict[str, Any], name: str, fold: int, threads: int, device: torch.device
-) -> dict[str, Any]:
-    task = config["tasks"][name]
-    results = Path(config["results"])
-    pre = results / "preprocess" / name
-    out = results / "models" / name / f"fold{fold}"
-    out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, threads // distributed.local_world_size())
-    torch.set_num_threads(threads)
-
-    plans = json.loads((pre / "plans.json").read_text())
-    split = fold_split(results, name, fold)
-    scheme = LabelScheme.from_target(task["target"])
-    subgroups = plans.get("subgroups", [])
-    index = read_index(pre / "index.tsv")
-    rows = [r for r in index.to_dict("records") if r["target"] != ""]
-    train_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "train"]
-    val_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
-    if not train_rows or not val_rows:
-        raise ValueError(f"task {name} fold {fold}: empty training or validation set")
-    train_items = _items(pre, train_rows, scheme, subgroups)
-    val_items = _items(pre, val_rows, scheme, subgroups)
-    fingerprint = _fingerprint(
-        {k: task[k] for k in ("target", "network", "train")},
-        plans,
-        split["folds"][fold],
-        [(r["series"], r["target"]) for r in train_rows + val_rows],
-    )
-    model, summary, history = train_fold(
-        train_items, val_items, scheme, task, plans, out, device, threads, fingerprint
-    )
-    if not distributed.is_main():
-        return {}
-
-    evaluation = task["evaluation"]
-    probs, targets = summary["best_probabilities"], summary["val_targets"]
-    thresholds = [
-        choose_threshold(
-            targets[:, k], probs[:, k], evaluation["threshold"], evaluation["sensitivity"]
-        )
-        for k in range(scheme.n_outputs)
-    ]
-    validation = evaluate(
-        targets,
-        probs,
-        list(scheme.labels),
-        thresholds,
-        kind=scheme.kind,
-        groups=np.array([it["subject"] for it in val_items]),
-        subgroups={c: np.array([it[c] for it in val_items]) for c in subgroups},
-        n_resamples=evaluation["bootstrap"],
-        n_bins=evaluation["calibration_bins"],
-        seed=task["train"]["seed"],
-    )
-    best = summary["best"]
-    metrics = {
-        "task": name,
-        "fold": fold,
-        "kind": scheme.kind,
-        "labels": list(scheme.labels),
-        "best_epoch": best["epoch"],
-        # mean over labels for multi-class/multi-label (the one AUROC of a binary task)
-        "val_auroc": best["val_auroc"],
-        "val_loss": best["val_loss"],
-        # threshold of the first label (the binary positive); all in "thresholds"
-        "threshold": thresholds[0],
-        "thresholds": dict(zip(scheme.labels, thresholds, strict=True)),
-        "threshold_method": evaluation["threshold"],
-        "n_train_images": len(train_items),
-        "n_val_images": len(val_items),
-        "n_train_patients": len({r["subject"] for r in train_rows}),
-        "n_val_patients": len({r["subject"] for r in val_rows}),
-        "train_images_per_second": summary["train_images_per_second"] or 0.0,
-        "data_wait_fraction": summary["data_wait_fraction"],
-        "device": str(device),
-        "precision": summary["precision"],
-        "precision_decision": summary["precision_info"],
-        "channels_last": summary["channels_last"],
-        "num_workers": summary["num_workers"],
-        "threads": threads,
-        # DDP processes (ranks) that trained the model; threads above are per process
-        "processes": distributed.world_size(),
-        "balance": summary["balance"],
-        "epochs_run": summary["epochs_run"],
-        "stopped_early": summary["stopped_early"],
-        "resumed_from_epoch": summary["resumed_from_epoch"],
-        "initial_weights": summary["initial_weights"],
-        "validation": validation,
-    }
-    network = summary["network"]
-    save_bundle(
-        out,
-        model,
-        {
-            "name": f"{name}-{network['name']}-fold{fold}",
-            "task": name,
-            "network": network,
-            "plans": plans,
-            "kind": scheme.kind,
-            "labels": list(scheme.labels),
-            "threshold": thresholds[0],
-            "thresholds": thresholds,
-            "flip": bool(task["train"]["flip"]),
-            "metrics": {k: v for k, v in metrics.items() if k != "validation"},
-        },
-    )
-    with open(out / "history.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
-    (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
-    # The bundle is whole: the checkpoint has done its job.
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return metrics

@@ -29,21 +29,28 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, list_data_collate
-from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
+from medcnn.hardware import autocast, resolve_precision
+from medcnn.inference.segmentation import sliding_probabilities
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
-from medcnn.train.classifier import _fingerprint, _load_checkpoint, _save_checkpoint, epoch_seed
-from medcnn.train.hardware import autocast, resolve_precision
+from medcnn.train.checkpoint import (
+    CHECKPOINT,
+    epoch_seed,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    settings_digest,
+)
 from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 
 #: Training settings and their defaults (``task_cfg["train"]`` overrides any of them).
 DEFAULTS: dict[str, Any] = {
@@ -65,11 +72,6 @@ DEFAULTS: dict[str, Any] = {
 def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The training settings: :data:`DEFAULTS` updated with ``task_cfg["train"]``."""
     return {**DEFAULTS, **{k: v for k, v in (task_cfg.get("train") or {}).items()}}
-
-
-def fingerprint_of(*parts: Any) -> str:
-    """Identifies data and settings; a checkpoint with another fingerprint is not resumed."""
-    return _fingerprint(*parts)
 
 
 class PolySchedule:
@@ -104,16 +106,6 @@ def _load_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return LoadArraysd()(item)
 
 
-def resolve_amp(setting: str, device: torch.device) -> str:
-    """Inference precision: ``auto`` is bf16 (or fp16) autocast on CUDA and fp32 on a CPU,
-    where predictions stay exact (training times bf16 against fp32 instead)."""
-    if setting != "auto":
-        return setting
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
     """Dice of each foreground class between two label maps (NaN where both are empty)."""
     out = []
@@ -122,62 +114,6 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[fl
         denom = p.sum() + r.sum()
         out.append(float(2.0 * (p & r).sum() / denom) if denom else float("nan"))
     return out
-
-
-@torch.no_grad()
-def sliding_probabilities(
-    model: torch.nn.Module,
-    image: np.ndarray | torch.Tensor,
-    patch_size: Sequence[int],
-    device: torch.device,
-    precision: str = "fp32",
-    overlap: float = 0.5,
-    sw_batch_size: int = 4,
-    flips: bool = False,
-) -> torch.Tensor:
-    """Softmax of a whole image by Gaussian-weighted sliding windows (optionally mirrored).
-
-    Args:
-        model: the network, in eval mode.
-        image: ``(C, *spatial)`` preprocessed.
-        patch_size: the window (the plans' patch).
-        device: where to run.
-        precision: autocast precision.
-        overlap: window overlap fraction.
-        sw_batch_size: windows per forward pass.
-        flips: also average the predictions of the image mirrored along each spatial axis
-            (test-time augmentation, ``dims + 1`` passes).
-
-    Returns:
-        float32 ``(classes, *spatial)`` on the CPU.
-    """
-    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
-    x = x.to(device=device, dtype=torch.float32)
-    dims = x.ndim - 2
-    variants: list[tuple[int, ...]] = [()]
-    if flips:
-        variants += [(2 + a,) for a in range(dims)]
-
-    def predictor(patch: torch.Tensor) -> torch.Tensor:
-        with autocast(device, precision):
-            logits = model(patch)
-        return torch.softmax(logits.float(), dim=1)
-
-    total = None
-    for axes in variants:
-        xin = torch.flip(x, axes) if axes else x
-        prob = sliding_window_inference(
-            xin,
-            roi_size=tuple(int(p) for p in patch_size),
-            sw_batch_size=sw_batch_size,
-            predictor=predictor,
-            overlap=overlap,
-            mode="gaussian",
-            padding_mode="constant",
-        )
-        prob = torch.flip(prob, axes) if axes else prob
-        total = prob if total is None else total + prob
-    return (total / len(variants))[0].float().cpu()
 
 
 def validate(
@@ -217,24 +153,6 @@ def validate(
         if len(matrix)
         else [],
     }
-
-
-def _rng_state() -> dict[str, Any]:
-    # Tensors and numbers only: the checkpoint is read back with weights_only=True.
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": torch.as_tensor(keys.astype(np.int64)),
-        "numpy_pos": int(pos),
-        "numpy_gauss": [int(has_gauss), float(cached)],
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    keys = state["numpy"].numpy().astype(np.uint32)
-    has_gauss, cached = state["numpy_gauss"]
-    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss), cached))
 
 
 def train_segmenter(
@@ -288,7 +206,7 @@ def train_segmenter(
     settings = settings_of(task_cfg)
     seed = int(settings["seed"])
     set_determinism(seed=seed)
-    fingerprint = fingerprint or fingerprint_of(
+    fingerprint = fingerprint or settings_digest(
         dict(plans), settings, len(train_items), len(val_items)
     )
     network = dict(plans["network"])
@@ -342,7 +260,7 @@ def train_segmenter(
         return time.perf_counter()
 
     checkpoint_path = out / CHECKPOINT
-    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     if state is not None and state.get("precision"):
         # a resumed run keeps the arithmetic it started with
         precision, precision_info = state["precision"], {"reason": "resumed"}
@@ -368,7 +286,7 @@ def train_segmenter(
         scaler.load_state_dict(state["scaler"])
         history, best, best_state = state["history"], state["best"], state["best_state"]
         elapsed = float(state["elapsed"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_epoch = resumed_from = int(state["epoch"]) + 1
         stop_reason = state.get("stop_reason", "epochs")
         log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
@@ -456,7 +374,7 @@ def train_segmenter(
         if out_of_time:
             stop_reason = f"time budget ({max_minutes} min)"
         if settings["checkpoint"]:
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
                 {
                     "fingerprint": fingerprint,
@@ -469,7 +387,7 @@ def train_segmenter(
                     "best": best,
                     "best_state": best_state,
                     "elapsed": elapsed,
-                    "rng": _rng_state(),
+                    "rng": rng_state(),
                     "finished": out_of_time,
                     "stop_reason": stop_reason,
                     "precision": precision,

@@ -9,7 +9,7 @@ Axis conventions. Arrays are channel first. A 3D volume is reoriented to the clo
 RAS+ voxel order (axis permutations and flips only, so an oblique acquisition stays oblique,
 nothing is interpolated), then resampled to the target spacing. A 2D image keeps the ingest
 order ``(i, j)`` (i along an image row): a tile has no patient axes worth reorienting to, and
-a 2D network does not care. The mapping back (:func:`medcnn.predict.segmenter.to_original_grid`)
+a 2D network does not care. The mapping back (:func:`medcnn.inference.segmentation.to_original_grid`)
 uses the ``meta`` dictionary returned here.
 
 Resampling uses voxel *centres* with the field of view kept: new voxel ``n`` lies at old

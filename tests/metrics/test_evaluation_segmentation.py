@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medcnn.metrics.evaluation_segmentation import bootstrap_mean, summarise
+from medcnn.metrics.summary import bootstrap_mean, summarise
 
 
 def test_bootstrap_mean_resamples_patients_not_images():

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from medcnn.data.labels import LabelScheme
-from medcnn.predict.classifier import TTA_VIEWS, ensemble_probabilities, tta_views
+from medcnn.inference.classification import TTA_VIEWS, ensemble_probabilities, tta_views
 
 
 def test_tta_views_start_with_the_input_and_shift_the_right_way():

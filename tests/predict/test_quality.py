@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medcnn.predict.quality import check_image, intensity_stats, make_fingerprint
+from medcnn.planning.quality import check_image, intensity_stats, make_fingerprint
 
 
 def row(**kw) -> dict[str, str]:

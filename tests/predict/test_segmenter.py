@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from medcnn.models.bundle import save_bundle
-from medcnn.models.factory import build_network
-from medcnn.predict.segmenter import (
+from medcnn.inference.segmentation import (
     load_models,
     predict_array,
     predict_labels,
     to_original_grid,
 )
+from medcnn.models.bundle import save_bundle
+from medcnn.models.factory import build_network
 from medcnn.transforms.segmentation import (
     SegmentationInputError,
     make_seg_plans,
@@ -137,8 +137,8 @@ def test_fold_ensemble_and_instances_on_the_2d_grid(tmp_path):
 
 
 def test_postprocessing_is_chosen_on_validation_images():
+    from medcnn.inference.segmentation import choose_postprocessing
     from medcnn.postprocess.instances import target_from_instances
-    from medcnn.predict.segmenter import choose_postprocessing
 
     instances = np.zeros((40, 40), np.int64)
     instances[5:15, 5:15] = 1

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medcnn.metrics.binary import binary_metrics, bootstrap_ci, reliability
 from medcnn.metrics.classification import auroc
-from medcnn.report.evaluation import binary_metrics, bootstrap_ci, reliability
 
 
 def test_reliability_bins_and_ece():

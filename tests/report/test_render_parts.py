@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medcnn.report.render import ingest_warnings, layout, metric_rows
+from medcnn.report.html import ingest_warnings, layout, metric_rows
 from medcnn.report.thumbnail import display_window, windowed_slice
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from medcnn.config import validate_config
-from medcnn.transforms.preprocess_segmentation import library_settings, seg_cases
+from medcnn.stages.preprocess.segmentation import library_settings, seg_cases
 
 
 def _row(subject, study, series, modality, role, shape, description="", dims=3):

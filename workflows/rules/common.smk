@@ -20,7 +20,7 @@ if workflow.config_settings.config_args:
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from medcnn.ingest.discovery import inventory_digest
-from medcnn.tasks import attach_bundles, bundle_folds
+from medcnn.config import attach_bundles, bundle_folds
 
 attach_bundles(config)  # tasks predicted with bundles join config["tasks"]
 

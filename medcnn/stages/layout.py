@@ -12,50 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medcnn.config import ConfigError, load_schema, validator_with_defaults
+from medcnn.config import bundle_folds
 from medcnn.data.index import read_index
-
-
-def bundle_folds(path: str | Path) -> list[Path]:
-    """The fold bundles of a bundle folder, in fold order.
-
-    Raises:
-        ConfigError: the folder holds no ``fold<k>/bundle.json``.
-    """
-    folder = Path(path)
-    folds = sorted(folder.glob("fold*/bundle.json"), key=lambda p: int(p.parent.name[4:]))
-    if not folds:
-        raise ConfigError(f"{folder}: no model bundle (fold*/bundle.json) in this folder")
-    return [p.parent for p in folds]
-
-
-def attach_bundles(config: dict[str, Any]) -> dict[str, Any]:
-    """Add each ``bundles:`` entry to ``config['tasks']`` with the settings it was trained with.
-
-    The task gets a ``bundle`` key (the folder) and ``quality`` (the policy). Modifies and
-    returns ``config``.
-
-    Raises:
-        ConfigError: a name used for both a trained task and a bundle, or a bundle whose
-            task settings no longer validate.
-    """
-    schema = load_schema()
-    for name, entry in config.get("bundles", {}).items():
-        if name in config["tasks"] and "bundle" not in config["tasks"][name]:
-            raise ConfigError(f"bundles.{name}: a task of that name is also configured to train")
-        folds = bundle_folds(entry["path"])
-        settings = json.loads((folds[0] / "config.json").read_text())
-        # A bundle written by an older medcnn lacks settings added since: their defaults.
-        validator = validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
-        errors = list(validator.iter_errors(settings))
-        if errors:
-            raise ConfigError(f"{folds[0] / 'config.json'}: {errors[0].message}")
-        config["tasks"][name] = {
-            **settings,
-            "bundle": str(entry["path"]),
-            "quality": entry["quality"],
-        }
-    return config
 
 
 def is_bundle(config: dict[str, Any], name: str) -> bool:
@@ -92,3 +50,11 @@ def subject_rows(config: dict[str, Any], name: str, subject: str) -> list[dict[s
         return read_index(path).to_dict("records") if path.exists() else []
     index = read_index(results / "preprocess" / name / "index.tsv")
     return index[index["subject"] == subject].to_dict("records")
+
+
+def read_json_if_present(path: Path) -> Any:
+    """JSON of a results file that may be absent (None then: a stage not run yet)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from medcnn.devices import resolve_device
+
 log = logging.getLogger(__name__)
 
 #: bf16 must be at least this much faster than fp32 to be chosen by ``auto`` (it costs some
@@ -25,10 +27,9 @@ BF16_MIN_SPEEDUP = 1.1
 
 
 def pick_device(setting: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """The torch device of a ``device`` setting (:func:`medcnn.devices.resolve_device` says
+    what ``auto`` means; outside a stage job the GPUs are those torch sees)."""
+    return torch.device(resolve_device(setting, torch.cuda.device_count()))
 
 
 def cpu_supports_bf16() -> bool:

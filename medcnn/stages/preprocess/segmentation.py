@@ -25,7 +25,7 @@ import pandas as pd
 
 from medcnn.data.index import write_index
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
-from medcnn.tasks import model_dirs, subject_index_path
+from medcnn.stages.layout import model_dirs, subject_index_path
 
 log = logging.getLogger(__name__)
 

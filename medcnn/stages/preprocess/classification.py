@@ -20,8 +20,8 @@ from monai.transforms import Compose
 from medcnn.data.index import write_index
 from medcnn.data.labels import LabelScheme
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
-from medcnn.predict.quality import intensity_stats, make_fingerprint
-from medcnn.tasks import model_dirs, subject_index_path
+from medcnn.planning.quality import intensity_stats, make_fingerprint
+from medcnn.stages.layout import model_dirs, subject_index_path
 from medcnn.transforms.radiograph import KEY, preprocess_transforms
 
 log = logging.getLogger(__name__)
@@ -129,10 +129,6 @@ def run_preprocess_subject(config: dict[str, Any], name: str, subject: str) -> i
     optional here (new patients usually have none).
     """
     task = config["tasks"][name]
-    if task["kind"] != "classification":
-        from medcnn.transforms.preprocess_segmentation import run_preprocess_segmentation_subject
-
-        return run_preprocess_segmentation_subject(config, name, subject)
     results = Path(config["results"])
     out = results / "preprocess" / name
     plans = json.loads((model_dirs(config, name)[0] / "plans.json").read_text())
@@ -153,10 +149,6 @@ def run_preprocess_subject(config: dict[str, Any], name: str, subject: str) -> i
 def run_preprocess(config: dict[str, Any], name: str) -> int:
     """Preprocess every image of task ``name``; returns the number of images written."""
     task = config["tasks"][name]
-    if task["kind"] != "classification":
-        from medcnn.transforms.preprocess_segmentation import run_preprocess_segmentation
-
-        return run_preprocess_segmentation(config, name)
     results = Path(config["results"])
     out = results / "preprocess" / name
     manifest = read_manifest(results / "ingest" / "manifest.tsv")

@@ -27,7 +27,7 @@ import numpy as np
 
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.report.figures import overlay_png
-from medcnn.tasks import model_dirs, subject_rows
+from medcnn.stages.layout import model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def mirrored_probabilities(
         ``(mean, variance, augmentations)``; ``mean``/``variance`` ``(*spatial)`` float32 in
         the preprocessed grid (foreground = 1 - background probability).
     """
-    from medcnn.predict.segmenter import predict_array
+    from medcnn.inference.segmentation import predict_array
 
     spatial = image.ndim - 1
     foreground = []
@@ -74,7 +74,7 @@ def run_saliency_segmentation(
     """Write the probability and uncertainty maps of ``subject``; returns ``saliency.json``."""
     import torch
 
-    from medcnn.predict.segmenter import to_original_grid
+    from medcnn.inference.segmentation import to_original_grid
 
     start = time.perf_counter()
     torch.set_num_threads(max(1, threads))
@@ -83,7 +83,7 @@ def run_saliency_segmentation(
     pre = results / "preprocess" / name
     out = results / "saliency" / name / subject
     out.mkdir(parents=True, exist_ok=True)
-    from medcnn.train.hardware import pick_device
+    from medcnn.hardware import pick_device
 
     device = pick_device(config["device"])
     bundles = [load_bundle_cached(folder) for folder in model_dirs(config, name)]

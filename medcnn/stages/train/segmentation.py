@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from medcnn.data.index import read_index
-from medcnn.data.split import fold_split, subject_role
-from medcnn.transforms.preprocess_segmentation import library_settings
+from medcnn.data.split import subject_role
+from medcnn.stages.preprocess.segmentation import library_settings
+from medcnn.stages.split import fold_split
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def run_train_segmentation(
     Raises:
         ValueError: the fold is not in the split, or it has no training case.
     """
-    from medcnn.train.hardware import pick_device
+    from medcnn.hardware import pick_device
     from medcnn.train.segmenter import train_segmenter
 
     task = config["tasks"][name]
@@ -106,8 +107,8 @@ def _choose_postprocessing(
     import nibabel as nib
     import numpy as np
 
+    from medcnn.inference.segmentation import choose_postprocessing, predict_probabilities
     from medcnn.models.bundle import load_bundle
-    from medcnn.predict.segmenter import choose_postprocessing, predict_probabilities
 
     val = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
     if not val:

@@ -10,7 +10,6 @@ uncertainty maps of the saliency stage.
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,10 @@ from typing import Any
 import pandas as pd
 
 from medcnn.report.figures import data_uri
+from medcnn.stages.layout import read_json_if_present
 
 #: Rows of the nucleus table shown in the report (the CSV holds them all).
 SHOWN_ROWS = 12
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def mask_figure(results: Path, kind: str, image_path: Path, mask_path: Path) -> str:
@@ -53,7 +46,7 @@ def segmentation_series(
 ) -> dict[str, dict[str, Any]]:
     """One report entry per segmented image of a subject, by series."""
     saliency_dir = results / "saliency" / name / subject
-    saliency = _read_json(saliency_dir / "saliency.json") or {"segmentations": []}
+    saliency = read_json_if_present(saliency_dir / "saliency.json") or {"segmentations": []}
     paths = {r["series"]: results / r["path"] for r in manifest_rows}
     out: dict[str, dict[str, Any]] = {}
     for image in prediction["images"]:
@@ -116,13 +109,16 @@ def cohort_segmentation(
     A trained task's test patients (its split); a bundle task has no split, so every subject
     with a label counts.
     """
-    from medcnn.metrics.evaluation_segmentation import summarise
+    from medcnn.metrics.summary import summarise
 
-    split = _read_json(results / "splits" / f"{name}.json") or {"test": subjects, "folds": []}
+    split = read_json_if_present(results / "splits" / f"{name}.json") or {
+        "test": subjects,
+        "folds": [],
+    }
     test_subjects = set(split.get("test", []))
     predictions = {}
     for subject in subjects:
-        prediction = _read_json(results / "predict" / name / f"{subject}.json")
+        prediction = read_json_if_present(results / "predict" / name / f"{subject}.json")
         if prediction is not None:
             predictions[subject] = prediction
     held_out = [p for s, p in predictions.items() if s in test_subjects]

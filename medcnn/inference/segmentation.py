@@ -17,10 +17,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 
+from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
 from medcnn.postprocess.instances import instances_from_probabilities
-from medcnn.train.segmenter import resolve_amp, sliding_probabilities
 from medcnn.transforms.segmentation import SegmentationInputError, preprocess_case, resample
 
 
@@ -285,3 +286,69 @@ def predict_labels(
     img.set_sform(ref.affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     return img, prob, meta
+
+
+def resolve_amp(setting: str, device: torch.device) -> str:
+    """Inference precision: ``auto`` is bf16 (or fp16) autocast on CUDA and fp32 on a CPU,
+    where predictions stay exact (training times bf16 against fp32 instead)."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+@torch.no_grad()
+def sliding_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray | torch.Tensor,
+    patch_size: Sequence[int],
+    device: torch.device,
+    precision: str = "fp32",
+    overlap: float = 0.5,
+    sw_batch_size: int = 4,
+    flips: bool = False,
+) -> torch.Tensor:
+    """Softmax of a whole image by Gaussian-weighted sliding windows (optionally mirrored).
+
+    Args:
+        model: the network, in eval mode.
+        image: ``(C, *spatial)`` preprocessed.
+        patch_size: the window (the plans' patch).
+        device: where to run.
+        precision: autocast precision.
+        overlap: window overlap fraction.
+        sw_batch_size: windows per forward pass.
+        flips: also average the predictions of the image mirrored along each spatial axis
+            (test-time augmentation, ``dims + 1`` passes).
+
+    Returns:
+        float32 ``(classes, *spatial)`` on the CPU.
+    """
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
+    x = x.to(device=device, dtype=torch.float32)
+    dims = x.ndim - 2
+    variants: list[tuple[int, ...]] = [()]
+    if flips:
+        variants += [(2 + a,) for a in range(dims)]
+
+    def predictor(patch: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            logits = model(patch)
+        return torch.softmax(logits.float(), dim=1)
+
+    total = None
+    for axes in variants:
+        xin = torch.flip(x, axes) if axes else x
+        prob = sliding_window_inference(
+            xin,
+            roi_size=tuple(int(p) for p in patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+        )
+        prob = torch.flip(prob, axes) if axes else prob
+        total = prob if total is None else total + prob
+    return (total / len(variants))[0].float().cpu()

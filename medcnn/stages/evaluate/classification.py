@@ -42,10 +42,6 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
         FileNotFoundError: a test patient has no prediction yet (run predict first).
     """
     task = config["tasks"][name]
-    if task["kind"] != "classification":
-        from medcnn.metrics.evaluation_segmentation import run_evaluate_segmentation
-
-        return run_evaluate_segmentation(config, name)
     results = Path(config["results"])
     settings = task["evaluation"]
     split = json.loads((results / "splits" / f"{name}.json").read_text())

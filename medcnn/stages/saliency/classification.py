@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.hardware import model_device, native_bf16, pick_device
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.report.figures import overlay_png
 from medcnn.saliency.cam import cam_maps, saliency_map
 from medcnn.saliency.faithfulness import road_score
 from medcnn.saliency.layers import target_layer
-from medcnn.tasks import model_dirs, subject_rows
-from medcnn.train.hardware import model_device, native_bf16, pick_device
+from medcnn.stages.layout import model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
 

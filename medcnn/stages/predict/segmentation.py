@@ -35,7 +35,7 @@ from medcnn.data.split import subject_role
 from medcnn.io.files import finite
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.postprocess.components import drop_small, keep_largest
-from medcnn.tasks import load_split, model_dirs, subject_rows
+from medcnn.stages.layout import load_split, model_dirs, subject_rows
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,8 @@ def run_predict_segmentation(
     """Segment every image of ``subject`` for task ``name``; returns the JSON written."""
     import torch
 
-    from medcnn.predict.segmenter import predict_labels
-    from medcnn.train.hardware import pick_device
+    from medcnn.hardware import pick_device
+    from medcnn.inference.segmentation import predict_labels
 
     torch.set_num_threads(max(1, threads))
     task = config["tasks"][name]

@@ -1,0 +1,28 @@
+"""The predict stage: ``results/predict/{task}/{subject}.json`` (+ masks) per subject, with
+the task's fold bundles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medcnn.config import is_segmentation
+from medcnn.devices import stage_device
+from medcnn.stages.subjects import batch_marker, for_each_subject, job_subjects
+
+
+def run(
+    config: dict[str, Any], name: str, subject: str | None, batch: str | None, threads: int = 1
+) -> None:
+    """Predict the subject, or each subject of the batch (then write the batch marker)."""
+    if is_segmentation(config["tasks"][name]):
+        from medcnn.stages.predict.segmentation import run_predict_segmentation as predict
+    else:
+        from medcnn.stages.predict.classification import run_predict as predict
+
+    def one(subject: str) -> list[str]:
+        predict(config, name, subject, threads=threads)
+        return [f"predict/{name}/{subject}.json"]
+
+    with stage_device(config, "predict"):
+        subjects = job_subjects(config, batch, subject)
+        for_each_subject(subjects, one, batch_marker(config, batch, "predict", name), "predict")

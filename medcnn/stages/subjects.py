@@ -1,0 +1,52 @@
+"""The subjects a per-subject job works on, and the batch marker it writes when done."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medcnn.ingest.batches import batch_subjects
+
+log = logging.getLogger(__name__)
+
+
+def job_subjects(config: dict[str, Any], batch: str | None, subject: Any) -> list[str]:
+    """The subjects of ``batch`` (an ingest batch) or the ``subject`` (one name or a list)."""
+    if batch:
+        return batch_subjects(Path(config["results"]) / "ingest", batch)
+    return [subject] if isinstance(subject, str) else list(subject or [])
+
+
+def batch_marker(config: dict[str, Any], batch: str | None, *parts: str) -> Path | None:
+    """``results/<parts>/batches/<batch>.tsv``; None for a job that is not a batch."""
+    if not batch:
+        return None
+    return Path(config["results"]).joinpath(*parts, "batches", f"{batch}.tsv")
+
+
+def for_each_subject(
+    subjects: list[str], work: Callable[[str], list[str]], marker: Path | None, what: str
+) -> None:
+    """Run ``work`` for each subject, then write ``marker`` (a TSV of subject and outputs).
+
+    A subject that fails is logged with the error and the others go on; the step then fails
+    (naming them) without writing the marker, so a re-run does the batch again.
+    """
+    rows, failed = [], []
+    for subject in subjects:
+        try:
+            outputs = work(subject)
+        except Exception:  # noqa: BLE001 - one bad subject must not stop its batch
+            log.exception("%s failed for %s", what, subject)
+            failed.append(subject)
+            continue
+        rows.extend(f"{subject}\t{o}" for o in outputs)
+    if failed:
+        raise RuntimeError(f"{what} failed for {len(failed)} subject(s): {', '.join(failed)}")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".part")
+        tmp.write_text("\n".join(["subject\toutput", *rows]) + "\n")
+        tmp.replace(marker)
