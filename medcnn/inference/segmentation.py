@@ -22,7 +22,8 @@ from monai.inferers import sliding_window_inference
 from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
 from medcnn.postprocess.instances import instances_from_probabilities
-from medcnn.transforms.segmentation import SegmentationInputError, preprocess_case, resample
+from medcnn.transforms.segmentation import preprocess_case
+from medcnn.transforms.spatial import SegmentationInputError, resample
 
 
 def load_models(

@@ -15,11 +15,9 @@ from medcnn.inference.segmentation import (
 )
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
-from medcnn.transforms.segmentation import (
-    SegmentationInputError,
-    make_seg_plans,
-    preprocess_case,
-)
+from medcnn.planning.segmentation import make_seg_plans
+from medcnn.transforms.segmentation import preprocess_case
+from medcnn.transforms.spatial import SegmentationInputError
 
 
 def oblique_affine() -> np.ndarray:

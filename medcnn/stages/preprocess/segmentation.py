@@ -106,7 +106,8 @@ def seg_cases(manifest: pd.DataFrame, task: dict[str, Any], name: str = "") -> l
 def _preprocess_cases(
     cases: list[dict], plans: dict[str, Any], results: Path, out: Path, with_labels: bool
 ) -> list[dict[str, str]]:
-    from medcnn.transforms.segmentation import SegmentationInputError, preprocess_case
+    from medcnn.transforms.segmentation import preprocess_case
+    from medcnn.transforms.spatial import SegmentationInputError
 
     index = []
     for case in cases:
@@ -148,7 +149,7 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
     Raises:
         ValueError: no labelled case to plan from.
     """
-    from medcnn.transforms.segmentation import make_seg_plans
+    from medcnn.planning.segmentation import make_seg_plans
 
     task = config["tasks"][name]
     results = Path(config["results"])
