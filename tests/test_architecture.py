@@ -54,7 +54,7 @@ STAGE_ORDER = [
     "report",
 ]
 #: Modules of the stage layer that every stage may use (they import no stage).
-STAGE_HELPERS = {"layout", "subjects"}
+STAGE_HELPERS = {"layout", "resources", "subjects"}
 #: Private names imported across modules that belong to work in flight elsewhere
 #: (issue 17 owns medcnn/io); (importer, imported module, name).
 KNOWN_PRIVATE_IMPORTS = {("medcnn.io.dicom_series", "medcnn.io.dicom", "_float_list")}

@@ -58,3 +58,30 @@ def read_json_if_present(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def n_folds(config: dict[str, Any], name: str) -> int:
+    """Folds of a task as the workflow plans them: the bundle's, else ``split.folds``."""
+    if is_bundle(config, name):
+        return len(bundle_folds(config["tasks"][name]["bundle"]))
+    return int(config["tasks"][name].get("split", {}).get("folds", 1))
+
+
+def fold_bundle_files(config: dict[str, Any], name: str) -> list[str]:
+    """The ``bundle.json`` of each fold a task predicts with (before the split exists)."""
+    if is_bundle(config, name):
+        return [f"{f}/bundle.json" for f in bundle_folds(config["tasks"][name]["bundle"])]
+    results = config["results"]
+    return [f"{results}/models/{name}/fold{k}/bundle.json" for k in range(n_folds(config, name))]
+
+
+def task_index_file(config: dict[str, Any], name: str, batch: str) -> str:
+    """What a batch job of a task reads: the batch's own index (bundle task) or the task's."""
+    if is_bundle(config, name):
+        return f"{config['results']}/preprocess/{name}/batches/{batch}.tsv"
+    return f"{config['results']}/preprocess/{name}/index.tsv"
+
+
+def task_split_files(config: dict[str, Any], name: str) -> list[str]:
+    """The task's split file; none for a bundle task (its patients are all new)."""
+    return [] if is_bundle(config, name) else [f"{config['results']}/splits/{name}.json"]

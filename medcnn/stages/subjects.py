@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +51,17 @@ def for_each_subject(
         tmp = marker.with_suffix(".part")
         tmp.write_text("\n".join(["subject\toutput", *rows]) + "\n")
         tmp.replace(marker)
+
+
+def batch_names(table: str | Path) -> list[str]:
+    """The batches of ingest's ``batches.tsv`` (subject, batch), sorted."""
+    with open(table) as fh:
+        return sorted({row["batch"] for row in csv.DictReader(fh, delimiter="\t")})
+
+
+def batch_manifests(results: str | Path, batch: str) -> list[str]:
+    """A batch's subject list and each member's own manifest (a batch re-runs when one of
+    its subjects changes, and only then); just the list before ingest has written it."""
+    members = Path(results) / "ingest" / "batches" / f"{batch}.tsv"
+    names = members.read_text().splitlines()[1:] if members.exists() else []
+    return [str(members)] + [f"{results}/ingest/{s}/manifest.tsv" for s in names if s]
