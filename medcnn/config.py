@@ -143,7 +143,7 @@ def task_config(config: dict[str, Any], task: str) -> dict[str, Any]:
 def reference_markdown() -> str:
     """The configuration reference as a Markdown table, generated from the schema.
 
-    The README embeds this output (a test checks it is current), so the documentation of a
+    docs/configuration.md embeds this output (a test checks it is current), so the documentation of a
     key cannot drift from the key itself.
     """
     schema = load_schema()
