@@ -64,7 +64,8 @@ from medcnn.inference.segmentation import (  # noqa: E402
 )
 from medcnn.io.image2d import read_image_file  # noqa: E402
 from medcnn.io.nifti import write_nifti  # noqa: E402
-from medcnn.metrics.segmentation import dice, hd95, instance_metrics  # noqa: E402
+from medcnn.metrics.instances import instance_metrics  # noqa: E402
+from medcnn.metrics.segmentation import dice, hd95  # noqa: E402
 from medcnn.planning.segmentation import make_seg_plans  # noqa: E402
 from medcnn.postprocess.components import keep_largest  # noqa: E402
 from medcnn.postprocess.instances import instances_from_mask  # noqa: E402

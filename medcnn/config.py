@@ -28,6 +28,12 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def section_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of each key of one section of a task (``train``, ``segmentation``…)."""
+    properties = load_schema()["$defs"]["task"]["properties"][section]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in properties.items() if "default" in v}
+
+
 def validator_with_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """A Draft 2020-12 validator that also fills in each property's ``default``."""
     base = jsonschema.Draft202012Validator
@@ -143,8 +149,8 @@ def task_config(config: dict[str, Any], task: str) -> dict[str, Any]:
 def reference_markdown() -> str:
     """The configuration reference as a Markdown table, generated from the schema.
 
-    docs/configuration.md embeds this output (a test checks it is current), so the documentation of a
-    key cannot drift from the key itself.
+    docs/configuration.md embeds this output (a test checks it is current), so the
+    documentation of a key cannot drift from the key itself.
     """
     schema = load_schema()
     rows: list[tuple[str, str, str, str]] = []

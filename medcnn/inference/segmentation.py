@@ -238,7 +238,7 @@ def choose_postprocessing(
     """
     import itertools
 
-    from medcnn.metrics.segmentation import instance_metrics
+    from medcnn.metrics.instances import instance_metrics
 
     grid = dict(grid or POSTPROCESS_GRID)
     keys = list(grid)

@@ -33,6 +33,7 @@ from monai.losses import DiceCELoss
 from monai.transforms import Compose
 from monai.utils import set_determinism
 
+from medcnn.config import section_defaults
 from medcnn.hardware import autocast, resolve_precision
 from medcnn.inference.segmentation import sliding_probabilities
 from medcnn.io.files import finite
@@ -52,26 +53,24 @@ from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_tran
 log = logging.getLogger(__name__)
 
 
-#: Training settings and their defaults (``task_cfg["train"]`` overrides any of them).
-DEFAULTS: dict[str, Any] = {
-    "epochs": 50,
-    "iterations_per_epoch": None,  # None: one pass over the training images
-    "samples_per_image": 2,
-    "learning_rate": 1e-3,
-    "weight_decay": 1e-4,
-    "warmup_epochs": 1,
-    "val_every": 1,
-    "overlap": 0.25,
-    "class_weights": None,
-    "seed": 0,
-    "precision": "auto",
-    "checkpoint": True,
-}
+#: Trainer settings that are not configuration (the schema has no key for them).
+FIXED_SETTINGS: dict[str, Any] = {"warmup_epochs": 1, "val_every": 1, "class_weights": None}
+#: Keys of the task's ``segmentation:`` section that the trainer reads with ``train:``.
+SEGMENTATION_KEYS = ("samples_per_image", "overlap")
 
 
 def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The training settings: :data:`DEFAULTS` updated with ``task_cfg["train"]``."""
-    return {**DEFAULTS, **{k: v for k, v in (task_cfg.get("train") or {}).items()}}
+    """The training settings: the schema's defaults (``train:`` and :data:`SEGMENTATION_KEYS`),
+    :data:`FIXED_SETTINGS`, then ``task_cfg["train"]`` over them.
+
+    The workflow passes every key (the validated task); the defaults serve a direct caller,
+    and are the schema's, so they cannot disagree with the workflow's.
+    """
+    defaults = {
+        **section_defaults("train"),
+        **{k: v for k, v in section_defaults("segmentation").items() if k in SEGMENTATION_KEYS},
+    }
+    return {**defaults, **FIXED_SETTINGS, **(task_cfg.get("train") or {})}
 
 
 class PolySchedule:
@@ -177,7 +176,7 @@ def train_segmenter(
         val_items: the same, validated every ``val_every`` epochs (and after the last) by
             sliding-window inference; empty: the last epoch's model is kept.
         plans: the task's plans (``patch_size``, ``batch_size``, ``classes``, ``network``).
-        task_cfg: the task's config; ``train`` settings override :data:`DEFAULTS`.
+        task_cfg: the task's config; ``train`` settings over :func:`settings_of`'s defaults.
         out_dir: the fold folder (created).
         device: training device.
         threads: CPU threads for torch.

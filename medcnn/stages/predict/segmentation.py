@@ -99,7 +99,7 @@ def instance_outputs(
     label: np.ndarray, reference: np.ndarray | None, img: nib.Nifti1Image, csv_path: Path
 ) -> dict[str, Any]:
     """Nucleus count, the morphology table (written as CSV) and instance scores."""
-    from medcnn.metrics.segmentation import instance_metrics, morphology_table
+    from medcnn.metrics.instances import instance_metrics, morphology_table
 
     table = morphology_table(label, intensity_image(img))
     table.to_csv(csv_path, index=False, float_format="%.4g")
