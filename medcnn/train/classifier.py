@@ -175,7 +175,6 @@ def train_fold(
         initial = load_initial_weights(model, task["network"]["weights"])
     memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
-    world = distributed.world_size()
 
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
@@ -188,79 +187,18 @@ def train_fold(
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     else:
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-
-    augment = (
-        augment_transforms(size, flip=settings["flip"]) if settings["augment"] else Compose([])
+    dataset, sampler, loader, generator, workers = _training_loader(
+        train_items, draw_weights, settings, size, device, threads
     )
-    # The deterministic part (reading the array) is cached once; from the second epoch on
-    # an item costs only its random augmentation.
-    dataset = CacheDataset(
-        train_items,
-        transform=Compose([Lambdad(keys=KEY, func=_load_array), *augment.transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    workers = resolve_workers(settings["num_workers"], device, threads)
-    if world > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
-        # The node's cores are shared by its ranks.
-        workers = max(1, workers // distributed.local_world_size())
-    generator = torch.Generator()
-    batch_size = distributed.per_rank_batch(settings["batch_size"])
-    # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
-    sampler = distributed.sampler(
-        dataset,
-        shuffle=True,
-        seed=seed,
-        weights=torch.as_tensor(draw_weights) if balance == "sampler" else None,
-    )
-    if sampler is None and balance == "sampler":
-        sampler = torch.utils.data.WeightedRandomSampler(
-            torch.as_tensor(draw_weights, dtype=torch.double),
-            num_samples=len(train_items),
-            replacement=True,
-            generator=generator,
-        )
-    per_rank_items = len(sampler) if sampler is not None else len(train_items)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        drop_last=per_rank_items > batch_size,
-    )
-    steps_per_epoch = max(1, len(loader))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    total_steps = settings["epochs"] * steps_per_epoch
-    if settings["schedule"] == "onecycle":
-        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=settings["learning_rate"], total_steps=total_steps, pct_start=0.15
-        )
-    elif settings["schedule"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
+    scheduler = _scheduler(optimizer, settings, settings["epochs"] * max(1, len(loader)))
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    if state is not None:
-        precision, precision_info = state["precision"], state["precision_info"]
-    else:
-        precision, precision_info = None, None
-        if distributed.is_main():
-            example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
-            precision, precision_info = resolve_precision(
-                settings["precision"],
-                device,
-                model,
-                example.contiguous(memory_format=memory_format),
-            )
-        # auto times the precisions on rank 0; every rank must use its choice.
-        precision, precision_info = distributed.broadcast((precision, precision_info))
+    precision, precision_info = _precision(
+        state, settings, device, model, val_images, memory_format
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     history: list[dict[str, float]] = []
@@ -268,11 +206,10 @@ def train_fold(
     best_state: dict[str, torch.Tensor] = {}
     best_probs = np.zeros((0, scheme.n_outputs))
     start_epoch, bad_epochs, resumed_from = 1, 0, None
+    resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        for key, part in resumable.items():
+            part.load_state_dict(state[key])
         history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
         best_state, best_probs = state["best_state"], state["best_probs"].numpy()
         start_epoch = resumed_from = state["epoch"] + 1
@@ -316,23 +253,9 @@ def train_fold(
             # Rank 0 validates and decides; the others wait for its decision.
             stopped_early = distributed.broadcast(None)
             continue
-        logits = predict_logits(
-            model, val_images, device, precision, bool(settings["channels_last"])
+        probs, val_loss, val_auc = _validate(
+            model, val_images, val_targets, scheme, device, precision, settings["channels_last"]
         )
-        probs = scheme.probabilities(logits)
-        if scheme.kind == "multiclass":
-            val_loss = float(
-                torch.nn.functional.cross_entropy(
-                    torch.as_tensor(logits), torch.as_tensor(val_targets.argmax(axis=1))
-                )
-            )
-        else:
-            val_loss = float(
-                torch.nn.functional.binary_cross_entropy_with_logits(
-                    torch.as_tensor(logits), torch.as_tensor(val_targets)
-                )
-            )
-        val_auc = mean_auroc(val_targets, probs)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -346,17 +269,7 @@ def train_fold(
             "data_wait_seconds": epoch_wait,
         }
         history.append(record)
-        log.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs, %.1fs waiting "
-            "for data)",
-            epoch,
-            settings["epochs"],
-            record["train_loss"],
-            val_loss,
-            val_auc,
-            record["seconds"],
-            epoch_wait,
-        )
+        _log_epoch(record, settings["epochs"])
         # Best by validation AUROC, ties broken by the lower loss.
         # (An undefined AUROC, one class in validation, counts as 0 so a model is still kept.)
         score = val_auc if np.isfinite(val_auc) else 0.0
@@ -374,10 +287,7 @@ def train_fold(
                 {
                     "fingerprint": fingerprint,
                     "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
+                    **{k: v.state_dict() for k, v in resumable.items()},
                     "history": history,
                     "best": best,
                     "best_state": best_state,
@@ -398,10 +308,6 @@ def train_fold(
         return model, {}, []
     model.load_state_dict(best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
     model.eval()
-    # Over every epoch, those before a resume included.
-    train_seconds = sum(h["train_seconds"] for h in history)
-    n_seen = sum(h["images"] for h in history)
-    wait_seconds = sum(h["data_wait_seconds"] for h in history)
     summary = {
         "network": network,
         "best": best,
@@ -416,7 +322,154 @@ def train_fold(
         "stopped_early": stopped_early,
         "epochs_run": len(history),
         "resumed_from_epoch": resumed_from,
+        **_throughput(history),
+    }
+    return model, summary, history
+
+
+def _training_loader(
+    train_items: list[dict[str, Any]],
+    draw_weights: np.ndarray,
+    settings: dict[str, Any],
+    size: int,
+    device: torch.device,
+    threads: int,
+) -> tuple[CacheDataset, Any, DataLoader, torch.Generator, int]:
+    """The cached, augmented training set and its loader (DDP: this rank's share).
+
+    Returns:
+        (dataset, sampler or None, loader, the loader's generator, loader workers).
+    """
+    augment = (
+        augment_transforms(size, flip=settings["flip"]) if settings["augment"] else Compose([])
+    )
+    # The deterministic part (reading the array) is cached once; from the second epoch on
+    # an item costs only its random augmentation.
+    dataset = CacheDataset(
+        train_items,
+        transform=Compose([Lambdad(keys=KEY, func=_load_array), *augment.transforms]),
+        num_workers=None,
+        progress=False,
+    )
+    workers = resolve_workers(settings["num_workers"], device, threads)
+    if distributed.world_size() > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
+        # The node's cores are shared by its ranks.
+        workers = max(1, workers // distributed.local_world_size())
+    generator = torch.Generator()
+    batch_size = distributed.per_rank_batch(settings["batch_size"])
+    balance = settings["balance"]
+    # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
+    sampler = distributed.sampler(
+        dataset,
+        shuffle=True,
+        seed=int(settings["seed"]),
+        weights=torch.as_tensor(draw_weights) if balance == "sampler" else None,
+    )
+    if sampler is None and balance == "sampler":
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.as_tensor(draw_weights, dtype=torch.double),
+            num_samples=len(train_items),
+            replacement=True,
+            generator=generator,
+        )
+    per_rank_items = len(sampler) if sampler is not None else len(train_items)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=device.type == "cuda",
+        drop_last=per_rank_items > batch_size,
+    )
+    return dataset, sampler, loader, generator, workers
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, settings: dict[str, Any], total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule of ``train.schedule``, stepped once per batch."""
+    if settings["schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings["learning_rate"], total_steps=total_steps, pct_start=0.15
+        )
+    if settings["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _precision(
+    state: dict[str, Any] | None,
+    settings: dict[str, Any],
+    device: torch.device,
+    model: torch.nn.Module,
+    val_images: np.ndarray,
+    memory_format: torch.memory_format,
+) -> tuple[str, dict[str, Any] | None]:
+    """The arithmetic precision: the checkpoint's when resuming, else ``train.precision``
+    resolved (``auto`` is timed on rank 0, and every rank takes its choice)."""
+    if state is not None:
+        return state["precision"], state["precision_info"]
+    precision, precision_info = None, None
+    if distributed.is_main():
+        example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
+        precision, precision_info = resolve_precision(
+            settings["precision"],
+            device,
+            model,
+            example.contiguous(memory_format=memory_format),
+        )
+    return distributed.broadcast((precision, precision_info))
+
+
+def _validate(
+    model: torch.nn.Module,
+    val_images: np.ndarray,
+    val_targets: np.ndarray,
+    scheme: LabelScheme,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+) -> tuple[np.ndarray, float, float]:
+    """(probabilities, loss, mean AUROC) of the validation images."""
+    logits = predict_logits(model, val_images, device, precision, bool(channels_last))
+    probs = scheme.probabilities(logits)
+    if scheme.kind == "multiclass":
+        val_loss = float(
+            torch.nn.functional.cross_entropy(
+                torch.as_tensor(logits), torch.as_tensor(val_targets.argmax(axis=1))
+            )
+        )
+    else:
+        val_loss = float(
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                torch.as_tensor(logits), torch.as_tensor(val_targets)
+            )
+        )
+    return probs, val_loss, mean_auroc(val_targets, probs)
+
+
+def _log_epoch(record: dict[str, float], epochs: int) -> None:
+    log.info(
+        "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs, %.1fs waiting for data)",
+        record["epoch"],
+        epochs,
+        record["train_loss"],
+        record["val_loss"],
+        record["val_auroc"],
+        record["seconds"],
+        record["data_wait_seconds"],
+    )
+
+
+def _throughput(history: list[dict[str, float]]) -> dict[str, float | None]:
+    """Images per second and the share of time spent waiting for data, over every epoch
+    (those before a resume included)."""
+    train_seconds = sum(h["train_seconds"] for h in history)
+    n_seen = sum(h["images"] for h in history)
+    wait_seconds = sum(h["data_wait_seconds"] for h in history)
+    return {
         "train_images_per_second": n_seen / train_seconds if train_seconds else None,
         "data_wait_fraction": wait_seconds / train_seconds if train_seconds else None,
     }
-    return model, summary, history
