@@ -219,25 +219,8 @@ def train_segmenter(
         batch=True,
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
     )
-    samples = int(settings["samples_per_image"])
-    batch_size = int(plans["batch_size"])
-    # Reading the arrays, padding and listing foreground/background voxels are done once
-    # and cached; an epoch then costs only the random crops and augmentation.
-    dataset = CacheDataset(
-        list(train_items),
-        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    generator = torch.Generator()
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, batch_size // samples),
-        shuffle=True,
-        num_workers=0,
-        generator=generator,
-        collate_fn=list_data_collate,
-        pin_memory=device.type == "cuda",
+    dataset, loader, generator = _training_loader(
+        train_items, plans, task_cfg, int(settings["samples_per_image"]), device
     )
     iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
     epochs = int(settings["epochs"])
@@ -260,29 +243,16 @@ def train_segmenter(
 
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    if state is not None and state.get("precision"):
-        # a resumed run keeps the arithmetic it started with
-        precision, precision_info = state["precision"], {"reason": "resumed"}
-    else:
-        # auto: AMP on CUDA; on a CPU with native bf16 (AMX), bf16 when a timed
-        # forward + backward of this network on a patch batch is clearly faster
-        example = torch.zeros(
-            batch_size, int(plans["n_channels"]), *map(int, plans["patch_size"]), device=device
-        )
-        precision, precision_info = resolve_precision(
-            str(settings["precision"]), device, model, example, repeats=2
-        )
-        del example
+    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
     best_state: dict[str, torch.Tensor] = {}
     start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
+    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        for key, part in resumable.items():
+            part.load_state_dict(state[key])
         history, best, best_state = state["history"], state["best"], state["best_state"]
         elapsed = float(state["elapsed"])
         set_rng_state(state["rng"])
@@ -313,18 +283,8 @@ def train_segmenter(
             if budget_s:
                 progress = max(progress, (elapsed + now() - started) / budget_s)
             schedule.step(progress)
-            images = batch[IMAGE].to(device, non_blocking=True).float()
-            labels = batch[LABEL].to(device, non_blocking=True).long()
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                logits = model(images)
-            loss = loss_fn(logits.float(), labels)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            loss, patches = _step(model, batch, loss_fn, optimizer, scaler, device, precision)
+            losses.append(loss)
             step += 1
         train_seconds = now() - started
         wall_seconds = time.perf_counter() - wall_started
@@ -337,7 +297,7 @@ def train_segmenter(
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": train_seconds,
             "wall_seconds": wall_seconds,
-            "patches": len(losses) * images.shape[0],
+            "patches": len(losses) * patches,
             "val_dice": float("nan"),
         }
         if val_items and (epoch % int(settings["val_every"]) == 0 or last):
@@ -363,11 +323,7 @@ def train_segmenter(
         history.append(record)
         log.info(
             "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
-            epoch,
-            epochs,
-            record["train_loss"],
-            record["val_dice"],
-            record["lr"],
+            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
             train_seconds,
         )
         if out_of_time:
@@ -378,10 +334,7 @@ def train_segmenter(
                 {
                     "fingerprint": fingerprint,
                     "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": schedule.state_dict(),
-                    "scaler": scaler.state_dict(),
+                    **{k: v.state_dict() for k, v in resumable.items()},
                     "history": history,
                     "best": best,
                     "best_state": best_state,
@@ -421,14 +374,106 @@ def train_segmenter(
         "resumed_from_epoch": resumed_from,
         "final_train_loss": history[-1]["train_loss"] if history else None,
     }
+    bundle_name = name or f"{task_name}-{network['name']}"
+    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, history)
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _training_loader(
+    train_items: Sequence[Mapping[str, Any]],
+    plans: Mapping[str, Any],
+    task_cfg: Mapping[str, Any],
+    samples: int,
+    device: torch.device,
+) -> tuple[CacheDataset, DataLoader, torch.Generator]:
+    """The cached training cases and their loader; each case gives ``samples`` patches, so a
+    batch of ``plans["batch_size"]`` patches takes ``batch_size // samples`` cases."""
+    # Reading the arrays, padding and listing foreground/background voxels are done once
+    # and cached; an epoch then costs only the random crops and augmentation.
+    dataset = CacheDataset(
+        list(train_items),
+        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
+        num_workers=None,
+        progress=False,
+    )
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, int(plans["batch_size"]) // samples),
+        shuffle=True,
+        num_workers=0,
+        generator=generator,
+        collate_fn=list_data_collate,
+        pin_memory=device.type == "cuda",
+    )
+    return dataset, loader, generator
+
+
+def _precision(
+    state: Mapping[str, Any] | None,
+    setting: str,
+    plans: Mapping[str, Any],
+    device: torch.device,
+    model: torch.nn.Module,
+) -> tuple[str, dict[str, Any]]:
+    """The arithmetic precision: a resumed run keeps the one it started with; ``auto`` is AMP
+    on CUDA and, on a CPU with native bf16 (AMX), bf16 when a timed forward + backward of
+    this network on a patch batch is clearly faster."""
+    if state is not None and state.get("precision"):
+        return state["precision"], {"reason": "resumed"}
+    example = torch.zeros(
+        int(plans["batch_size"]),
+        int(plans["n_channels"]),
+        *map(int, plans["patch_size"]),
+        device=device,
+    )
+    return resolve_precision(setting, device, model, example, repeats=2)
+
+
+def _step(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    precision: str,
+) -> tuple[float, int]:
+    """One optimiser step on a batch of patches; (its loss, the patches in it)."""
+    images = batch[IMAGE].to(device, non_blocking=True).float()
+    labels = batch[LABEL].to(device, non_blocking=True).long()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device, precision):
+        logits = model(images)
+    loss = loss_fn(logits.float(), labels)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach()), int(images.shape[0])
+
+
+def _write_fold(
+    out: Path,
+    model: torch.nn.Module,
+    name: str,
+    plans: Mapping[str, Any],
+    task_cfg: Mapping[str, Any],
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
+    """The fold's bundle, ``history.csv``, ``metrics.json``, ``plans.json`` and ``config.json``."""
     save_bundle(
         out,
         model,
         {
-            "name": name or f"{task_name}-{network['name']}",
-            "task": task_name,
+            "name": name,
+            "task": metrics["task"],
             "kind": metrics["kind"],
-            "network": network,
+            "network": dict(plans["network"]),
             "plans": dict(plans),
             "classes": list(plans["classes"]),
             "metrics": metrics,
@@ -444,6 +489,3 @@ def train_segmenter(
     (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
     (out / "plans.json").write_text(json.dumps(dict(plans), indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(dict(task_cfg), indent=2, default=str) + "\n")
-    # The bundle is whole: the checkpoint has done its job.
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
