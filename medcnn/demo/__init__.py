@@ -36,12 +36,8 @@ def write_demo_data(
             spacing=tuple(spacing),
             seed=seed,
         )
-        log.info(
-            "CT lesion cohort: %d patients, %d lesions in %s/ct",
-            len(cases),
-            sum(c.n_lesions for c in cases),
-            out,
-        )
+        lesions = sum(c.n_lesions for c in cases)
+        log.info(f"CT lesion cohort: {len(cases)} patients, {lesions} lesions in {out}/ct")
         return
     if cohort == "nuclei":
         from medcnn.demo.segmentation import write_nuclei_cohort
@@ -49,21 +45,13 @@ def write_demo_data(
         tiles = write_nuclei_cohort(
             Path(out) / "nuclei", n_tiles=tiles, size=size or 128, seed=seed
         )
-        log.info(
-            "nuclei cohort: %d tiles, %d nuclei in %s/nuclei",
-            len(tiles),
-            sum(t.n_nuclei for t in tiles),
-            out,
-        )
+        nuclei = sum(t.n_nuclei for t in tiles)
+        log.info(f"nuclei cohort: {len(tiles)} tiles, {nuclei} nuclei in {out}/nuclei")
         return
     from medcnn.demo.cxr import write_demo_cohort
 
     images = write_demo_cohort(
         Path(out), n_patients=patients or 48, seed=seed, image_size=size or 256
     )
-    log.info(
-        "demo cohort: %d images of %d patients in %s",
-        len(images),
-        len({i.patient_id for i in images}),
-        out,
-    )
+    patients = len({i.patient_id for i in images})
+    log.info(f"demo cohort: {len(images)} images of {patients} patients in {out}")

@@ -65,3 +65,22 @@ def batch_manifests(results: str | Path, batch: str) -> list[str]:
     members = Path(results) / "ingest" / "batches" / f"{batch}.tsv"
     names = members.read_text().splitlines()[1:] if members.exists() else []
     return [str(members)] + [f"{results}/ingest/{s}/manifest.tsv" for s in names if s]
+
+
+def run_per_subject(
+    config: dict[str, Any],
+    stage: str,
+    name: str,
+    subject: str | None,
+    batch: str | None,
+    work: Callable[[str], str],
+) -> None:
+    """A per-subject stage job on the GPUs it asked for: ``work`` (which returns the
+    subject's main output, relative to ``results/``) for the subject or for each subject of
+    the batch, then the batch marker ``results/<stage>/<task>/batches/<batch>.tsv``."""
+    from medcnn.devices import stage_device
+
+    with stage_device(config, stage):
+        subjects = job_subjects(config, batch, subject)
+        marker = batch_marker(config, batch, stage, name)
+        for_each_subject(subjects, lambda s: [work(s)], marker, stage)

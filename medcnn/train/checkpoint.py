@@ -74,3 +74,23 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     keys = state["numpy"].numpy().astype(np.uint32)
     has_gauss, cached = state["numpy_gauss"]
     np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss), cached))
+
+
+def training_state(
+    fingerprint: str, epoch: int, resumable: Mapping[str, Any], **progress: Any
+) -> dict[str, Any]:
+    """What a checkpoint holds: the settings digest, the last epoch done, the ``state_dict``
+    of each resumable part (model, optimiser, schedule, gradient scaler: ``resumable``) and
+    the loop's own progress (history, best epoch, …)."""
+    return {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        **{key: part.state_dict() for key, part in resumable.items()},
+        **progress,
+    }
+
+
+def restore(state: Mapping[str, Any], resumable: Mapping[str, Any]) -> None:
+    """Load each resumable part back from a checkpoint of :func:`training_state`."""
+    for key, part in resumable.items():
+        part.load_state_dict(state[key])

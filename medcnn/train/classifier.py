@@ -38,7 +38,9 @@ from medcnn.train.checkpoint import (
     CHECKPOINT,
     epoch_seed,
     load_checkpoint,
+    restore,
     save_checkpoint,
+    training_state,
 )
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
@@ -208,8 +210,7 @@ def train_fold(
     start_epoch, bad_epochs, resumed_from = 1, 0, None
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if state is not None:
-        for key, part in resumable.items():
-            part.load_state_dict(state[key])
+        restore(state, resumable)
         history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
         best_state, best_probs = state["best_state"], state["best_probs"].numpy()
         start_epoch = resumed_from = state["epoch"] + 1
@@ -284,19 +285,19 @@ def train_fold(
         if settings["checkpoint"]:
             save_checkpoint(
                 checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    **{k: v.state_dict() for k, v in resumable.items()},
-                    "history": history,
-                    "best": best,
-                    "best_state": best_state,
-                    "best_probs": torch.as_tensor(best_probs),
-                    "bad_epochs": bad_epochs,
-                    "stopped": stopped_early,
-                    "precision": precision,
-                    "precision_info": precision_info,
-                },
+                training_state(
+                    fingerprint,
+                    epoch,
+                    resumable,
+                    history=history,
+                    best=best,
+                    best_state=best_state,
+                    best_probs=torch.as_tensor(best_probs),
+                    bad_epochs=bad_epochs,
+                    stopped=stopped_early,
+                    precision=precision,
+                    precision_info=precision_info,
+                ),
             )
         if stopped_early:
             log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)

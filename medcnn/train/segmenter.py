@@ -43,10 +43,12 @@ from medcnn.train.checkpoint import (
     CHECKPOINT,
     epoch_seed,
     load_checkpoint,
+    restore,
     rng_state,
     save_checkpoint,
     set_rng_state,
     settings_digest,
+    training_state,
 )
 from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
 
@@ -251,8 +253,7 @@ def train_segmenter(
     start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
     resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
     if state is not None:
-        for key, part in resumable.items():
-            part.load_state_dict(state[key])
+        restore(state, resumable)
         history, best, best_state = state["history"], state["best"], state["best_state"]
         elapsed = float(state["elapsed"])
         set_rng_state(state["rng"])
@@ -331,19 +332,19 @@ def train_segmenter(
         if settings["checkpoint"]:
             save_checkpoint(
                 checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    **{k: v.state_dict() for k, v in resumable.items()},
-                    "history": history,
-                    "best": best,
-                    "best_state": best_state,
-                    "elapsed": elapsed,
-                    "rng": rng_state(),
-                    "finished": out_of_time,
-                    "stop_reason": stop_reason,
-                    "precision": precision,
-                },
+                training_state(
+                    fingerprint,
+                    epoch,
+                    resumable,
+                    history=history,
+                    best=best,
+                    best_state=best_state,
+                    elapsed=elapsed,
+                    rng=rng_state(),
+                    finished=out_of_time,
+                    stop_reason=stop_reason,
+                    precision=precision,
+                ),
             )
         if out_of_time:
             log.info("time budget of %s min used after epoch %d", max_minutes, epoch)

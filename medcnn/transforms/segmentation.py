@@ -335,25 +335,13 @@ def train_transforms(
             padding_mode="zeros",
         )
     )
-    elastic = (
-        Rand2DElasticd(
-            keys=keys,
-            prob=0.1,
-            spacing=(32, 32),
-            magnitude_range=(1, 2),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-        if dims == 2
-        else Rand3DElasticd(
-            keys=keys,
-            prob=0.05,
-            sigma_range=(5, 7),
-            magnitude_range=(20, 50),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-    )
+    # A grid of control points in 2D, a smoothed random field in 3D (cheaper there).
+    if dims == 2:
+        deform, grid = Rand2DElasticd, {"prob": 0.1, "spacing": (32, 32), "magnitude_range": (1, 2)}
+    else:
+        deform, grid = Rand3DElasticd, {"prob": 0.05, "sigma_range": (5, 7)}
+        grid["magnitude_range"] = (20, 50)
+    elastic = deform(keys=keys, mode=("bilinear", "nearest"), padding_mode="zeros", **grid)
     intensity: list[Any] = [
         RandScaleIntensityd(keys=IMAGE, prob=0.3, factors=0.15),
         RandShiftIntensityd(keys=IMAGE, prob=0.3, offsets=0.1),

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from medcnn.config import is_segmentation
-from medcnn.devices import stage_device
-from medcnn.stages.subjects import batch_marker, for_each_subject, job_subjects
+from medcnn.stages.subjects import run_per_subject
 
 
 def run(
@@ -19,10 +18,8 @@ def run(
     else:
         from medcnn.stages.predict.classification import run_predict as predict
 
-    def one(subject: str) -> list[str]:
+    def one(subject: str) -> str:
         predict(config, name, subject, threads=threads)
-        return [f"predict/{name}/{subject}.json"]
+        return f"predict/{name}/{subject}.json"
 
-    with stage_device(config, "predict"):
-        subjects = job_subjects(config, batch, subject)
-        for_each_subject(subjects, one, batch_marker(config, batch, "predict", name), "predict")
+    run_per_subject(config, "predict", name, subject, batch, one)

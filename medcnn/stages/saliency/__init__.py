@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medcnn.config import is_segmentation
-from medcnn.devices import stage_device
-from medcnn.stages.subjects import batch_marker, for_each_subject, job_subjects
+from medcnn.stages.subjects import run_per_subject
 
 
 def run(
@@ -18,11 +17,8 @@ def run(
     else:
         from medcnn.stages.saliency.classification import run_saliency as saliency
 
-    def one(subject: str) -> list[str]:
+    def one(subject: str) -> str:
         saliency(config, name, subject, threads=threads)
-        return [f"saliency/{name}/{subject}/saliency.json"]
+        return f"saliency/{name}/{subject}/saliency.json"
 
-    with stage_device(config, "saliency"):
-        subjects = job_subjects(config, batch, subject)
-        marker = batch_marker(config, batch, "saliency", name)
-        for_each_subject(subjects, one, marker, "saliency")
+    run_per_subject(config, "saliency", name, subject, batch, one)
