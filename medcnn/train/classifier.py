@@ -25,13 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader
-from monai.transforms import Compose, Lambdad
 from monai.utils import set_determinism
 
 from medcnn.data.labels import LabelScheme
-from medcnn.hardware import autocast, resolve_precision, resolve_workers
-from medcnn.inference.classification import predict_logits
+from medcnn.hardware import autocast, resolve_precision
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
 from medcnn.train.checkpoint import (
@@ -42,13 +39,12 @@ from medcnn.train.checkpoint import (
     save_checkpoint,
     training_state,
 )
-from medcnn.transforms.radiograph import KEY, augment_transforms
+from medcnn.train.loaders import classifier_loader
+from medcnn.train.schedules import lr_schedule
+from medcnn.train.validation import validate_classifier
+from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
-
-
-def _load_array(path: str) -> np.ndarray:
-    return np.load(path)
 
 
 def train_one_epoch(
@@ -123,15 +119,6 @@ def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarra
     return loss_weights.astype(np.float32), 1.0 / np.maximum(counts, 1.0)
 
 
-def mean_auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean over labels of the one-vs-rest AUROC (labels with one class are left out)."""
-    from medcnn.metrics.classification import auroc
-
-    values = [auroc(targets[:, k], probabilities[:, k]) for k in range(targets.shape[1])]
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
 def train_fold(
     train_items: list[dict[str, Any]],
     val_items: list[dict[str, Any]],
@@ -189,13 +176,13 @@ def train_fold(
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     else:
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    dataset, sampler, loader, generator, workers = _training_loader(
+    dataset, sampler, loader, generator, workers = classifier_loader(
         train_items, draw_weights, settings, size, device, threads
     )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    scheduler = _scheduler(optimizer, settings, settings["epochs"] * max(1, len(loader)))
+    scheduler = lr_schedule(optimizer, settings, settings["epochs"] * max(1, len(loader)))
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
@@ -254,7 +241,7 @@ def train_fold(
             # Rank 0 validates and decides; the others wait for its decision.
             stopped_early = distributed.broadcast(None)
             continue
-        probs, val_loss, val_auc = _validate(
+        probs, val_loss, val_auc = validate_classifier(
             model, val_images, val_targets, scheme, device, precision, settings["channels_last"]
         )
         record = {
@@ -328,78 +315,6 @@ def train_fold(
     return model, summary, history
 
 
-def _training_loader(
-    train_items: list[dict[str, Any]],
-    draw_weights: np.ndarray,
-    settings: dict[str, Any],
-    size: int,
-    device: torch.device,
-    threads: int,
-) -> tuple[CacheDataset, Any, DataLoader, torch.Generator, int]:
-    """The cached, augmented training set and its loader (DDP: this rank's share).
-
-    Returns:
-        (dataset, sampler or None, loader, the loader's generator, loader workers).
-    """
-    augment = (
-        augment_transforms(size, flip=settings["flip"]) if settings["augment"] else Compose([])
-    )
-    # The deterministic part (reading the array) is cached once; from the second epoch on
-    # an item costs only its random augmentation.
-    dataset = CacheDataset(
-        train_items,
-        transform=Compose([Lambdad(keys=KEY, func=_load_array), *augment.transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    workers = resolve_workers(settings["num_workers"], device, threads)
-    if distributed.world_size() > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
-        # The node's cores are shared by its ranks.
-        workers = max(1, workers // distributed.local_world_size())
-    generator = torch.Generator()
-    batch_size = distributed.per_rank_batch(settings["batch_size"])
-    balance = settings["balance"]
-    # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
-    sampler = distributed.sampler(
-        dataset,
-        shuffle=True,
-        seed=int(settings["seed"]),
-        weights=torch.as_tensor(draw_weights) if balance == "sampler" else None,
-    )
-    if sampler is None and balance == "sampler":
-        sampler = torch.utils.data.WeightedRandomSampler(
-            torch.as_tensor(draw_weights, dtype=torch.double),
-            num_samples=len(train_items),
-            replacement=True,
-            generator=generator,
-        )
-    per_rank_items = len(sampler) if sampler is not None else len(train_items)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        drop_last=per_rank_items > batch_size,
-    )
-    return dataset, sampler, loader, generator, workers
-
-
-def _scheduler(
-    optimizer: torch.optim.Optimizer, settings: dict[str, Any], total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """The learning-rate schedule of ``train.schedule``, stepped once per batch."""
-    if settings["schedule"] == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=settings["learning_rate"], total_steps=total_steps, pct_start=0.15
-        )
-    if settings["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
 def _precision(
     state: dict[str, Any] | None,
     settings: dict[str, Any],
@@ -422,33 +337,6 @@ def _precision(
             example.contiguous(memory_format=memory_format),
         )
     return distributed.broadcast((precision, precision_info))
-
-
-def _validate(
-    model: torch.nn.Module,
-    val_images: np.ndarray,
-    val_targets: np.ndarray,
-    scheme: LabelScheme,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-) -> tuple[np.ndarray, float, float]:
-    """(probabilities, loss, mean AUROC) of the validation images."""
-    logits = predict_logits(model, val_images, device, precision, bool(channels_last))
-    probs = scheme.probabilities(logits)
-    if scheme.kind == "multiclass":
-        val_loss = float(
-            torch.nn.functional.cross_entropy(
-                torch.as_tensor(logits), torch.as_tensor(val_targets.argmax(axis=1))
-            )
-        )
-    else:
-        val_loss = float(
-            torch.nn.functional.binary_cross_entropy_with_logits(
-                torch.as_tensor(logits), torch.as_tensor(val_targets)
-            )
-        )
-    return probs, val_loss, mean_auroc(val_targets, probs)
 
 
 def _log_epoch(record: dict[str, float], epochs: int) -> None:

@@ -28,14 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
 from monai.losses import DiceCELoss
-from monai.transforms import Compose
 from monai.utils import set_determinism
 
 from medcnn.config import section_defaults
 from medcnn.hardware import autocast, resolve_precision
-from medcnn.inference.segmentation import sliding_probabilities
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
@@ -50,7 +47,10 @@ from medcnn.train.checkpoint import (
     settings_digest,
     training_state,
 )
-from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
+from medcnn.train.loaders import segmenter_loader
+from medcnn.train.schedules import PolySchedule
+from medcnn.train.validation import validate_segmenter
+from medcnn.transforms.segmentation import IMAGE, LABEL
 
 log = logging.getLogger(__name__)
 
@@ -73,87 +73,6 @@ def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
         **{k: v for k, v in section_defaults("segmentation").items() if k in SEGMENTATION_KEYS},
     }
     return {**defaults, **FIXED_SETTINGS, **(task_cfg.get("train") or {})}
-
-
-class PolySchedule:
-    """Linear warm-up then ``(1 - progress) ** 0.9``; progress in 0..1 is set by the caller.
-
-    A plain object with ``state_dict``: the progress can come from steps or from elapsed
-    time, which ``torch.optim.lr_scheduler`` classes cannot express.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: float) -> None:
-        self.optimizer, self.base_lr, self.warmup = optimizer, base_lr, warmup
-        self.progress = 0.0
-
-    def step(self, progress: float) -> float:
-        """Set the learning rate for ``progress`` (fraction of the budget used); returns it."""
-        self.progress = min(max(progress, 0.0), 1.0)
-        lr = self.base_lr * (1.0 - self.progress) ** 0.9
-        if self.warmup > 0 and self.progress < self.warmup:
-            lr *= max(self.progress / self.warmup, 0.02)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def state_dict(self) -> dict[str, float]:
-        return {"progress": self.progress, "base_lr": self.base_lr, "warmup": self.warmup}
-
-    def load_state_dict(self, state: Mapping[str, float]) -> None:
-        self.progress = float(state["progress"])
-
-
-def _load_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return LoadArraysd()(item)
-
-
-def dice_per_class(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
-    """Dice of each foreground class between two label maps (NaN where both are empty)."""
-    out = []
-    for c in range(1, n_classes):
-        p, r = pred == c, ref == c
-        denom = p.sum() + r.sum()
-        out.append(float(2.0 * (p & r).sum() / denom) if denom else float("nan"))
-    return out
-
-
-def validate(
-    model: torch.nn.Module,
-    items: Sequence[Mapping[str, Any]],
-    plans: Mapping[str, Any],
-    device: torch.device,
-    precision: str,
-    overlap: float,
-) -> dict[str, Any]:
-    """Mean foreground Dice over validation images (argmax of the sliding-window softmax).
-
-    Returns:
-        ``{"dice": mean over images of the mean over classes present, "dice_per_class":
-        [mean over images per class]}``.
-    """
-    model.eval()
-    n_classes = len(plans["classes"])
-    per_image, per_class = [], []
-    for item in items:
-        loaded = _load_item(item)
-        prob = sliding_probabilities(
-            model, loaded[IMAGE], plans["patch_size"], device, precision, overlap
-        )
-        pred = prob.argmax(0).numpy()
-        dices = dice_per_class(pred, loaded[LABEL][0], n_classes)
-        per_class.append(dices)
-        finite = [d for d in dices if np.isfinite(d)]
-        per_image.append(float(np.mean(finite)) if finite else 1.0)
-    matrix = np.array(per_class, dtype=float)
-    return {
-        "dice": float(np.mean(per_image)) if per_image else float("nan"),
-        "dice_per_class": [
-            float(np.nanmean(matrix[:, k])) if np.isfinite(matrix[:, k]).any() else float("nan")
-            for k in range(matrix.shape[1])
-        ]
-        if len(matrix)
-        else [],
-    }
 
 
 def train_segmenter(
@@ -221,7 +140,7 @@ def train_segmenter(
         batch=True,
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
     )
-    dataset, loader, generator = _training_loader(
+    dataset, loader, generator = segmenter_loader(
         train_items, plans, task_cfg, int(settings["samples_per_image"]), device
     )
     iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
@@ -303,7 +222,9 @@ def train_segmenter(
         }
         if val_items and (epoch % int(settings["val_every"]) == 0 or last):
             v0 = time.perf_counter()
-            val = validate(model, val_items, plans, device, precision, float(settings["overlap"]))
+            val = validate_segmenter(
+                model, val_items, plans, device, precision, float(settings["overlap"])
+            )
             record["val_dice"] = val["dice"]
             for k, d in enumerate(val["dice_per_class"], start=1):
                 record[f"val_dice_{plans['classes'][k]}"] = d
@@ -380,36 +301,6 @@ def train_segmenter(
     # The bundle is whole: the checkpoint has done its job.
     checkpoint_path.unlink(missing_ok=True)
     return metrics
-
-
-def _training_loader(
-    train_items: Sequence[Mapping[str, Any]],
-    plans: Mapping[str, Any],
-    task_cfg: Mapping[str, Any],
-    samples: int,
-    device: torch.device,
-) -> tuple[CacheDataset, DataLoader, torch.Generator]:
-    """The cached training cases and their loader; each case gives ``samples`` patches, so a
-    batch of ``plans["batch_size"]`` patches takes ``batch_size // samples`` cases."""
-    # Reading the arrays, padding and listing foreground/background voxels are done once
-    # and cached; an epoch then costs only the random crops and augmentation.
-    dataset = CacheDataset(
-        list(train_items),
-        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    generator = torch.Generator()
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, int(plans["batch_size"]) // samples),
-        shuffle=True,
-        num_workers=0,
-        generator=generator,
-        collate_fn=list_data_collate,
-        pin_memory=device.type == "cuda",
-    )
-    return dataset, loader, generator
 
 
 def _precision(
