@@ -150,33 +150,12 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
                     heat = np.mean([c[method] for c in cams], axis=0).astype(np.float32)
                 else:
                     with perturbed(dtype, device):
-                        heat = np.mean(
-                            [
-                                saliency_map(
-                                    m,
-                                    image,
-                                    method,
-                                    layer,
-                                    k,
-                                    settings["occlusion"]["mask_size"]
-                                    or max(1, min(image.shape[1:]) // 4),
-                                    settings["occlusion"]["overlap"],
-                                )
-                                for m in models
-                            ],
-                            axis=0,
-                        ).astype(np.float32)
+                        heat = _perturbation_map(models, image, method, layer, k, settings)
                 with perturbed(dtype, device):
                     faith = road_score(
                         probability, image, heat, settings["faithfulness_fractions"], base=base
                     )
-                faith["precision"] = "bf16" if dtype is not None else "fp32"
-                faith["threshold"] = threshold
-                # Faithfulness asks whether removing the salient pixels removes the evidence
-                # for the call. An image not called positive for the label has no evidence to
-                # remove (its probability cannot fall), so it is not assessed, not failed.
-                faith["assessed"] = bool(faith["probability"] >= decision[k])
-                faith["reliable"] = bool(faith["score"] >= threshold) if faith["assessed"] else None
+                _judge(faith, dtype, threshold, decision[k])
                 stem = f"{row['series']}_{method}_{safe_name(label)}"
                 np.save(out / f"{stem}.npy", heat)
                 image2d, heat2d, k_slice = shown_slice(image, heat)
@@ -216,3 +195,40 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
         summary["seconds"],
     )
     return summary
+
+
+def _perturbation_map(
+    models: list[torch.nn.Module],
+    image: np.ndarray,
+    method: str,
+    layer: str | None,
+    class_index: int,
+    settings: dict[str, Any],
+) -> np.ndarray:
+    """A perturbation method's map (occlusion), averaged over the folds; float32 like the
+    image's spatial shape."""
+    mask_size = settings["occlusion"]["mask_size"] or max(1, min(image.shape[1:]) // 4)
+    return np.mean(
+        [
+            saliency_map(
+                m, image, method, layer, class_index, mask_size, settings["occlusion"]["overlap"]
+            )
+            for m in models
+        ],
+        axis=0,
+    ).astype(np.float32)
+
+
+def _judge(
+    faith: dict[str, Any], dtype: torch.dtype | None, threshold: float, decision: float
+) -> None:
+    """Add to a faithfulness score its precision, threshold and verdict.
+
+    Faithfulness asks whether removing the salient pixels removes the evidence for the call.
+    An image not called positive for the label has no evidence to remove (its probability
+    cannot fall), so it is not assessed, not failed.
+    """
+    faith["precision"] = "bf16" if dtype is not None else "fp32"
+    faith["threshold"] = threshold
+    faith["assessed"] = bool(faith["probability"] >= decision)
+    faith["reliable"] = bool(faith["score"] >= threshold) if faith["assessed"] else None

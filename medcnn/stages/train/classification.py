@@ -92,6 +92,66 @@ def _run_train(
     if not distributed.is_main():
         return {}
 
+    metrics, thresholds = _fold_metrics(
+        name,
+        fold,
+        task,
+        scheme,
+        summary,
+        (train_rows, val_rows),
+        (train_items, val_items),
+        subgroups,
+        device,
+        threads,
+    )
+    network = summary["network"]
+    save_bundle(
+        out,
+        model,
+        {
+            "name": f"{name}-{network['name']}-fold{fold}",
+            "task": name,
+            "network": network,
+            "plans": plans,
+            "kind": scheme.kind,
+            "labels": list(scheme.labels),
+            "threshold": thresholds[0],
+            "thresholds": thresholds,
+            "flip": bool(task["train"]["flip"]),
+            "metrics": {k: v for k, v in metrics.items() if k != "validation"},
+        },
+    )
+    with open(out / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
+    (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
+    # The bundle is whole: the checkpoint has done its job.
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    return metrics
+
+
+def _fold_metrics(
+    name: str,
+    fold: int,
+    task: dict[str, Any],
+    scheme: LabelScheme,
+    summary: dict[str, Any],
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    items: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    subgroups: list[str],
+    device: torch.device,
+    threads: int,
+) -> tuple[dict[str, Any], list[float]]:
+    """What ``metrics.json`` says of a trained fold (validation metrics at the chosen
+    thresholds, the training run's facts), and the thresholds of each label.
+
+    Args:
+        rows: the (training, validation) index rows; items: the same as training items.
+    """
+    (train_rows, val_rows), (train_items, val_items) = rows, items
     evaluation = task["evaluation"]
     probs, targets = summary["best_probabilities"], summary["val_targets"]
     thresholds = [
@@ -147,30 +207,4 @@ def _run_train(
         "initial_weights": summary["initial_weights"],
         "validation": validation,
     }
-    network = summary["network"]
-    save_bundle(
-        out,
-        model,
-        {
-            "name": f"{name}-{network['name']}-fold{fold}",
-            "task": name,
-            "network": network,
-            "plans": plans,
-            "kind": scheme.kind,
-            "labels": list(scheme.labels),
-            "threshold": thresholds[0],
-            "thresholds": thresholds,
-            "flip": bool(task["train"]["flip"]),
-            "metrics": {k: v for k, v in metrics.items() if k != "validation"},
-        },
-    )
-    with open(out / "history.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
-    (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
-    # The bundle is whole: the checkpoint has done its job.
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return metrics
+    return metrics, thresholds
