@@ -26,13 +26,17 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 
 from medcnn.io import geometry
 from medcnn.io.dicom import (
+    WARNING_IS_ERROR_SYNTAXES,
     DicomImage,
     DicomReadError,
-    _float_list,
+    decoded_pixels,
     invert_monochrome1,
     looks_like_dicom,
+    number_list,
+    orientation,
     pixel_spacing,
 )
+from medcnn.io.files import open_regular
 
 DEFAULT_IOP = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 COLOUR_PHOTOMETRICS = frozenset(
@@ -148,8 +152,8 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
     )
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if not per_frame:
-        iop = _float_list(ds, "ImageOrientationPatient")
-        ipp = _float_list(ds, "ImagePositionPatient")
+        iop = orientation(ds)
+        ipp = number_list(ds, "ImagePositionPatient")
         spacing, source = pixel_spacing(ds)
         n_frames = _int(ds.get("NumberOfFrames", 1)) or 1
         base = FrameInfo(
@@ -162,8 +166,8 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             echo=_text(ds.get("EchoNumbers")) or _text(ds.get("EchoTime")),
             temporal=_int(ds.get("TemporalPositionIdentifier")),
             mosaic=is_mosaic(ds),
-            slope=float(ds.get("RescaleSlope", 1) or 1),
-            intercept=float(ds.get("RescaleIntercept", 0) or 0),
+            slope=(number_list(ds, "RescaleSlope") or [1.0])[0],
+            intercept=(number_list(ds, "RescaleIntercept") or [0.0])[0],
             **common,
         )
         if n_frames == 1:
@@ -179,15 +183,15 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
     shared = _first(ds, "SharedFunctionalGroupsSequence")
     frames = []
     for index, item in enumerate(per_frame):
-        orientation = _functional(item, shared, "PlaneOrientationSequence")
+        plane = _functional(item, shared, "PlaneOrientationSequence")
         position = _functional(item, shared, "PlanePositionSequence")
         measures = _functional(item, shared, "PixelMeasuresSequence")
         transform = _functional(item, shared, "PixelValueTransformationSequence")
         content = _first(item, "FrameContentSequence")
         echo_item = _functional(item, shared, "MREchoSequence")
-        iop = _float_list(orientation, "ImageOrientationPatient") if orientation else None
-        ipp = _float_list(position, "ImagePositionPatient") if position else None
-        if measures is not None and _float_list(measures, "PixelSpacing"):
+        iop = orientation(plane) if plane else None
+        ipp = number_list(position, "ImagePositionPatient") if position else None
+        if measures is not None and number_list(measures, "PixelSpacing"):
             spacing, source = pixel_spacing(measures)
         else:
             spacing, source = pixel_spacing(ds)
@@ -202,8 +206,8 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
                 echo=_text(echo_item.get("EffectiveEchoTime")) if echo_item else "",
                 temporal=_int(content.get("TemporalPositionIndex")) if content else 0,
                 stack=_text(content.get("StackID")) if content else "",
-                slope=float(transform.get("RescaleSlope", 1) or 1) if transform else 1.0,
-                intercept=float(transform.get("RescaleIntercept", 0) or 0) if transform else 0.0,
+                slope=(number_list(transform, "RescaleSlope") or [1.0])[0],
+                intercept=(number_list(transform, "RescaleIntercept") or [0.0])[0],
                 **{**common, "instance": index + 1},
             )
         )
@@ -218,22 +222,31 @@ def _decode(path: Path, header: bool = True) -> tuple[Dataset | None, np.ndarray
     """
     ds = None
     try:
-        with pywarnings.catch_warnings():
-            pywarnings.simplefilter("ignore")
-            if header:
-                ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
-                if not any(
-                    k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-                ):
-                    raise DicomReadError(f"{path.name}: no pixel data")
-                pixels = ds.pixel_array
-            else:
-                try:
-                    pixels = pixel_array(str(path))
-                except Exception:  # deflated or unusual files: parse them in full
-                    return _decode(path, header=True)
-    except DicomReadError:
-        raise
+        if header:
+            with open_regular(path) as fh, pywarnings.catch_warnings():
+                pywarnings.simplefilter("ignore")  # header quirks; decode warnings are kept
+                ds = pydicom.dcmread(fh, force=not looks_like_dicom(path))
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                raise DicomReadError(f"{path.name}: no pixel data")
+            pixels = decoded_pixels(ds)
+        else:
+            try:
+                with open_regular(path) as fh, pywarnings.catch_warnings():
+                    pywarnings.simplefilter("error")  # a warning: decode in full, checked
+                    meta = pydicom.filereader.read_file_meta_info(fh)
+                    syntax = str(meta.get("TransferSyntaxUID", ""))
+                    if syntax.startswith(WARNING_IS_ERROR_SYNTAXES):
+                        return _decode(path, header=True)
+                    fh.seek(0)
+                    pixels = pixel_array(fh)
+            except DicomReadError:
+                raise
+            except Exception:  # deflated or unusual files: parse them in full
+                return _decode(path, header=True)
+    except DicomReadError as exc:
+        if str(exc).startswith(f"{path.name}:"):
+            raise
+        raise DicomReadError(f"{path.name}: {exc}") from exc
     except Exception as exc:  # pydicom raises many types for truncated/undecodable data
         try:
             meta = pydicom.filereader.read_file_meta_info(path)
@@ -602,7 +615,7 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
         if value is None or value == "":
             continue
         if factor is not None:
-            numbers = _float_list(ds, keyword) or []
+            numbers = number_list(ds, keyword) or []
             meta[key] = [v * factor for v in numbers] if len(numbers) > 1 else numbers[0] * factor
         elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
             meta[key] = [str(v) for v in value]
