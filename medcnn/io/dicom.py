@@ -253,7 +253,7 @@ def read_image(path: Path) -> DicomImage:
         name = getattr(sop, "name", None) or str(sop or "unknown SOP class")
         raise DicomReadError(f"no pixel data ({name})")
     stored = decoded_pixels(ds)
-    frames = int(number_list(ds, "NumberOfFrames") or [1])
+    frames = int((number_list(ds, "NumberOfFrames") or [1])[0])
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if frames != 1 or stored.ndim != 2:
         raise DicomReadError(
