@@ -43,8 +43,10 @@ def test_dicom_is_recognised_by_content_not_extension(tmp_path):
     (tmp_path / "scan.png").write_bytes(content)
     (tmp_path / "image").write_bytes(content)
     (tmp_path / "notes.txt").write_text("hello")
-    kinds = {c.path.name: c.kind for c in discover([tmp_path])}
-    assert kinds == {"scan.png": "dicom", "image": "dicom", "notes.txt": "other"}
+    skipped = []
+    kinds = {c.path.name: c.kind for c in discover([tmp_path], skipped=skipped)}
+    assert kinds == {"scan.png": "dicom", "image": "dicom"}
+    assert [(s.path.name, s.reason) for s in skipped] == [("notes.txt", "too small (5 bytes)")]
     assert looks_like_dicom(tmp_path / "scan.png")
 
 

@@ -1,0 +1,152 @@
+"""Scrub identifiers out of text that leaves ingest: free-text DICOM fields, input paths and
+error messages.
+
+Free text (SeriesDescription, StudyDescription, ProtocolName) is typed by people at the
+scanner and may hold the patient's name or MRN; input paths are often named after the
+patient (``Surname_MRN/``) or hold the PatientID and study date. What is removed:
+
+* the patient's own identifiers (each component of PatientName, PatientID, AccessionNumber,
+  other IDs, the birth date), case-insensitively;
+* anything shaped like a date (``20190607``, ``2019-06-07``, ``07.06.2019``) or an ID (a
+  token with five or more digits, or letters and three or more digits mixed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+REDACTED = "[x]"
+#: Free-text DICOM keywords that may reach outputs.
+FREE_TEXT_KEYWORDS = ("SeriesDescription", "StudyDescription", "ProtocolName")
+_DATE = re.compile(
+    r"(?<!\d)(?:(?:19|20)\d{2}[-./_]?(?:0[1-9]|1[0-2])[-./_]?(?:0[1-9]|[12]\d|3[01])"
+    r"|(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)?\d{2})(?!\d)"
+)
+_ID = re.compile(
+    r"\b(?=[A-Za-z0-9_-]*\d{5})[A-Za-z0-9_-]+\b|\b(?=[A-Za-z]*\d)(?=\w*[A-Za-z])"
+    r"(?=(?:\D*\d){3})[A-Za-z0-9]{4,}\b"
+)
+_ASCII_NAME = re.compile(r"^[\x20-\x7e]*$")
+
+
+def identifier_parts(values: Iterable[str]) -> list[str]:
+    """The searchable pieces of identifiers: each value, and each name component of two or
+    more characters (``DOE^JANE`` gives ``DOE^JANE``, ``DOE``, ``JANE``), longest first."""
+    parts: set[str] = set()
+    for value in values:
+        text = str(value or "").strip()
+        if not text:
+            continue
+        parts.add(text)
+        parts.update(p for p in re.split(r"[\^\s,=_.-]+", text) if len(p) >= 2)
+    return sorted(parts, key=len, reverse=True)
+
+
+def scrub_text(text: str, identifiers: Iterable[str] = ()) -> str:
+    """``text`` without the given identifiers and without date- or ID-shaped tokens.
+
+    >>> scrub_text("CHEST PA DOE 20190607 MRN7731", ["DOE^JANE"])
+    'CHEST PA [x] [x] [x]'
+    """
+    out = str(text)
+    for part in identifier_parts(identifiers):
+        out = re.sub(re.escape(part), REDACTED, out, flags=re.IGNORECASE)
+    out = _DATE.sub(REDACTED, out)
+    out = _ID.sub(REDACTED, out)
+    return out
+
+
+def free_text(text: str, identifiers: Iterable[str], policy: str) -> str:
+    """A free-text DICOM value as ``deid.free_text`` says: ``scrub``, ``remove`` or ``keep``."""
+    if policy == "keep":
+        return str(text)
+    if policy == "remove":
+        return ""
+    return scrub_text(text, identifiers)
+
+
+#: Words a plain scan-file or folder name may be made of (with digits of up to six places).
+PLAIN_WORDS = frozenset(
+    """dicom dcm ima img im image images i mr ct cr dx pt pet us xa mg nm ot sm se ser
+    series st study s slice slices scan scans file files frame frames exp export data
+    nifti nii gz png jpg jpeg tif tiff bmp mask masks label labels seg roi gt flair t1 t1ce
+    t2 t1w t2w dwi adc bold pd train test val tiles tile overlay instances instance inputs
+    input raw case cases volume vol a b c d e f g h j k l m n o p q r t u v w x y z""".split()
+)
+_TOKENS = re.compile(r"[A-Za-z]+|\d+|[._-]")
+
+
+def plain_name(name: str) -> bool:
+    """True for a name that cannot identify anyone: known scan words, short numbers and
+    separators only (``IM000012.dcm``, ``slice_003``, ``FLAIR.nii.gz``, ``images``)."""
+    if not name or not _ASCII_NAME.match(name) or name != name.strip():
+        return False
+    tokens = _TOKENS.findall(name)
+    if "".join(tokens) != name:
+        return False
+    for token in tokens:
+        if token.isdigit():
+            if len(token) > 6:
+                return False
+        elif token.isalpha() and token.lower() not in PLAIN_WORDS:
+            return False
+    return True
+
+
+def _extension(name: str) -> str:
+    lower = name.lower()
+    for suffix in (".nii.gz", ".nii", ".dcm", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        if lower.endswith(suffix):
+            return suffix
+    return ""
+
+
+def path_component(name: str, secret: bytes, is_file: bool) -> str:
+    """A path component as it may be shown: itself when plain, else a keyed pseudonym
+    (``f-<hex>.dcm`` for a file, keeping its extension; ``d-<hex>`` for a folder)."""
+    if plain_name(name):
+        return name
+    raw = os.fsencode(name)  # names that are not valid UTF-8 pseudonymise too
+    digest = hmac.new(secret, b"path:" + raw, hashlib.sha256).hexdigest()[:10]
+    return f"f-{digest}{_extension(name)}" if is_file else f"d-{digest}"
+
+
+def shown_path(path: Path, folders: list[Path], secret: bytes, show: bool = False) -> str:
+    """How an input path appears in tables, logs and reports.
+
+    Relative to its input folder and prefixed with that folder's name; each component that
+    is not a plain scan-file name replaced by a keyed pseudonym, unless ``show``
+    (``ingest.show_paths``) asks for the real names. A path outside every input folder
+    appears as a pseudonym of the whole path.
+    """
+    for folder in folders:
+        try:
+            relative = path.relative_to(folder)
+        except ValueError:
+            continue
+        parts = [folder.name, *relative.parts]
+        break
+    else:
+        parts = [str(path)]
+    if show:
+        return "/".join(
+            os.fsdecode(os.fsencode(p)).encode("utf-8", "replace").decode() for p in parts
+        )
+    last = len(parts) - 1
+    return "/".join(path_component(p, secret, i == last) for i, p in enumerate(parts))
+
+
+def scrub_message(message: str, path: Path, shown: str, identifiers: Iterable[str]) -> str:
+    """An error message fit for outputs: the file's real path and its components replaced
+    by how it is shown, then scrubbed of identifiers and ID-shaped text."""
+    text = str(message).replace(str(path), shown)
+    for part in sorted(set(path.parts) - {"/"}, key=len, reverse=True):
+        if not plain_name(part):
+            text = text.replace(part, REDACTED)
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return scrub_text(text, identifiers).replace(REDACTED + REDACTED, REDACTED)
