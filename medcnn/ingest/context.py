@@ -98,7 +98,8 @@ class Context:
     def reject(self, path: Path, stage: str, reason: str) -> None:
         """Quarantine ``path``: its fate becomes ``quarantined`` at ``stage``."""
         shown = self.shown(path)
-        reason = scrub_message(reason, path, shown, self.phi)
+        show = self.config["ingest"]["show_paths"]
+        reason = scrub_message(reason, path, shown, self.phi, show)
         self.fates[path] = Fate(shown, "quarantined", stage, reason)
         log.warning("quarantined %s (%s): %s", shown, stage, reason)
 
@@ -156,5 +157,7 @@ class Context:
             if not fate.fate:
                 log.error("ingest left %s unaccounted for (a bug)", fate.file)
                 fate = Fate(fate.file, "skipped", "convert", "not converted (internal error)")
-            rows.append(Fate(fate.file, fate.fate, fate.stage, self.scrub(fate.detail)))
+            if fate.fate != "converted":  # a converted file's detail is our own pseudonyms
+                fate = Fate(fate.file, fate.fate, fate.stage, self.scrub(fate.detail))
+            rows.append(fate)
         return rows + [Fate(f.file, f.fate, f.stage, self.scrub(f.detail)) for f in self.skipped]

@@ -7,8 +7,8 @@ patient (``Surname_MRN/``) or hold the PatientID and study date. What is removed
 
 * the patient's own identifiers (each component of PatientName, PatientID, AccessionNumber,
   other IDs, the birth date), case-insensitively;
-* anything shaped like a date (``20190607``, ``2019-06-07``, ``07.06.2019``) or an ID (a
-  token with five or more digits, or letters and three or more digits mixed).
+* anything shaped like a date (``20190607``, ``2019-06-07``, ``07.06.2019``) or an ID (six
+  or more digits in a row, or letters followed by four or more digits).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ _DATE = re.compile(
     r"(?<!\d)(?:(?:19|20)\d{2}[-./_]?(?:0[1-9]|1[0-2])[-./_]?(?:0[1-9]|[12]\d|3[01])"
     r"|(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)?\d{2})(?!\d)"
 )
+#: ID-shaped: six or more digits in a row, or letters followed by four or more digits
+#: (``MRN7731``, ``ACC5512ZQXJ``); short numbers (sizes, slice counts, ``3mm``) stay.
 _ID = re.compile(
-    r"\b(?=[A-Za-z0-9_-]*\d{5})[A-Za-z0-9_-]+\b|\b(?=[A-Za-z]*\d)(?=\w*[A-Za-z])"
-    r"(?=(?:\D*\d){3})[A-Za-z0-9]{4,}\b"
+    r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]*\d{6,}|[A-Za-z]+\d{4,})[A-Za-z0-9]*(?![A-Za-z0-9])"
 )
 _ASCII_NAME = re.compile(r"^[\x20-\x7e]*$")
 
@@ -55,7 +56,9 @@ def scrub_text(text: str, identifiers: Iterable[str] = ()) -> str:
     """
     out = str(text)
     for part in identifier_parts(identifiers):
-        out = re.sub(re.escape(part), REDACTED, out, flags=re.IGNORECASE)
+        # Whole words only: a name component "DOE" must not eat "does".
+        pattern = r"(?<![A-Za-z0-9])" + re.escape(part) + r"(?![A-Za-z0-9])"
+        out = re.sub(pattern, REDACTED, out, flags=re.IGNORECASE)
     out = _DATE.sub(REDACTED, out)
     out = _ID.sub(REDACTED, out)
     return out
@@ -141,12 +144,14 @@ def shown_path(path: Path, folders: list[Path], secret: bytes, show: bool = Fals
     return "/".join(path_component(p, secret, i == last) for i, p in enumerate(parts))
 
 
-def scrub_message(message: str, path: Path, shown: str, identifiers: Iterable[str]) -> str:
-    """An error message fit for outputs: the file's real path and its components replaced
-    by how it is shown, then scrubbed of identifiers and ID-shaped text."""
+def scrub_message(
+    message: str, path: Path, shown: str, identifiers: Iterable[str], show: bool = False
+) -> str:
+    """An error message fit for outputs: the file's real path replaced by how it is shown,
+    its other components (unless ``show``) and identifiers redacted, ID-shaped text too."""
     text = str(message).replace(str(path), shown)
     for part in sorted(set(path.parts) - {"/"}, key=len, reverse=True):
-        if not plain_name(part):
+        if not show and not plain_name(part) and part not in shown:
             text = text.replace(part, REDACTED)
     text = text.encode("utf-8", "replace").decode("utf-8")
     return scrub_text(text, identifiers).replace(REDACTED + REDACTED, REDACTED)
