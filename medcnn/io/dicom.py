@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, get_decoder
 
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
@@ -182,6 +182,16 @@ WARNING_IS_ERROR_SYNTAXES = (
 )
 
 
+JPEG_LS_PREFIX = "1.2.840.10008.1.2.4.8"
+
+
+def _has_plugin(syntax: str, plugin: str) -> bool:
+    try:
+        return plugin in get_decoder(pydicom.uid.UID(syntax)).available_plugins
+    except (NotImplementedError, ValueError):
+        return False
+
+
 def decoded_pixels(ds: Dataset) -> np.ndarray:
     """``ds.pixel_array``, checked: decode errors, and for JPEG 2000 and JPEG-LS decode
     warnings too, raise; so do frames that do not fill the declared size and values outside
@@ -192,6 +202,9 @@ def decoded_pixels(ds: Dataset) -> np.ndarray:
     """
     syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
     name = getattr(pydicom.uid.UID(syntax), "name", syntax) if syntax else "?"
+    if syntax.startswith(JPEG_LS_PREFIX) and _has_plugin(syntax, "pyjpegls"):
+        # CharLS reports a damaged stream; libjpeg's JPEG-LS decoder returns pixels anyway.
+        ds.pixel_array_options(decoding_plugin="pyjpegls")
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always")
         try:

@@ -616,6 +616,8 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
             continue
         if factor is not None:
             numbers = number_list(ds, keyword) or []
+            if not numbers:
+                continue  # text in a numeric attribute: left out, never fatal
             meta[key] = [v * factor for v in numbers] if len(numbers) > 1 else numbers[0] * factor
         elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
             meta[key] = [str(v) for v in value]

@@ -119,6 +119,13 @@ def path_component(name: str, secret: bytes, is_file: bool) -> str:
     return f"f-{digest}{_extension(name)}" if is_file else f"d-{digest}"
 
 
+def printable(name: str) -> str:
+    """A file name as text that tables can hold: bytes that are not UTF-8 become U+FFFD,
+    control characters (tabs, newlines) ``?``."""
+    text = os.fsencode(name).decode("utf-8", "replace")
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+
+
 def shown_path(path: Path, folders: list[Path], secret: bytes, show: bool = False) -> str:
     """How an input path appears in tables, logs and reports.
 
@@ -137,9 +144,7 @@ def shown_path(path: Path, folders: list[Path], secret: bytes, show: bool = Fals
     else:
         parts = [str(path)]
     if show:
-        return "/".join(
-            os.fsdecode(os.fsencode(p)).encode("utf-8", "replace").decode() for p in parts
-        )
+        return "/".join(printable(p) for p in parts)
     last = len(parts) - 1
     return "/".join(path_component(p, secret, i == last) for i, p in enumerate(parts))
 
