@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import re
+import warnings
 import zlib
 from pathlib import Path
 
@@ -200,14 +201,16 @@ def test_no_identifier_in_any_output(tmp_path_factory, caplog):
     results = base / "results"
     config = _config(results, root)
     config["tasks"] = {}
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         run_ingest(config)
         from medcnn.report.render import render_cohort, render_subject
 
         render_cohort(config)
         subject = read_manifest(results / "ingest" / "manifest.tsv")["subject"].iloc[0]
         render_subject(config, subject)
-    log_text = "\n".join(r.getMessage() for r in caplog.records).encode()
+    messages = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]
+    log_text = "\n".join(messages).encode()
     outputs = [p for p in results.rglob("*") if p.is_file()]
     assert any(p.suffix == ".pdf" for p in outputs) and any(p.suffix == ".gz" for p in outputs)
     hits = []
