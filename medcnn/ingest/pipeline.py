@@ -29,14 +29,17 @@ grid matches no image of its subject and study is quarantined instead of written
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pydicom
 
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
@@ -135,12 +138,31 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
         InputError: an input folder is missing or empty, the labels or an input table is
             missing, unreadable or lacks a column, or no file at all could be converted.
     """
-    with warnings.catch_warnings():
-        # Library warnings quote header values and paths (names, IDs) and would reach the
-        # log unscrubbed: ingest reports problems itself, scrubbed. Decoders' warnings are
-        # recorded separately where they matter (JPEG 2000, JPEG-LS).
-        warnings.simplefilter("ignore")
+    with _quiet_libraries():
         return _run(config)
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Silence pydicom's log and every library warning for the run.
+
+    They quote header values and paths (names, IDs, folders outside the inputs) and would
+    reach the log unscrubbed; ingest reports each problem itself, scrubbed. Decoders'
+    warnings are still recorded where they count as errors (JPEG 2000, JPEG-LS).
+    """
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    logger = logging.getLogger("pydicom")
+    disabled = logger.disabled
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            settings.reading_validation_mode = pydicom.config.IGNORE
+            logger.disabled = True
+            yield
+    finally:
+        settings.reading_validation_mode = mode
+        logger.disabled = disabled
 
 
 def _run(config: dict[str, Any]) -> tuple[int, int]:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
+import re
 from pathlib import Path
 
 import nibabel as nib
