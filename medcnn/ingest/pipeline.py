@@ -166,7 +166,10 @@ def _quiet_libraries() -> Iterator[None]:
 
 
 def _run(config: dict[str, Any]) -> tuple[int, int]:
-    specs = parse_inputs(config["inputs"])
+    try:
+        specs = parse_inputs(config["inputs"])
+    except ValueError as exc:
+        raise InputError(f"{exc}: fix the pattern in the config") from None
     _check_inputs(specs)
     ctx = _context(config, [s.path for s in specs])
     tables = {}
@@ -222,8 +225,10 @@ def _convert_dicom(entries: list[Entry], ctx: Context) -> None:
     for members in ordered:
         members.sort(key=lambda e: (e.instance, e.sop_uid))
         projection = is_projection(members)
-        if not projection and members[0].description and label_series.search(
-            members[0].description
+        if (
+            not projection
+            and members[0].description
+            and label_series.search(members[0].description)
         ):
             label_groups.append(members)  # after the images, to check their grid
         elif projection:
