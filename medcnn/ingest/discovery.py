@@ -284,8 +284,9 @@ def inventory_digest(folders: list[str | Path]) -> str:
             for name in sorted(files):
                 path = os.path.join(root, name)
                 try:
-                    st = os.stat(path)
+                    st = os.lstat(path)  # a link's own entry: never follows /dev/zero or loops
                 except OSError:
                     continue
-                digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                # fsencode: a file name that is not valid UTF-8 must not stop the workflow.
+                digest.update(os.fsencode(path) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
