@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
 from medcnn.io import geometry
-from medcnn.io.dicom import DicomImage, DicomReadError, invert_monochrome1
+from medcnn.io.dicom import DicomImage, DicomReadError, invert_monochrome1, number_list
 from medcnn.io.dicom_decode import as_frames, decode_file
 from medcnn.io.dicom_frames import (
     COLOUR_PHOTOMETRICS,
@@ -172,22 +173,59 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         )
     for group in by_position:
         group.sort(key=time_order)
-    n_slices, n_volumes = len(by_position), counts.pop()
+    n_volumes = counts.pop()
+    data, first_ds = _stack_pixels(by_position, n_volumes)
+    warnings: list[str] = []
+    geo = SeriesGeometry(n_slices=len(by_position), n_volumes=n_volumes)
+    data = _check_spacing(data, by_position, normal, options, geo, warnings)
+    step_single = number_list(first_ds, "SpacingBetweenSlices") or number_list(
+        first_ds, "SliceThickness"
+    )
+    affine = geometry.stack_affine(
+        iop,
+        by_position[0][0].position(),
+        by_position[-1][0].position(),
+        geo.n_slices,
+        first.spacing,
+        single_slice_step=abs(step_single[0]) if step_single and step_single[0] else 1.0,
+    )
+    if first.spacing_source == "none":
+        warnings.append("no PixelSpacing or ImagerPixelSpacing: assuming 1 mm")
+    if first.iop is None and geo.n_slices > 1:
+        warnings.append("no ImageOrientationPatient: slice geometry assumed")
+    if first.colour:
+        data = data.reshape(data.shape[:2] + (geo.n_slices, n_volumes, 3))
+    elif n_volumes == 1:
+        data = data[:, :, :, 0]
+    header = first_ds.copy()
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in header:
+            delattr(header, keyword)
+    meta = _series_meta(first_ds, first, iop, geo)
+    return DicomImage(
+        data=compact(data), affine=affine, header=header, meta=meta, warnings=warnings
+    )
 
-    # Decode file by file; keep only the datasets this series needs (one series in memory).
-    # The full header is parsed for the first file (sidecar facts) and, when the modality
-    # LUT is a table rather than slope/intercept, for every file; otherwise only pixels.
+
+def _stack_pixels(by_position: list[list[FrameInfo]], n_volumes: int) -> tuple[np.ndarray, Dataset]:
+    """Decode file by file into ``(i, j, k, t[, 3])``, and the first file's dataset.
+
+    Only the datasets this series needs are kept (one series in memory): the full header is
+    parsed for the first file (sidecar facts) and, when the modality LUT is a table rather
+    than slope/intercept, for every file; otherwise only pixels.
+    """
+    first = by_position[0][0]
     first_ds, first_pixels = decode_file(first.path, header=True)
-    assert first_ds is not None
+    if first_ds is None:  # header=True always returns the dataset
+        raise DicomReadError(f"{first.path.name}: no header")
     lut_table = "ModalityLUTSequence" in first_ds
     cache: dict[Path, tuple[Dataset | None, np.ndarray]] = {
         first.path: (first_ds if lut_table else None, as_frames(first_pixels, first))
     }
     del first_pixels
-    warnings: list[str] = []
-    colour = first.colour
-    shape = (first.columns, first.rows, n_slices, n_volumes) + ((3,) if colour else ())
-    data = np.zeros(shape, dtype=np.uint8 if colour else np.float64)
+    shape = (first.columns, first.rows, len(by_position), n_volumes)
+    shape += (3,) if first.colour else ()
+    data = np.zeros(shape, dtype=np.uint8 if first.colour else np.float64)
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
             if info.path not in cache:
@@ -201,13 +239,24 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
                 )
             # (rows, columns) -> (columns, rows): NIfTI's i runs along a row.
             data[:, :, k, t] = np.swapaxes(values, 0, 1)
+    return data, first_ds
 
-    geo = SeriesGeometry(n_slices=n_slices, n_volumes=n_volumes)
+
+def _check_spacing(
+    data: np.ndarray,
+    by_position: list[list[FrameInfo]],
+    normal: np.ndarray,
+    options: AssemblyOptions,
+    geo: SeriesGeometry,
+    warnings: list[str],
+) -> np.ndarray:
+    """Slice step, gantry tilt and uneven spacing (resampled, kept or rejected per
+    ``options``); fills ``geo`` and ``warnings`` and returns the (maybe resampled) voxels."""
     positions = np.array([float(np.dot(g[0].position(), normal)) for g in by_position])
     report = geometry.analyse_spacing(positions)
     first_ipp = by_position[0][0].position()
     last_ipp = by_position[-1][0].position()
-    if n_slices > 1:
+    if geo.n_slices > 1:
         geo.slice_step = report.step
         geo.tilt_deg = geometry.tilt_degrees(last_ipp - first_ipp, normal)
         if geo.tilt_deg > geometry.TILT_TOLERANCE_DEG:
@@ -215,59 +264,52 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
                 f"gantry tilt of {geo.tilt_deg:.2f} degrees: the affine is sheared (sform exact,"
                 " qform the closest rigid approximation)"
             )
-    if report.uneven:
-        geo.uneven, geo.missing_slices, geo.gaps = True, report.missing, report.gaps
-        what = (
-            f"{report.missing} missing slice(s)"
-            if report.missing
-            else f"uneven slice spacing (gaps {report.gaps} mm)"
-        )
-        if options.uneven_spacing == "reject":
-            raise DicomReadError(f"{what}; rejected (ingest.uneven_spacing: reject)")
-        span = float(report.positions[-1] - report.positions[0])
-        sparse = report.step > 0 and span / report.step + 1 > 2 * n_slices
-        if options.uneven_spacing == "resample" and sparse:
-            # Interpolating more slices than were acquired invents most of the volume (a few
-            # scattered slices of a long series, say): better keep what is there.
-            warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
-        elif options.uneven_spacing == "resample" and not colour:
-            data, new_positions = geometry.resample_regular(
-                data, report.positions, report.step, nearest=options.labels
-            )
-            n_slices = data.shape[2]
-            geo.resampled = True
-            # The last slice keeps its position, so the mean step stays exact and in-plane
-            # shifts (tilt) are interpolated along the same line.
-            warnings.append(
-                f"{what}: resampled to {n_slices} slices {np.diff(new_positions).mean():.4g} mm"
-                f" apart by {'nearest-slice' if options.labels else 'linear'} interpolation"
-            )
-        else:
-            warnings.append(f"{what}: kept as acquired, the affine uses the mean gap")
-        geo.n_slices = n_slices
-
-    step_single = float(first_ds.get("SpacingBetweenSlices") or first_ds.get("SliceThickness") or 1)
-    affine = geometry.stack_affine(
-        iop, first_ipp, last_ipp, n_slices, first.spacing, single_slice_step=abs(step_single)
+    if not report.uneven:
+        return data
+    geo.uneven, geo.missing_slices, geo.gaps = True, report.missing, report.gaps
+    what = (
+        f"{report.missing} missing slice(s)"
+        if report.missing
+        else f"uneven slice spacing (gaps {report.gaps} mm)"
     )
-    if first.spacing_source == "none":
-        warnings.append("no PixelSpacing or ImagerPixelSpacing: assuming 1 mm")
-    if first.iop is None and n_slices > 1:
-        warnings.append("no ImageOrientationPatient: slice geometry assumed")
+    if options.uneven_spacing == "reject":
+        raise DicomReadError(f"{what}; rejected (ingest.uneven_spacing: reject)")
+    span = float(report.positions[-1] - report.positions[0])
+    sparse = report.step > 0 and span / report.step + 1 > 2 * geo.n_slices
+    if options.uneven_spacing == "resample" and sparse:
+        # Interpolating more slices than were acquired invents most of the volume (a few
+        # scattered slices of a long series, say): better keep what is there.
+        warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
+    elif options.uneven_spacing == "resample" and not by_position[0][0].colour:
+        data, new_positions = geometry.resample_regular(
+            data, report.positions, report.step, nearest=options.labels
+        )
+        geo.n_slices = data.shape[2]
+        geo.resampled = True
+        # The last slice keeps its position, so the mean step stays exact and in-plane
+        # shifts (tilt) are interpolated along the same line.
+        warnings.append(
+            f"{what}: resampled to {geo.n_slices} slices {np.diff(new_positions).mean():.4g} mm"
+            f" apart by {'nearest-slice' if options.labels else 'linear'} interpolation"
+        )
+    else:
+        warnings.append(f"{what}: kept as acquired, the affine uses the mean gap")
+    return data
 
-    if colour:
-        data = data.reshape(shape[:2] + (n_slices, n_volumes, 3))
-    elif n_volumes == 1:
-        data = data[:, :, :, 0]
+
+def _series_meta(
+    first_ds: Dataset, first: FrameInfo, iop: np.ndarray, geo: SeriesGeometry
+) -> dict[str, Any]:
+    """The sidecar facts of a stacked series: acquisition, then stacking."""
     meta = acquisition_meta(first_ds)
     meta.update(
         {
-            "PhotometricInterpretation": "RGB" if colour else first.photometric,
+            "PhotometricInterpretation": "RGB" if first.colour else first.photometric,
             "PixelSpacing": list(first.spacing),
             "PixelSpacingSource": first.spacing_source,
             "ImageOrientationPatientDICOM": [float(v) for v in iop],
             "NumberOfSlices": geo.n_slices,
-            "NumberOfVolumes": n_volumes,
+            "NumberOfVolumes": geo.n_volumes,
             "SliceStep": geo.slice_step,
             "UnevenSpacing": geo.uneven,
             "MissingSlices": geo.missing_slices,
@@ -278,10 +320,4 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             and first_ds.get("PerFrameFunctionalGroupsSequence") is not None,
         }
     )
-    header = first_ds.copy()
-    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-        if keyword in header:
-            delattr(header, keyword)
-    return DicomImage(
-        data=compact(data), affine=affine, header=header, meta=meta, warnings=warnings
-    )
+    return meta

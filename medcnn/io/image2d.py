@@ -22,6 +22,16 @@ class ImageReadError(DicomReadError):
     """A 2D image file that cannot be read; the message is fit for ``quarantine.tsv``."""
 
 
+def _check_size(img: Any, max_pixel_bytes: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixel_bytes`` (or nothing)."""
+    declared = img.width * img.height * max(1, len(img.getbands())) * 2
+    if declared > max_pixel_bytes or min(img.width, img.height) <= 0:
+        raise ImageReadError(
+            f"declares {img.width} x {img.height} pixels ({declared:,} bytes), over "
+            f"ingest.limits.max_pixel_bytes ({max_pixel_bytes:,}) or empty"
+        )
+
+
 def read_image_file(
     path: Path, spacing_mm: float = 1.0, max_pixel_bytes: int = 1 << 30
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
@@ -46,12 +56,7 @@ def read_image_file(
     warnings: list[str] = []
     try:
         with open_regular(path) as fh, Image.open(fh) as img:
-            declared = img.width * img.height * max(1, len(img.getbands())) * 2
-            if declared > max_pixel_bytes or min(img.width, img.height) <= 0:
-                raise ImageReadError(
-                    f"declares {img.width} x {img.height} pixels ({declared:,} bytes), over "
-                    f"ingest.limits.max_pixel_bytes ({max_pixel_bytes:,}) or empty"
-                )
+            _check_size(img, max_pixel_bytes)
             img.load()
             mode = img.mode
             n_frames = getattr(img, "n_frames", 1)
