@@ -36,7 +36,7 @@ $(VENV)/bin/python:
 
 install: $(ENV_TARGET)
 	@$(PYTHON) -c "import torch" 2>/dev/null && echo "keeping the installed torch" \
-		|| $(PIP) install "$(TORCH)"
+		|| $(PIP) install $(TORCH)
 	$(PIP) install -e .
 	@# pyenv only sees new console scripts (medcnn, snakemake) after a rehash.
 	@command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
