@@ -137,7 +137,7 @@ class Context:
             if isinstance(exc, DicomReadError):
                 reason = str(exc)
             else:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = f"{type(exc).__name__}: {exc or 'no detail'}"
                 log.debug("unexpected error at %s", stage, exc_info=True)
             for path in paths:
                 self.reject(path, stage, reason or type(exc).__name__)

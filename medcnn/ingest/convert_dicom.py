@@ -219,7 +219,11 @@ def write_dicom(
     row = write_outputs(ctx, subject, study, series, image.data, image.affine, sidecar, dtype)
     row["modality"] = entry.modality
     row["source"] = "dicom"
-    row["description"] = sidecar.get("SeriesDescription", "")
+    # Radiograph sidecars carry no SeriesDescription: the manifest still gets it, scrubbed.
+    policy = ctx.config["deid"]["free_text"]
+    row["description"] = sidecar.get("SeriesDescription") or free_text(
+        entry.description, entry.phi, policy
+    )
     if ctx.labels:
         found = ctx.labels.get(entry.key_value or "")
         for column in ctx.config["labels"]["columns"]:

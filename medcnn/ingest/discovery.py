@@ -230,7 +230,7 @@ def _walk_folder(spec: InputSpec, folder: Path, walk: _Walk) -> Iterator[Candida
         elif entry.is_dir():
             real = os.path.realpath(path)
             if real in walk.seen_dirs:
-                walk.skipped.append(Skipped(path, "link to a folder already read", spec))
+                walk.skipped.append(Skipped(path, "folder already read (through another path)", spec))
                 continue
             walk.seen_dirs.add(real)
             yield from _walk_folder(spec, path, walk)

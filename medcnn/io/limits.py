@@ -43,7 +43,7 @@ class Limits:
     """
 
     max_pixel_bytes: int = 1 << 30
-    decode_seconds: float = 60.0
+    decode_seconds: float = 300.0
     decode_memory_mb: int = 8192
     isolate: bool = True
 
