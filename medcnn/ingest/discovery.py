@@ -230,7 +230,8 @@ def _walk_folder(spec: InputSpec, folder: Path, walk: _Walk) -> Iterator[Candida
         elif entry.is_dir():
             real = os.path.realpath(path)
             if real in walk.seen_dirs:
-                walk.skipped.append(Skipped(path, "folder already read (through another path)", spec))
+                reason = "folder already read (through another path)"
+                walk.skipped.append(Skipped(path, reason, spec))
                 continue
             walk.seen_dirs.add(real)
             yield from _walk_folder(spec, path, walk)
