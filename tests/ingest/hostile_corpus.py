@@ -44,7 +44,17 @@ CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 #: Identifiers planted in file and folder names of the hostile corpus (never in outputs).
 NAME_IN_PATH = "Smithson_MRN4417ZQXJ"
 #: Numeric attributes that the corpus fills with text.
-NUMERIC_TEXT = frozenset({"WindowCenter", "KVP", "NumberOfFrames"})
+NUMERIC_TEXT = frozenset(
+    {
+        "WindowCenter",
+        "KVP",
+        "NumberOfFrames",
+        "PixelSpacing",
+        "ImagePositionPatient",
+        "SliceThickness",
+        "RescaleSlope",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,15 @@ def write_hostile(root: Path, outside: Path) -> list[Case]:
     )
     for path in ct_series(h / "kvp", "HOST02", seed=8, KVP="abc")[:1]:
         add("KVP text (CT series)", path, "converted")
+    add(
+        "PixelSpacing and RescaleSlope text (radiograph)",
+        radiograph(h / "pstext" / "IM1.dcm", "HOST27", PixelSpacing="a\\b", RescaleSlope="x"),
+        "converted",
+    )
+    for path in ct_series(
+        h / "ipptext", "HOST28", seed=15, ImagePositionPatient="nan\\nan\\nan", SliceThickness="?"
+    )[:1]:
+        add("ImagePositionPatient NaN, SliceThickness text (CT series)", path, "converted")
     zeros = [0.0] * 6
     for path in ct_series(h / "iopct", "HOST03", seed=9, iop=zeros)[:1]:
         add("IOP all zeros (CT series)", path, "converted")
