@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ import pydicom
 import pytest
 
 from medcnn.config import validate_config
+from medcnn.ingest.context import FATES
 from medcnn.ingest.manifest import read_files, read_manifest
 from medcnn.ingest.pipeline import run_ingest
 from medcnn.io.deid import pseudonym
@@ -228,4 +230,8 @@ def test_no_identifier_in_any_output(tmp_path_factory, caplog):
     assert not hits, "\n".join(hits[:20])
     files = read_files(results / "ingest" / "files.tsv")
     assert files["file"].str.contains("Smithson").sum() == 0
+    # The cohort report's file counts add up to the files found.
+    counts = json.loads((results / "reports" / "cohort.json").read_text())["summary"]["files"]
+    assert counts["found"] == len(files) == sum(counts[k] for k in FATES)
+    assert {k: counts[k] for k in FATES} == files["fate"].value_counts().to_dict()
     assert files["file"].str.contains(r"/d-[0-9a-f]{10}/f-[0-9a-f]{10}\.dcm$").any()
