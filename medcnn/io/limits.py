@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset
 
 from medcnn.io.errors import DicomReadError
+from medcnn.io.files import open_regular
 
 PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
 PIXEL_DATA_TAG_BE = b"\x7f\xe0\x00\x10"
@@ -182,8 +183,6 @@ def _gzip_size(path: Path, needed: int) -> int | None:
     ``needed`` the stream is counted (never more than ``needed`` bytes are inflated), so a
     multi-member file is not taken for a truncated one.
     """
-    from medcnn.io.files import open_regular
-
     try:
         with open_regular(path) as fh:
             fh.seek(-4, os.SEEK_END)
