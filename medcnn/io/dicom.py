@@ -79,7 +79,9 @@ def read_header(path: Path, limits: Limits | None = None) -> Dataset:
             fh.seek(128)
             magic = fh.read(4) == b"DICM"
             fh.seek(0)
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not magic)
+            # Large values (private blobs, icons) are never loaded: the header pass reads
+            # what grouping needs, so a hostile header costs little memory.
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not magic, defer_size=1 << 20)
             length, left = pixel_bytes_after_header(fh, os.fstat(fh.fileno()).st_size)
     except DicomReadError:
         raise
