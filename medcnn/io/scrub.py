@@ -60,8 +60,16 @@ def scrub_text(text: str, identifiers: Iterable[str] = ()) -> str:
         pattern = r"(?<![A-Za-z0-9])" + re.escape(part) + r"(?![A-Za-z0-9])"
         out = re.sub(pattern, REDACTED, out, flags=re.IGNORECASE)
     out = _DATE.sub(REDACTED, out)
-    out = _ID.sub(REDACTED, out)
-    return out
+    return _ID.sub(_unless_scan_name, out)
+
+
+def _unless_scan_name(match: re.Match[str]) -> str:
+    """An ID-shaped token, redacted unless it is a scan word and a short number (IM0001)."""
+    token = match.group(0)
+    parts = re.fullmatch(r"([A-Za-z]+)(\d{1,6})", token)
+    if parts and parts.group(1).lower() in PLAIN_WORDS:
+        return token
+    return REDACTED
 
 
 def free_text(text: str, identifiers: Iterable[str], policy: str) -> str:
@@ -90,8 +98,8 @@ def plain_name(name: str) -> bool:
     if not name or not _ASCII_NAME.match(name) or name != name.strip():
         return False
     tokens = _TOKENS.findall(name)
-    if "".join(tokens) != name:
-        return False
+    if "".join(tokens) != name or sum(t.isdigit() for t in tokens) > 3:
+        return False  # more than three numbers: UID-shaped (1.2.840.113619...), an identifier
     for token in tokens:
         if token.isdigit():
             if len(token) > 6:
@@ -159,4 +167,6 @@ def scrub_message(
         if not show and not plain_name(part) and part not in shown:
             text = text.replace(part, REDACTED)
     text = text.encode("utf-8", "replace").decode("utf-8")
-    return scrub_text(text, identifiers).replace(REDACTED + REDACTED, REDACTED)
+    # The shown path is already safe (pseudonyms): scrub around it, never inside it.
+    pieces = [scrub_text(piece, identifiers) for piece in text.split(shown)] if shown else [text]
+    return shown.join(pieces).replace(REDACTED + REDACTED, REDACTED)
