@@ -30,7 +30,7 @@ import yaml
 
 from medcnn import __version__
 from medcnn.config import config_hash
-from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest, read_quarantine
+from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_files, read_manifest, read_quarantine
 from medcnn.io.files import finite
 from medcnn.report.evaluation import binary_metrics, reliability
 from medcnn.report.figures import (
@@ -455,6 +455,16 @@ def _history(fold_dir: Path) -> bytes | None:
     return history_png(history["epoch"].tolist(), {c: history[c].tolist() for c in numeric})
 
 
+def _file_counts(path: Path) -> dict[str, int]:
+    """Files found below the inputs and how many were converted, quarantined, skipped."""
+    counts = {"found": 0, "converted": 0, "quarantined": 0, "skipped": 0}
+    if path.exists():
+        fates = read_files(path)["fate"]
+        counts.update({k: int((fates == k).sum()) for k in ("converted", "quarantined", "skipped")})
+        counts["found"] = len(fates)
+    return counts
+
+
 def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The cohort report's context, and its figures as PNG bytes by file stem."""
     results = Path(config["results"])
@@ -468,6 +478,8 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         "images": len(manifest),
         "modalities": dict(sorted(Counter(manifest["modality"]).items())),
         "with_warnings": int((manifest["warnings"].fillna("") != "").sum()),
+        # Every file found below the inputs, by fate (files.tsv): the counts add up.
+        "files": _file_counts(results / "ingest" / "files.tsv"),
     }
     figures: dict[str, bytes] = {}
     tasks, failures = [], []
