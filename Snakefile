@@ -1,6 +1,10 @@
 # medcnn: scan folders -> trained models, predictions, saliency maps and per-patient reports.
 # Run: snakemake --cores N   (config/config.yaml runs the bundled demo)
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
+
+from medcnn.config import ConfigError, validate_config
 
 min_version("8.20")
 
@@ -14,7 +18,16 @@ if not workflow.config_settings.configfiles:
 
 
 
-validate(config, "config/schema.yaml")
+# The package's own validation (the same schema, defaults filled in): on an error it names
+# the key and the problem in a few lines, where snakemake's validate prints the whole schema.
+try:
+    config.update(validate_config(config))
+except ConfigError as exc:
+    print(
+        f"medcnn: {exc}\nFix the config file (`medcnn validate --config FILE` checks it).",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 
 include: "workflows/rules/common.smk"

@@ -29,6 +29,8 @@ def test_defaults_are_filled_per_task():
         "dates": "remove",
         "max_shift_days": 365,
         "mapping": None,
+        "free_text": "scrub",
+        "uids": "replace",
     }
 
 

@@ -31,7 +31,13 @@ description    (added) DICOM SeriesDescription, or the input pattern's ``series`
 =============  ==============================================================================
 
 Files set aside go to ``quarantine.tsv`` with columns ``file`` (the path below the input
-folder, prefixed with the folder's name) and ``reason``.
+folder, prefixed with the folder's name, each component that is not a plain scan-file name
+replaced by a keyed pseudonym unless ``ingest.show_paths``), ``stage`` (``header``,
+``group``, ``decode``, ``identify``, ``instances``) and ``reason``.
+
+Every file found below the inputs has one row in ``files.tsv``: ``file`` (shown as above),
+``fate`` (``converted``, ``quarantined`` or ``skipped``), ``stage`` and ``detail`` (the
+subject/series it went into, or the reason).
 """
 
 from __future__ import annotations
@@ -61,7 +67,8 @@ EXTRA_COLUMNS = ("volumes", "channels", "source", "role", "description")
 ROLES = ("image", "mask", "instances")
 #: File name of a subject's own manifest, ``results/ingest/{subject}/manifest.tsv``.
 SUBJECT_MANIFEST = "manifest.tsv"
-QUARANTINE_COLUMNS = ("file", "reason")
+QUARANTINE_COLUMNS = ("file", "stage", "reason")
+FILES_COLUMNS = ("file", "fate", "stage", "detail")
 _SHAPE = re.compile(r"^\d+x\d+x\d+(x\d+)?$")
 _SPACING = re.compile(r"^[0-9.eE+-]+x[0-9.eE+-]+x[0-9.eE+-]+$")
 
@@ -133,11 +140,28 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return frame
 
 
-def write_quarantine(path: Path, rows: list[tuple[str, str]]) -> None:
-    """Write ``quarantine.tsv`` (file, reason); written even when empty, with its header."""
-    frame = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).sort_values("file")
+def write_quarantine(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """Write ``quarantine.tsv`` (file, stage, reason); written even when empty, with its
+    header."""
+    _write_table(path, rows, QUARANTINE_COLUMNS)
+
+
+def write_files(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    """Write ``files.tsv`` (file, fate, stage, detail): one row per file found."""
+    _write_table(path, rows, FILES_COLUMNS)
+
+
+def _write_table(path: Path, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
+    frame = pd.DataFrame(rows, columns=list(columns)).sort_values("file", kind="stable")
+    # Tabs and newlines in a reason would break the table; names are never raw bytes here.
+    frame = frame.replace({r"[\t\r\n]+": " "}, regex=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, sep="\t", index=False)
+    frame.to_csv(path, sep="\t", index=False, encoding="utf-8", errors="replace")
+
+
+def read_files(path: Path) -> pd.DataFrame:
+    """Read ``files.tsv``."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
 def read_quarantine(path: Path) -> pd.DataFrame:

@@ -124,3 +124,26 @@ def write_mapping(path: Path, rows: list[tuple[str, str, str]]) -> None:
         for pseudo, kind, original in sorted(set(rows)):
             fh.write(f"{pseudo}\t{kind}\t{original}\n")
     tmp.replace(path)
+
+
+#: UIDs replaced by keyed ones under ``deid.uids: replace`` (DICOM PS3.15 counts them as
+#: identifiers: a UID can be looked up in the PACS it came from).
+REPLACED_UID_KEYWORDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+)
+
+
+def keyed_uid(uid: str, secret: bytes) -> str:
+    """A UID derived from ``uid`` under the key: the same input always gives the same UID.
+
+    ``2.25.`` followed by a 128-bit integer (the UUID-derived root of PS3.5 B.2), so the
+    result is a valid UID of at most 44 characters.
+
+    >>> keyed_uid("1.2.3", b"k") == keyed_uid("1.2.3", b"k")
+    True
+    """
+    digest = hmac.new(secret, b"uid:" + uid.encode(), hashlib.sha256).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"

@@ -6,6 +6,9 @@ that the affine maps ``(i, j, k)`` to RAS+ millimetres exactly as nibabel expect
 
 from __future__ import annotations
 
+import math
+import os
+import warnings as pywarnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,15 +16,17 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, get_decoder
+
+from medcnn.io.errors import DicomReadError
+from medcnn.io.files import open_regular
+from medcnn.io.limits import Limits, check_dicom_size, pixel_bytes_after_header
+
+__all__ = ["DicomImage", "DicomReadError", "looks_like_dicom", "read_header", "read_image"]
 
 #: Modalities read as projection radiographs (one 2D image, no slice geometry).
 PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "RF", "XA", "IO", "PX"})
-
-
-class DicomReadError(ValueError):
-    """A file that cannot become an image; the message says why, for ``quarantine.tsv``."""
 
 
 @dataclass
@@ -50,36 +55,79 @@ class DicomImage:
 def looks_like_dicom(path: Path) -> bool:
     """True when the file has the DICOM preamble magic ``DICM`` at byte 128."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             fh.seek(128)
             return fh.read(4) == b"DICM"
     except OSError:
         return False
 
 
-def read_header(path: Path) -> Dataset:
-    """Read a DICOM header (no pixel data).
+def read_header(path: Path, limits: Limits | None = None) -> Dataset:
+    """Read a DICOM header (no pixel data), only from a regular file.
+
+    Args:
+        path: the file.
+        limits: when given, the declared pixel size (rows x columns x frames x samples x
+            bits) is checked against the bytes present and ``limits.max_pixel_bytes``.
 
     Raises:
-        DicomReadError: not DICOM, or the header cannot be parsed.
+        DicomReadError: not DICOM, the header cannot be parsed (whatever pydicom raised),
+            or its declared pixels are too large or do not match the bytes present.
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=not looks_like_dicom(path))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        with open_regular(path) as fh:
+            fh.seek(128)
+            magic = fh.read(4) == b"DICM"
+            fh.seek(0)
+            # Large values (private blobs, icons) are never loaded: the header pass reads
+            # what grouping needs, so a hostile header costs little memory.
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not magic, defer_size=1 << 20)
+            length, left = pixel_bytes_after_header(fh, os.fstat(fh.fileno()).st_size)
+    except DicomReadError:
+        raise
+    except Exception as exc:  # hostile headers make pydicom raise almost any type
         raise DicomReadError(f"not a readable DICOM file: {type(exc).__name__}: {exc}") from exc
     # force=True parses almost anything; a real image header has at least these.
     if "SOPClassUID" not in ds and "Modality" not in ds:
         raise DicomReadError("not a DICOM file: no SOPClassUID or Modality element")
+    has_pixels = left > 0 or length is not None
+    if limits is not None and has_pixels:
+        syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+        check_dicom_size(ds, syntax, length, left, limits)
     return ds
 
 
-def _float_list(ds: Dataset, keyword: str) -> list[float] | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
+def number_list(ds: Dataset | None, keyword: str) -> list[float] | None:
+    """A numeric attribute as floats; None when absent, empty, not numeric or not finite.
+
+    Hostile or sloppy exports put text in numeric attributes (``WindowCenter = "abc"``);
+    such a value is treated as absent rather than failing the whole image.
+    """
+    if ds is None:
         return None
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return [float(v) for v in value]
-    return [float(value)]
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        items = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+        numbers = [float(v) for v in items]
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return None
+    return numbers if numbers and all(math.isfinite(v) for v in numbers) else None
+
+
+def orientation(ds: Dataset | None) -> list[float] | None:
+    """ImageOrientationPatient when usable: six finite numbers, two non-parallel unit-ish
+    directions; None otherwise (all zeros, NaN, too short), so the default is used."""
+    iop = number_list(ds, "ImageOrientationPatient")
+    if iop is None or len(iop) < 6:
+        return None
+    row, col = np.array(iop[:3]), np.array(iop[3:6])
+    if min(np.linalg.norm(row), np.linalg.norm(col)) < 1e-3:
+        return None
+    if np.linalg.norm(np.cross(row / np.linalg.norm(row), col / np.linalg.norm(col))) < 1e-3:
+        return None
+    return iop[:6]
 
 
 def pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
@@ -89,7 +137,7 @@ def pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str]:
     ``ImagerPixelSpacing`` (at the detector), as dcm2niix does.
     """
     for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-        values = _float_list(ds, keyword)
+        values = number_list(ds, keyword)
         if values and len(values) >= 2 and all(v > 0 for v in values[:2]):
             return (values[0], values[1]), keyword
     return (1.0, 1.0), "none"
@@ -127,6 +175,82 @@ def invert_monochrome1(
     return lo + hi - values
 
 
+#: Codecs whose decoders may recover from a damaged stream with only a warning.
+#: Prefixes: JPEG-LS (.80, .81), JPEG 2000 (.90-.93), HTJ2K (.201-.203).
+WARNING_IS_ERROR_SYNTAXES = (
+    "1.2.840.10008.1.2.4.8",
+    "1.2.840.10008.1.2.4.9",
+    "1.2.840.10008.1.2.4.20",
+)
+
+
+JPEG_LS_PREFIX = "1.2.840.10008.1.2.4.8"
+
+
+def _has_plugin(syntax: str, plugin: str) -> bool:
+    try:
+        return plugin in get_decoder(pydicom.uid.UID(syntax)).available_plugins
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def decoded_pixels(ds: Dataset) -> np.ndarray:
+    """``ds.pixel_array``, checked: decode errors, and for JPEG 2000 and JPEG-LS decode
+    warnings too, raise; so do frames that do not fill the declared size and values outside
+    what BitsStored can hold (a damaged lossless stream).
+
+    Raises:
+        DicomReadError: the reason, with the transfer syntax.
+    """
+    syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+    name = getattr(pydicom.uid.UID(syntax), "name", syntax) if syntax else "?"
+    if syntax.startswith(JPEG_LS_PREFIX) and _has_plugin(syntax, "pyjpegls"):
+        # CharLS reports a damaged stream; libjpeg's JPEG-LS decoder returns pixels anyway.
+        ds.pixel_array_options(decoding_plugin="pyjpegls")
+    with pywarnings.catch_warnings(record=True) as caught:
+        pywarnings.simplefilter("always")
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:  # pydicom raises many types for truncated/undecodable data
+            raise DicomReadError(
+                f"cannot decode pixel data ({name}): {type(exc).__name__}: {exc}"
+            ) from exc
+    strict = syntax.startswith(WARNING_IS_ERROR_SYNTAXES)
+    if strict and caught:
+        raise DicomReadError(f"decoder warned on {name} pixel data: {caught[0].message}")
+    check_decoded(pixels, ds, name)
+    return pixels
+
+
+def check_decoded(pixels: np.ndarray, ds: Dataset, name: str) -> None:
+    """Raise when decoded pixels do not fill the declared frames or exceed BitsStored."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    frames = int((number_list(ds, "NumberOfFrames") or [1])[0])
+    samples = int((number_list(ds, "SamplesPerPixel") or [1])[0])
+    expected = (rows, columns) if frames == 1 else (frames, rows, columns)
+    if samples > 1:
+        expected = (*expected, samples)
+    if tuple(pixels.shape) != expected:
+        raise DicomReadError(
+            f"decoded {name} pixels {tuple(pixels.shape)} do not fill the declared "
+            f"frames {expected}"
+        )
+    bits = int((number_list(ds, "BitsStored") or [0])[0])
+    # Only for codecs that return exactly what was encoded: native data of old files may
+    # carry overlays in the unused high bits.
+    lossless = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")).startswith(
+        WARNING_IS_ERROR_SYNTAXES
+    )
+    integer = pixels.size and np.issubdtype(pixels.dtype, np.integer)
+    if lossless and samples == 1 and 0 < bits < 32 and integer:
+        signed = int((number_list(ds, "PixelRepresentation") or [0])[0]) == 1
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if int(pixels.min()) < lo or int(pixels.max()) > hi:
+            raise DicomReadError(
+                f"decoded {name} values exceed BitsStored {bits}: damaged pixel data"
+            )
+
+
 def read_image(path: Path) -> DicomImage:
     """Decode a single-frame DICOM image with its geometry.
 
@@ -135,21 +259,16 @@ def read_image(path: Path) -> DicomImage:
             unsupported layout; the message is fit for ``quarantine.tsv``.
     """
     try:
-        ds = pydicom.dcmread(path, force=not looks_like_dicom(path))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        with open_regular(path) as fh:
+            ds = pydicom.dcmread(fh, force=not looks_like_dicom(path))
+    except Exception as exc:  # hostile files make pydicom raise almost any type
         raise DicomReadError(f"not a readable DICOM file: {type(exc).__name__}: {exc}") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         sop = ds.get("SOPClassUID")
         name = getattr(sop, "name", None) or str(sop or "unknown SOP class")
         raise DicomReadError(f"no pixel data ({name})")
-    try:
-        stored = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for truncated/undecodable data
-        raise DicomReadError(
-            f"cannot decode pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    stored = decoded_pixels(ds)
+    frames = int((number_list(ds, "NumberOfFrames") or [1])[0])
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if frames != 1 or stored.ndim != 2:
         raise DicomReadError(
@@ -169,12 +288,12 @@ def read_image(path: Path) -> DicomImage:
     # DICOM patient space is LPS; NIfTI is RAS: negate x and y. Radiographs usually carry no
     # ImageOrientationPatient; then rows run along +x (patient left) and columns down (+y, P in
     # LPS terms is meaningless for a projection), the same assumption dcm2niix makes.
-    iop = _float_list(ds, "ImageOrientationPatient") or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ipp = _float_list(ds, "ImagePositionPatient") or [0.0, 0.0, 0.0]
+    iop = orientation(ds) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ipp = number_list(ds, "ImagePositionPatient") or [0.0, 0.0, 0.0]
     row_dir = np.array(iop[:3])
     col_dir = np.array(iop[3:6])
     normal = np.cross(row_dir, col_dir)
-    thickness = (_float_list(ds, "SliceThickness") or [1.0])[0] or 1.0
+    thickness = (number_list(ds, "SliceThickness") or [1.0])[0] or 1.0
     lps = np.eye(4)
     lps[:3, 0] = row_dir * col_mm  # i: along a row, i.e. across columns
     lps[:3, 1] = col_dir * row_mm  # j: down a column, i.e. across rows
@@ -191,11 +310,11 @@ def read_image(path: Path) -> DicomImage:
         "ViewPosition": str(ds.get("ViewPosition", "")),
         "PatientSex": str(ds.get("PatientSex", "")),
         "PhotometricInterpretation": photometric,
-        "BitsStored": int(ds.get("BitsStored", 0) or 0),
-        "RescaleSlope": float(ds.get("RescaleSlope", 1) or 1),
-        "RescaleIntercept": float(ds.get("RescaleIntercept", 0) or 0),
-        "WindowCenter": _float_list(ds, "WindowCenter"),
-        "WindowWidth": _float_list(ds, "WindowWidth"),
+        "BitsStored": int((number_list(ds, "BitsStored") or [0])[0]),
+        "RescaleSlope": (number_list(ds, "RescaleSlope") or [1.0])[0],
+        "RescaleIntercept": (number_list(ds, "RescaleIntercept") or [0.0])[0],
+        "WindowCenter": number_list(ds, "WindowCenter"),
+        "WindowWidth": number_list(ds, "WindowWidth"),
         "PixelSpacing": [row_mm, col_mm],
         "PixelSpacingSource": spacing_source,
         "BurnedInAnnotation": str(ds.get("BurnedInAnnotation", "")),

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from medcnn.io.dicom import DicomReadError
+from medcnn.io.errors import DicomReadError
+from medcnn.io.files import open_regular
 from medcnn.io.geometry import LPS_TO_RAS
 
 
@@ -21,14 +22,26 @@ class ImageReadError(DicomReadError):
     """A 2D image file that cannot be read; the message is fit for ``quarantine.tsv``."""
 
 
+def _check_size(img: Any, max_pixel_bytes: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixel_bytes`` (or nothing)."""
+    declared = img.width * img.height * max(1, len(img.getbands())) * 2
+    if declared > max_pixel_bytes or min(img.width, img.height) <= 0:
+        raise ImageReadError(
+            f"declares {img.width} x {img.height} pixels ({declared:,} bytes), over "
+            f"ingest.limits.max_pixel_bytes ({max_pixel_bytes:,}) or empty"
+        )
+
+
 def read_image_file(
-    path: Path, spacing_mm: float = 1.0
+    path: Path, spacing_mm: float = 1.0, max_pixel_bytes: int = 1 << 30
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
     """Decode a 2D image file.
 
     Args:
         path: the file.
         spacing_mm: pixel size to record (files have no calibrated spacing).
+        max_pixel_bytes: largest declared width x height x bands x bytes decoded (checked
+            from the header, before decoding).
 
     Returns:
         (voxels, 4x4 RAS+ affine, sidecar facts, warnings). Greyscale keeps its integer type
@@ -38,11 +51,12 @@ def read_image_file(
     Raises:
         ImageReadError: unreadable or truncated file, or an unsupported layout.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     warnings: list[str] = []
     try:
-        with Image.open(path) as img:
+        with open_regular(path) as fh, Image.open(fh) as img:
+            _check_size(img, max_pixel_bytes)
             img.load()
             mode = img.mode
             n_frames = getattr(img, "n_frames", 1)
@@ -55,7 +69,9 @@ def read_image_file(
             elif mode == "1":
                 img = img.convert("L")
             array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow raises many types for damaged files (and bomb errors)
         raise ImageReadError(f"not a readable image: {type(exc).__name__}: {exc}") from exc
     if n_frames > 1:
         warnings.append(f"{n_frames} pages/frames: only the first was read")

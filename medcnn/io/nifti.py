@@ -10,7 +10,9 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike
 
-from medcnn.io.dicom import DicomReadError
+from medcnn.io.errors import DicomReadError
+from medcnn.io.files import open_regular
+from medcnn.io.limits import Limits, check_nifti_header
 
 
 class NiftiReadError(DicomReadError):
@@ -56,8 +58,14 @@ def write_nifti(
     tmp.replace(path)
 
 
-def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
-    """Read a NIfTI input for re-writing under a pseudonym.
+def read_nifti(
+    path: Path, limits: Limits | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:
+    """Read a NIfTI input for re-writing under a pseudonym (a 2D image becomes ``(i, j, 1)``).
+
+    The header is checked before any voxel is read: the declared voxels against
+    ``limits.max_pixel_bytes`` and the bytes present, the affine for NaN, infinities and
+    zero columns.
 
     Returns:
         (voxels with scaling applied, 4x4 RAS+ affine as nibabel chooses it (sform, else
@@ -65,16 +73,26 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list
         name) and extensions, which may name a patient, are not carried over.
 
     Raises:
-        NiftiReadError: unreadable or truncated file.
+        NiftiReadError: unreadable, truncated, too large, or with an unusable affine.
     """
     try:
+        with open_regular(path):
+            pass  # a FIFO or device behind a .nii name is refused before nibabel opens it
         img = nib.load(path)
         header = img.header
+        check_nifti_header(path, header, tuple(int(s) for s in img.shape), limits or Limits())
+        affine = np.asarray(img.affine, dtype=float)
+        if not np.all(np.isfinite(affine)):
+            raise NiftiReadError("NIfTI affine holds NaN or infinite values")
+        if np.any(np.linalg.norm(affine[:3, :3], axis=0) == 0):
+            raise NiftiReadError("NIfTI affine has a zero column (a voxel size of 0)")
         slope, inter = header.get_slope_inter()
         if (slope is None or slope == 1) and not inter:
             data = np.asanyarray(img.dataobj)
         else:
             data = np.asarray(img.get_fdata(dtype=np.float32))
+    except DicomReadError as exc:
+        raise NiftiReadError(str(exc)) from exc
     except Exception as exc:  # nibabel raises many types for damaged files
         raise NiftiReadError(f"not a readable NIfTI file: {type(exc).__name__}: {exc}") from exc
     warnings: list[str] = []
@@ -89,7 +107,10 @@ def read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list
         "SourceDataType": str(header.get_data_dtype()),
         "PixelSpacing": [float(z) for z in header.get_zooms()[:2]],
     }
-    return data, img.affine, meta, warnings
+    if data.ndim == 2:
+        data = data[:, :, None]
+        warnings.append("2D NIfTI: stored as one slice (i, j, 1)")
+    return data, affine, meta, warnings
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

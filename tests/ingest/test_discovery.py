@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -43,8 +44,10 @@ def test_dicom_is_recognised_by_content_not_extension(tmp_path):
     (tmp_path / "scan.png").write_bytes(content)
     (tmp_path / "image").write_bytes(content)
     (tmp_path / "notes.txt").write_text("hello")
-    kinds = {c.path.name: c.kind for c in discover([tmp_path])}
-    assert kinds == {"scan.png": "dicom", "image": "dicom", "notes.txt": "other"}
+    skipped = []
+    kinds = {c.path.name: c.kind for c in discover([tmp_path], skipped=skipped)}
+    assert kinds == {"scan.png": "dicom", "image": "dicom"}
+    assert [(s.path.name, s.reason) for s in skipped] == [("notes.txt", "too small (5 bytes)")]
     assert looks_like_dicom(tmp_path / "scan.png")
 
 
@@ -116,3 +119,30 @@ def test_schema_accepts_folder_strings_and_objects_with_defaults():
     assert config["deid"]["dates"] == "remove" and config["deid"]["mapping"] is None
     with pytest.raises(ConfigError, match="inputs"):
         validate_config({"inputs": [{"folder": "b"}], "tasks": config["tasks"]})
+
+
+def test_links_outside_are_listed_unless_followed(tmp_path):
+    inputs, outside = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    (outside / "sub").mkdir(parents=True)
+    content = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (outside / "a.dcm").write_bytes(content)
+    (outside / "sub" / "b.dcm").write_bytes(content)
+    os.symlink(outside / "a.dcm", inputs / "a.dcm")
+    os.symlink(outside / "sub", inputs / "linked")
+    skipped = []
+    assert list(discover([inputs], skipped=skipped)) == []
+    assert sorted((s.path.name, s.reason) for s in skipped) == [
+        ("a.dcm", "symlink resolves outside the inputs (ingest.follow_links: false)"),
+        ("linked", "symlink resolves outside the inputs (ingest.follow_links: false)"),
+    ]
+    followed = [c.path for c in discover([inputs], follow_links=True)]
+    assert followed == [inputs / "a.dcm", inputs / "linked" / "b.dcm"]
+
+
+def test_dicomdir_entries_stay_inside(tmp_path, dicomdir_copy):
+    skipped = []
+    files = dicomdir_files(dicomdir_copy / "DICOMDIR", [tmp_path / "elsewhere"], skipped)
+    # The DICOMDIR's own folder is not among the roots: every entry resolves outside them.
+    assert files == [] and skipped
+    assert {s.reason for s in skipped} == {"DICOMDIR entry resolves outside the inputs"}

@@ -13,6 +13,7 @@ from PIL import Image
 from medcnn.config import validate_config
 from medcnn.ingest.manifest import read_manifest, read_quarantine
 from medcnn.ingest.pipeline import run_ingest
+from medcnn.io.deid import keyed_uid
 from tests.io.synthetic import (
     ACCESSION,
     BIRTH_DATE,
@@ -24,6 +25,7 @@ from tests.io.synthetic import (
 
 
 def _config(results: Path, inputs: list, **ingest) -> dict:
+    ingest.setdefault("show_paths", True)  # these tests name the files they expect
     return validate_config(
         {
             "results": str(results),
@@ -88,14 +90,15 @@ def test_label_series_becomes_an_integer_mask_on_the_image_grid(tmp_path):
     # NIfTI (i, j, k) = (column, row, slice): the DICOM volume transposed.
     np.testing.assert_array_equal(np.asarray(mask.dataobj), labels.transpose(2, 1, 0))
     sidecar = json.loads((results / manifest.loc["image", "sidecar"]).read_text())
-    assert sidecar["FrameOfReferenceUID"] == frame
+    # deid.uids: replace - keyed UIDs, the same for the same key (and only for it).
+    assert sidecar["FrameOfReferenceUID"] == keyed_uid(frame, b"test-secret") != frame
     assert sidecar["SOPClassUID"] == str(pydicom.dcmread(image_files[0]).SOPClassUID)
     assert sidecar["ImageOrientationPatient"] == list(iop)
     assert sidecar["PixelSpacing"] == [0.5, 0.8]
     assert sidecar["SliceThickness"] == 1.0
     # Slice k's SOP instance: the files were written in k order, numbered backwards.
     expected = [str(pydicom.dcmread(p).SOPInstanceUID) for p in image_files]
-    assert sidecar["SliceSOPInstanceUIDs"] == expected
+    assert sidecar["SliceSOPInstanceUIDs"] == [keyed_uid(u, b"test-secret") for u in expected]
     mask_sidecar = json.loads((results / manifest.loc["mask", "sidecar"]).read_text())
     assert mask_sidecar["Role"] == "mask"
     for text in (PATIENT_ID, PATIENT_NAME, BIRTH_DATE, ACCESSION):
@@ -223,7 +226,7 @@ def test_instance_pngs_merge_into_one_label_map(tmp_path):
     assert "instance mask file dsb/caseZQ1/masks/wrong.png" in quarantine["reason"][0]
     # No file name is recorded anywhere.
     for path in (results / "ingest").rglob("*"):
-        if path.suffix in (".json", ".tsv") and path.name != "quarantine.tsv":
+        if path.suffix in (".json", ".tsv") and path.name not in ("quarantine.tsv", "files.tsv"):
             assert "a.png" not in path.read_text() and "caseZQ1" not in path.read_text()
 
     # Incremental: a second run rewrites nothing.

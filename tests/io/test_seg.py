@@ -13,6 +13,7 @@ import pytest
 from medcnn.config import validate_config
 from medcnn.ingest.manifest import read_manifest
 from medcnn.ingest.pipeline import run_ingest
+from medcnn.io.deid import keyed_uid
 from medcnn.io.seg import write_dicom_seg
 from tests.io.synthetic import (
     ACCESSION,
@@ -48,7 +49,10 @@ def ingested(tmp_path):
     row = read_manifest(results / "ingest" / "manifest.tsv").iloc[0]
     image = nib.load(results / row["path"])
     sidecar = json.loads((results / row["sidecar"]).read_text())
-    by_sop = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in files}
+    # deid.uids: replace - the sidecar (and so the SEG) holds the keyed UIDs of the sources.
+    by_sop = {
+        keyed_uid(str(pydicom.dcmread(p).SOPInstanceUID), b"s"): pydicom.dcmread(p) for p in files
+    }
     return image, sidecar, by_sop
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from medcnn import __version__
 from medcnn.config import SEGMENTATION_KINDS, config_hash
-from medcnn.ingest.manifest import read_manifest, read_quarantine
+from medcnn.ingest.manifest import read_files, read_manifest, read_quarantine
 from medcnn.io.files import finite
 from medcnn.metrics.binary import binary_metrics, reliability
 from medcnn.report.figures import (
@@ -159,6 +159,16 @@ def _history(fold_dir: Path) -> bytes | None:
     return history_png(history["epoch"].tolist(), {c: history[c].tolist() for c in numeric})
 
 
+def _file_counts(path: Path) -> dict[str, int]:
+    """Files found below the inputs and how many were converted, quarantined, skipped."""
+    counts = {"found": 0, "converted": 0, "quarantined": 0, "skipped": 0}
+    if path.exists():
+        fates = read_files(path)["fate"]
+        counts.update({k: int((fates == k).sum()) for k in ("converted", "quarantined", "skipped")})
+        counts["found"] = len(fates)
+    return counts
+
+
 def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The cohort report's context, and its figures as PNG bytes by file stem."""
     results = Path(config["results"])
@@ -172,6 +182,8 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         "images": len(manifest),
         "modalities": dict(sorted(Counter(manifest["modality"]).items())),
         "with_warnings": int((manifest["warnings"].fillna("") != "").sum()),
+        # Every file found below the inputs, by fate (files.tsv): the counts add up.
+        "files": _file_counts(results / "ingest" / "files.tsv"),
     }
     figures: dict[str, bytes] = {}
     tasks, failures = [], []

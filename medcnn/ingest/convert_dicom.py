@@ -1,0 +1,231 @@
+"""The pixel pass of DICOM ingest: radiographs one file at a time, other series one volume at
+a time, each decoded in a bounded worker (:func:`medcnn.io.bounded.run_bounded`) and isolated
+(:meth:`Context.isolated`), so one bad file or series never stops the cohort.
+
+A series whose SeriesDescription matches ``ingest.label_series`` is a label map only when its
+content says so too: whole non-negative numbers with few distinct values. Otherwise it is
+written as an image (with a warning); radiographs are never taken for label maps.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcnn import __version__
+from medcnn.ingest.context import Context, Entry
+from medcnn.ingest.dicom_headers import date_fields, deidentify_sidecar, subject_ids
+from medcnn.ingest.grouping import describe_split, split_series
+from medcnn.ingest.outputs import (
+    as_labels,
+    check_affine,
+    combined_hash,
+    grid_problem,
+    label_like,
+    write_outputs,
+)
+from medcnn.io.bounded import run_bounded
+from medcnn.io.deid import pseudonym
+from medcnn.io.dicom import DicomImage, DicomReadError, read_image
+from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_by_position
+from medcnn.io.files import sha256_file
+from medcnn.io.scrub import free_text
+
+log = logging.getLogger("medcnn.ingest.pipeline")
+
+
+class LabelGridError(DicomReadError):
+    """A label series whose grid matches no image of its subject and study."""
+
+
+def convert_projections(members: list[Entry], ctx: Context) -> None:
+    """Each radiograph file becomes one ``(columns, rows, 1)`` image (the classic path)."""
+    series_uid = members[0].series_uid
+    for index, entry in enumerate(members):
+        with ctx.isolated([entry.path], "decode"):
+            subject, study = subject_ids(entry, ctx)
+            series = f"{entry.modality}-{pseudonym(series_uid, ctx.secret, '', 8)}"
+            if len(members) > 1:
+                series += f"-{index + 1:03d}"
+            image = run_bounded(read_image, (entry.path,), ctx.limits)
+            sidecar = {
+                **image.meta,
+                "SOPInstanceUID": entry.sop_uid,
+                "SourceSHA256": sha256_file(entry.path),
+                **date_fields(entry, ctx),
+            }
+            row = write_dicom(ctx, entry, subject, study, series, image, sidecar, np.float32)
+            ctx.rows.append(row)
+            ctx.converted([entry.path], subject, series)
+
+
+def convert_volumes(members: list[Entry], ctx: Context, role: str = "image") -> None:
+    """One SeriesInstanceUID: split into volumes, then stack each (each part isolated).
+
+    A label series (``role`` mask) whose content is a label map is stored as integers, and
+    only when its grid matches an image of the same subject and study (else quarantined).
+    """
+    by_path = {e.path: e for e in members}
+    frames = [f for e in members for f in e.frames]
+    with ctx.isolated(by_path, "group"):
+        parts = split_series(frames)
+        subject, study = subject_ids(members[0], ctx)
+    if any(ctx.fates[p].fate == "quarantined" for p in by_path):
+        return
+    base = f"{members[0].modality}-{pseudonym(members[0].series_uid, ctx.secret, '', 8)}"
+    for number, part in enumerate(parts, start=1):
+        series = base if len(parts) == 1 else f"{base}-{number:03d}"
+        files = sorted({f.path for f in part.frames}, key=lambda p: by_path[p].instance)
+        with ctx.isolated(files, "decode"):
+            explanation = describe_split(part.reasons)
+            if explanation:
+                log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
+            names = (subject, study, series, number, len(parts))
+            _convert_part(ctx, by_path, files, part, names, role)
+
+
+def _convert_part(
+    ctx: Context,
+    by_path: dict[Path, Entry],
+    files: list[Path],
+    part: Any,
+    names: tuple[str, str, str, int, int],
+    role: str,
+) -> None:
+    """Decode, check and write one volume of a series (raises on any problem).
+
+    ``names`` is (subject, study, series, part number, number of parts).
+    """
+    subject, study, series, number, n_parts = names
+    options = ctx.options
+    if role != "image":
+        options = AssemblyOptions(uneven_spacing=options.uneven_spacing, labels=True)
+    image = run_bounded(assemble_series, (part.frames, options), ctx.limits)
+    entry = by_path[files[0]]
+    dtype = None
+    if role != "image":
+        role, dtype = _label_role(ctx, entry, image, (subject, study), len(files))
+    for warning in image.warnings:
+        log.warning("%s/%s: %s", subject, series, warning)
+    sidecar: dict[str, Any] = {
+        **image.meta,
+        **source_geometry(image, part.frames, by_path),
+        "SourceSHA256": combined_hash(files),
+        "SourceFiles": len(files),
+        **date_fields(entry, ctx),
+    }
+    if role != "image":
+        sidecar["Role"] = role
+    if part.reasons:
+        sidecar["SeriesSplit"] = {
+            "part": number,
+            "of": n_parts,
+            "by": dict(part.reasons),
+            "explanation": describe_split(part.reasons),
+        }
+    if len(files) == 1:
+        sidecar["SOPInstanceUID"] = entry.sop_uid
+    row = write_dicom(ctx, entry, subject, study, series, image, sidecar, dtype)
+    row["role"] = role
+    ctx.rows.append(row)
+    ctx.converted(files, subject, series)
+
+
+def _label_role(
+    ctx: Context, entry: Entry, image: DicomImage, ids: tuple[str, str], n_files: int
+) -> tuple[str, Any]:
+    """(role, dtype) of a series named like a label map: ``mask`` when its content is one
+    on an image grid, ``image`` when its content is not a label map.
+
+    Raises:
+        LabelGridError: a label map whose grid matches no image of its subject and study.
+    """
+    subject, study = ids
+    is_label, why_not = label_like(image.data)
+    if not is_label:
+        image.warnings.append(
+            f"SeriesDescription matches ingest.label_series but the content is not a label map"
+            f" ({why_not}): kept as an image"
+        )
+        return "image", None
+    problem = grid_problem(ctx, subject, study, image.data.shape[:3])
+    if problem:
+        described = free_text(entry.description, entry.phi, ctx.config["deid"]["free_text"])
+        raise LabelGridError(f"label series {described!r} ({n_files} files): {problem}")
+    image.data, dtype = as_labels(image.data, image.warnings)
+    check_affine(ctx, subject, study, image.data.shape[:3], image.affine, image.warnings)
+    return "mask", dtype
+
+
+def source_geometry(
+    image: DicomImage, frames: list[FrameInfo], by_path: dict[Path, Entry]
+) -> dict[str, Any]:
+    """What a DICOM SEG of this volume needs to reference its source slices.
+
+    ``SliceSOPInstanceUIDs`` lists the SOP instance of each NIfTI slice k (one per k); it is
+    left out when slices do not map one to one onto files (multi-frame or mosaic files, time
+    series, or slices resampled onto a regular grid).
+    """
+    header = image.header
+    out: dict[str, Any] = {}
+    for keyword in ("FrameOfReferenceUID", "SOPClassUID"):
+        if header is not None and header.get(keyword):
+            out[keyword] = str(header.get(keyword))
+    iop = image.meta.get("ImageOrientationPatientDICOM")
+    if iop is not None:
+        out["ImageOrientationPatient"] = [float(v) for v in iop]
+    if header is not None and "SliceThickness" not in image.meta:
+        thickness = header.get("SliceThickness")
+        try:
+            if thickness:
+                out["SliceThickness"] = float(thickness)
+        except (TypeError, ValueError):
+            pass
+    single = all(f.frame is None and not f.mosaic for f in frames)
+    volumes = image.data.shape[3] if image.data.ndim >= 4 else 1
+    if single and volumes == 1 and not image.meta.get("Resampled"):
+        ordered = frames_by_position(frames)
+        if len(ordered) == image.data.shape[2]:
+            out["SliceSOPInstanceUIDs"] = [by_path[group[0].path].sop_uid for group in ordered]
+    return out
+
+
+def write_dicom(
+    ctx: Context,
+    entry: Entry,
+    subject: str,
+    study: str,
+    series: str,
+    image: DicomImage,
+    sidecar: dict[str, Any],
+    dtype: Any,
+) -> dict[str, Any]:
+    """Write one DICOM-derived image and return its manifest row (labels joined)."""
+    sidecar = {
+        **sidecar,
+        "Subject": subject,
+        "Study": study,
+        "Series": series,
+        "StudyInstanceUID": entry.study_uid,
+        "SeriesInstanceUID": entry.series_uid,
+        "Warnings": image.warnings,
+        "ConversionSoftware": f"medcnn {__version__}",
+        **entry.identifiers,
+    }
+    sidecar = deidentify_sidecar(sidecar, entry, ctx)
+    row = write_outputs(ctx, subject, study, series, image.data, image.affine, sidecar, dtype)
+    row["modality"] = entry.modality
+    row["source"] = "dicom"
+    # Radiograph sidecars carry no SeriesDescription: the manifest still gets it, scrubbed.
+    policy = ctx.config["deid"]["free_text"]
+    row["description"] = sidecar.get("SeriesDescription") or free_text(
+        entry.description, entry.phi, policy
+    )
+    if ctx.labels:
+        found = ctx.labels.get(entry.key_value or "")
+        for column in ctx.config["labels"]["columns"]:
+            row[column] = found[column] if found else ""
+    return row

@@ -1,0 +1,153 @@
+"""The header pass of DICOM ingest: one :class:`Entry` per usable file, the others quarantined.
+
+Headers are read from regular files only, with the declared pixel size checked against the
+bytes present and ``ingest.limits.max_pixel_bytes`` before anything is decoded, so a hostile
+header costs a header read. Identifiers stay in memory (to group and to scrub), never written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medcnn.ingest.context import Context, Entry
+from medcnn.ingest.discovery import Candidate, identify
+from medcnn.io.deid import (
+    IDENTIFYING_KEYWORDS,
+    REPLACED_UID_KEYWORDS,
+    date_shift_days,
+    keyed_uid,
+    pseudonym,
+    shift_date,
+)
+from medcnn.io.dicom import PROJECTION_MODALITIES, read_header
+from medcnn.io.dicom_series import frames_from_header
+from medcnn.io.scrub import FREE_TEXT_KEYWORDS, free_text
+
+STAGE = "header"
+
+
+def read_entry(
+    cand: Candidate,
+    ctx: Context,
+    seen_sop: dict[str, Path],
+    tables: dict[Path, dict[str, dict[str, str]]],
+) -> Entry | None:
+    """Header pass of one DICOM file; None (and a quarantine row) when it cannot be used."""
+    ds = read_header(cand.path, ctx.limits)
+    phi = tuple(str(ds.get(k)) for k in IDENTIFYING_KEYWORDS if ds.get(k))
+    ctx.phi.update(phi)
+    sop = str(ds.get("SOPInstanceUID", ""))
+    if sop and sop in seen_sop:
+        ctx.reject(cand.path, STAGE, f"duplicate SOPInstanceUID of {ctx.shown(seen_sop[sop])}")
+        return None
+    seen_sop[sop] = cand.path
+    patient_id = str(ds.get("PatientID", "") or "")
+    if not patient_id and cand.spec is not None and (cand.spec.pattern or cand.spec.table):
+        # An anonymised export without PatientID: the folder layout can still say who it is.
+        try:
+            patient_id = identify(cand, tables)["subject"]
+        except ValueError:
+            patient_id = ""
+    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID") if not ds.get(k)]
+    if not patient_id:
+        missing.insert(0, "PatientID")
+    if missing:
+        ctx.reject(cand.path, STAGE, f"missing {', '.join(missing)}")
+        return None
+    if not ds.get("Rows"):
+        sop_class = ds.get("SOPClassUID")
+        name = getattr(sop_class, "name", None) or str(sop_class or "unknown SOP class")
+        ctx.reject(cand.path, STAGE, f"no pixel data ({name})")
+        return None
+    burned = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
+    if burned and ctx.config["ingest"]["burned_in"] == "quarantine":
+        ctx.reject(cand.path, STAGE, "BurnedInAnnotation YES (ingest.burned_in: quarantine)")
+        return None
+    frames = frames_from_header(ds, cand.path)
+    dates = {k: str(ds.get(k)) for k in ("StudyDate", "AcquisitionDate") if ds.get(k)}
+    if ds.get("AcquisitionDateTime"):
+        dates["AcquisitionDateTime"] = str(ds.AcquisitionDateTime)
+    identifiers = {k: str(ds.get(k)) for k in IDENTIFYING_KEYWORDS if ds.get(k)}
+    try:
+        instance = int(ds.get("InstanceNumber", 0) or 0)
+    except (TypeError, ValueError):
+        instance = 0
+    key_keyword = ctx.config["labels"]["key"]
+    return Entry(
+        path=cand.path,
+        modality=str(ds.get("Modality", "OT")) or "OT",
+        patient_id=patient_id,
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_uid=sop,
+        instance=instance,
+        key_value=str(ds.get(key_keyword, "")) if ctx.labels else None,
+        description=str(ds.get("SeriesDescription", "") or ""),
+        frames=frames,
+        dates=dates,
+        identifiers=identifiers if ctx.config["deid"]["keep_identifiers"] else {},
+        phi=phi,
+    )
+
+
+def is_projection(members: list[Entry]) -> bool:
+    """Radiographs: one 2D greyscale image per file, each written on its own."""
+    return members[0].modality in PROJECTION_MODALITIES and all(
+        len(e.frames) == 1 and e.frames[0].frame is None and not e.frames[0].colour for e in members
+    )
+
+
+def subject_ids(entry: Entry, ctx: Context) -> tuple[str, str]:
+    """(subject, study) pseudonyms of an entry, recorded in the mapping."""
+    subject = pseudonym(entry.patient_id, ctx.secret, "sub-")
+    study = pseudonym(entry.study_uid, ctx.secret, "ses-", 8)
+    ctx.mapping.append((subject, "PatientID", entry.patient_id))
+    ctx.mapping.append((study, "StudyInstanceUID", entry.study_uid))
+    return subject, study
+
+
+def date_fields(entry: Entry, ctx: Context) -> dict[str, str]:
+    """Dates for the sidecar per ``deid.dates`` (none, or shifted per subject)."""
+    if ctx.config["deid"]["dates"] != "shift":
+        return {}
+    days = date_shift_days(entry.patient_id, ctx.secret, ctx.config["deid"]["max_shift_days"])
+    out: dict[str, str] = {}
+    if "StudyDate" in entry.dates:
+        shifted = shift_date(entry.dates["StudyDate"], days)
+        if shifted:
+            out["StudyDate"] = shifted
+    acquired = entry.dates.get("AcquisitionDateTime") or entry.dates.get("AcquisitionDate")
+    if acquired:
+        shifted = shift_date(acquired, days)
+        if shifted:
+            # Only the (shifted) day: a time of day next to a date narrows it down again.
+            out["AcquisitionDateTime"] = shifted
+    return out
+
+
+def deidentify_sidecar(sidecar: dict[str, Any], entry: Entry, ctx: Context) -> dict[str, Any]:
+    """The sidecar with free text per ``deid.free_text`` and UIDs per ``deid.uids``.
+
+    Under ``replace`` every Study/Series/SOP/FrameOfReference UID (and each slice's SOP
+    instance UID) becomes its keyed UID: the same in every run with the same key, so DICOM
+    SEG outputs made from the sidecar reference the replaced ones consistently.
+    """
+    out = dict(sidecar)
+    policy = ctx.config["deid"]["free_text"]
+    for keyword in FREE_TEXT_KEYWORDS:
+        if keyword in out:
+            text = free_text(str(out[keyword]), entry.phi, policy)
+            if text:
+                out[keyword] = text
+            else:
+                del out[keyword]
+    if ctx.config["deid"]["uids"] == "replace":
+        for keyword in REPLACED_UID_KEYWORDS:
+            if out.get(keyword):
+                out[keyword] = keyed_uid(str(out[keyword]), ctx.secret)
+        if "SliceSOPInstanceUIDs" in out:
+            out["SliceSOPInstanceUIDs"] = [
+                keyed_uid(str(u), ctx.secret) for u in out["SliceSOPInstanceUIDs"]
+            ]
+    return out

@@ -1,0 +1,89 @@
+"""Non-identifying acquisition facts of a DICOM header for the sidecar, and compact storage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from medcnn.io.dicom import number_list
+from medcnn.io.dicom_frames import to_int
+
+
+def compact(data: np.ndarray) -> np.ndarray:
+    """The smallest exact storage type: int16/uint16 for whole numbers in range, else float32."""
+    if data.dtype == np.uint8:
+        return data
+    if data.size and np.all(np.isfinite(data)) and np.array_equal(data, np.round(data)):
+        lo, hi = float(data.min()), float(data.max())
+        for dtype in (np.int16, np.uint16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                return data.astype(dtype)
+    return data.astype(np.float32)
+
+
+#: (DICOM keyword, sidecar key, factor): acquisition facts copied to the sidecar. Times in
+#: DICOM are ms; BIDS wants seconds. Nothing here identifies a patient.
+_ACQUISITION_FIELDS = (
+    ("Modality", "Modality", None),
+    ("Manufacturer", "Manufacturer", None),
+    ("ManufacturerModelName", "ManufacturersModelName", None),
+    ("MagneticFieldStrength", "MagneticFieldStrength", 1.0),
+    ("BodyPartExamined", "BodyPartExamined", None),
+    ("PatientPosition", "PatientPosition", None),
+    ("SeriesDescription", "SeriesDescription", None),
+    ("ProtocolName", "ProtocolName", None),
+    ("SeriesNumber", "SeriesNumber", None),
+    ("ScanningSequence", "ScanningSequence", None),
+    ("SequenceVariant", "SequenceVariant", None),
+    ("MRAcquisitionType", "MRAcquisitionType", None),
+    ("SliceThickness", "SliceThickness", 1.0),
+    ("SpacingBetweenSlices", "SpacingBetweenSlices", 1.0),
+    ("EchoTime", "EchoTime", 0.001),
+    ("RepetitionTime", "RepetitionTime", 0.001),
+    ("InversionTime", "InversionTime", 0.001),
+    ("FlipAngle", "FlipAngle", 1.0),
+    ("KVP", "KVP", 1.0),
+    ("ConvolutionKernel", "ConvolutionKernel", None),
+    ("GantryDetectorTilt", "GantryDetectorTilt", 1.0),
+    ("ImageType", "ImageType", None),
+    ("BitsStored", "BitsStored", None),
+    ("RescaleSlope", "RescaleSlope", 1.0),
+    ("RescaleIntercept", "RescaleIntercept", 1.0),
+    ("WindowCenter", "WindowCenter", 1.0),
+    ("WindowWidth", "WindowWidth", 1.0),
+    ("VOILUTFunction", "VOILUTFunction", None),
+    ("BurnedInAnnotation", "BurnedInAnnotation", None),
+    ("SOPClassUID", "SOPClassUID", None),
+)
+
+
+def acquisition_meta(ds: Dataset) -> dict[str, Any]:
+    """BIDS-like, non-identifying acquisition facts of a dataset (units: s, mm, degrees, T)."""
+    meta: dict[str, Any] = {}
+    for keyword, key, factor in _ACQUISITION_FIELDS:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        if factor is not None:
+            numbers = number_list(ds, keyword) or []
+            if not numbers:
+                continue  # text in a numeric attribute: left out, never fatal
+            meta[key] = [v * factor for v in numbers] if len(numbers) > 1 else numbers[0] * factor
+        elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+            meta[key] = [str(v) for v in value]
+        elif isinstance(value, int):
+            meta[key] = int(value)
+        else:
+            meta[key] = str(value)
+    if "SeriesNumber" in meta:
+        meta["SeriesNumber"] = to_int(meta["SeriesNumber"])
+    if "VOILUTSequence" in ds:
+        meta["VOILUTSequence"] = True
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID", "") if file_meta is not None else ""
+    meta["TransferSyntaxUID"] = str(syntax)
+    return meta
