@@ -55,9 +55,6 @@ STAGE_ORDER = [
 ]
 #: Modules of the stage layer that every stage may use (they import no stage).
 STAGE_HELPERS = {"layout", "resources", "subjects"}
-#: Private names imported across modules that belong to work in flight elsewhere
-#: (issue 17 owns medcnn/io); (importer, imported module, name).
-KNOWN_PRIVATE_IMPORTS = {("medcnn.io.dicom_series", "medcnn.io.dicom", "_float_list")}
 
 
 def module_names() -> dict[str, Path]:
@@ -191,7 +188,7 @@ def test_a_stage_imports_only_earlier_stages(imports):
 
 def test_no_private_names_from_another_module(imports):
     _, private = imports
-    assert sorted(set(private) - KNOWN_PRIVATE_IMPORTS) == []
+    assert private == []
 
 
 def test_the_checks_catch_what_they_forbid():
