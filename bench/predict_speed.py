@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medcnn.demo import write_demo_cohort  # noqa: E402
+from medcnn.demo.cxr import write_demo_cohort  # noqa: E402
 from medcnn.models.bundle import load_bundle  # noqa: E402
 
 

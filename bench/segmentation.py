@@ -55,20 +55,22 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medcnn.io.image2d import read_image_file  # noqa: E402
-from medcnn.io.nifti import write_nifti  # noqa: E402
-from medcnn.metrics.segmentation import dice, hd95, instance_metrics  # noqa: E402
-from medcnn.postprocess.components import keep_largest  # noqa: E402
-from medcnn.postprocess.instances import instances_from_mask  # noqa: E402
-from medcnn.predict.segmenter import (  # noqa: E402
+from medcnn.inference.segmentation import (  # noqa: E402
     choose_postprocessing,
     labels_from_probabilities,
     load_models,
     predict_labels,
     predict_probabilities,
 )
+from medcnn.io.image2d import read_image_file  # noqa: E402
+from medcnn.io.nifti import write_nifti  # noqa: E402
+from medcnn.metrics.instances import instance_metrics  # noqa: E402
+from medcnn.metrics.segmentation import dice, hd95  # noqa: E402
+from medcnn.planning.segmentation import make_seg_plans  # noqa: E402
+from medcnn.postprocess.components import keep_largest  # noqa: E402
+from medcnn.postprocess.instances import instances_from_mask  # noqa: E402
 from medcnn.train.segmenter import train_segmenter  # noqa: E402
-from medcnn.transforms.segmentation import make_seg_plans, preprocess_case  # noqa: E402
+from medcnn.transforms.segmentation import preprocess_case  # noqa: E402
 
 log = logging.getLogger("bench.segmentation")
 

@@ -10,7 +10,7 @@ Three figures, from one run on one machine:
   ``RandZoom`` in DataLoader workers, ``Adam``, ``CrossEntropyLoss``, fp32, NCHW.
 * **medcnn** - :func:`medcnn.train.classifier.train_one_epoch` as training runs it: arrays
   cached by ``CacheDataset`` (only augmentation each epoch), channels-last, bf16 autocast where
-  :func:`~medcnn.train.hardware.resolve_precision` measures that it pays, AdamW + one-cycle.
+  :func:`~medcnn.hardware.resolve_precision` measures that it pays, AdamW + one-cycle.
 * **ceiling** - the model's training FLOPs per image (forward + backward, counted by
   ``torch.utils.flop_counter``) at the machine's measured convolution throughput: every
   convolution of the network timed alone (forward + backward, at its own shapes, in the
@@ -47,9 +47,9 @@ from monai.transforms import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from medcnn.hardware import autocast, resolve_precision, resolve_workers
 from medcnn.models.factory import build_network
 from medcnn.train.classifier import train_one_epoch
-from medcnn.train.hardware import autocast, resolve_precision, resolve_workers
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 

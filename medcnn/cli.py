@@ -1,19 +1,16 @@
 """``medcnn <step>``: one command per workflow stage, a thin layer over the package.
 
-Each step reads the validated configuration and the files of earlier stages, so it runs the
-same inside Snakemake and by hand. Heavy libraries are imported inside the step that needs
-them: ``medcnn report`` should not pay for importing torch.
+Each step parses its arguments, reads the validated configuration and calls one stage of
+:mod:`medcnn.stages`, so it runs the same inside Snakemake and by hand. Stages are imported
+inside the step that needs them: ``medcnn report`` should not pay for importing torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from medcnn import __version__
 from medcnn.config import ConfigError, load_config
@@ -22,277 +19,71 @@ log = logging.getLogger("medcnn")
 
 
 def _demo_data(args: argparse.Namespace) -> None:
-    if args.cohort == "ct":
-        from medcnn.demo_seg import write_ct_cohort
+    from medcnn.demo import write_demo_data
 
-        cases = write_ct_cohort(
-            Path(args.out) / "ct",
-            n_patients=args.patients or 10,
-            size=args.size or 64,
-            n_slices=args.slices,
-            spacing=tuple(args.spacing),
-            seed=args.seed,
-        )
-        log.info(
-            "CT lesion cohort: %d patients, %d lesions in %s/ct",
-            len(cases),
-            sum(c.n_lesions for c in cases),
-            args.out,
-        )
-        return
-    if args.cohort == "nuclei":
-        from medcnn.demo_seg import write_nuclei_cohort
-
-        tiles = write_nuclei_cohort(
-            Path(args.out) / "nuclei", n_tiles=args.tiles, size=args.size or 128, seed=args.seed
-        )
-        log.info(
-            "nuclei cohort: %d tiles, %d nuclei in %s/nuclei",
-            len(tiles),
-            sum(t.n_nuclei for t in tiles),
-            args.out,
-        )
-        return
-    from medcnn.demo import write_demo_cohort
-
-    images = write_demo_cohort(
-        Path(args.out), n_patients=args.patients or 48, seed=args.seed, image_size=args.size or 256
-    )
-    log.info(
-        "demo cohort: %d images of %d patients in %s",
-        len(images),
-        len({i.patient_id for i in images}),
+    write_demo_data(
         args.out,
+        cohort=args.cohort,
+        patients=args.patients,
+        size=args.size,
+        slices=args.slices,
+        spacing=args.spacing,
+        tiles=args.tiles,
+        seed=args.seed,
     )
 
 
 def _ingest(args: argparse.Namespace) -> None:
-    from medcnn.ingest.pipeline import run_ingest
+    from medcnn.stages import ingest
 
-    run_ingest(load_config(args.config))
-
-
-def _subjects(args: argparse.Namespace, config: dict) -> list[str]:
-    """The subjects a per-subject step runs on: ``--batch`` (ingest's batch) or ``--subject``."""
-    if getattr(args, "batch", None):
-        from medcnn.ingest.batches import batch_subjects
-
-        return batch_subjects(Path(config["results"]) / "ingest", args.batch)
-    subject = getattr(args, "subject", None)
-    return [subject] if isinstance(subject, str) else list(subject or [])
-
-
-def _for_each_subject(
-    subjects: list[str], work: Callable[[str], list[str]], marker: Path | None, what: str
-) -> None:
-    """Run ``work`` for each subject, then write ``marker`` (a TSV of subject and outputs).
-
-    A subject that fails is logged with the error and the others go on; the step then fails
-    (naming them) without writing the marker, so a re-run does the batch again.
-    """
-    rows, failed = [], []
-    for subject in subjects:
-        try:
-            outputs = work(subject)
-        except Exception:  # noqa: BLE001 - one bad subject must not stop its batch
-            log.exception("%s failed for %s", what, subject)
-            failed.append(subject)
-            continue
-        rows.extend(f"{subject}\t{o}" for o in outputs)
-    if failed:
-        raise RuntimeError(f"{what} failed for {len(failed)} subject(s): {', '.join(failed)}")
-    if marker is not None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_suffix(".part")
-        tmp.write_text("\n".join(["subject\toutput", *rows]) + "\n")
-        tmp.replace(marker)
-
-
-def _marker(config: dict, args: argparse.Namespace, *parts: str) -> Path | None:
-    if not getattr(args, "batch", None):
-        return None
-    return Path(config["results"]).joinpath(*parts, "batches", f"{args.batch}.tsv")
+    ingest.run(load_config(args.config))
 
 
 def _preprocess(args: argparse.Namespace) -> None:
     import torch
 
-    from medcnn.tasks import subject_index_path
-    from medcnn.transforms.preprocess import run_preprocess, run_preprocess_subject
+    from medcnn.stages import preprocess
 
     torch.set_num_threads(max(1, args.threads))
-    config = load_config(args.config)
-    results = Path(config["results"])
-    subjects = _subjects(args, config)
-    if not subjects and not args.batch:
-        run_preprocess(config, args.task)
-        return
-
-    def one(subject: str) -> list[str]:
-        run_preprocess_subject(config, args.task, subject)
-        return [str(subject_index_path(results, args.task, subject).relative_to(results))]
-
-    _for_each_subject(subjects, one, _marker(config, args, "preprocess", args.task), "preprocess")
+    preprocess.run(load_config(args.config), args.task, args.subject, args.batch)
 
 
 def _split(args: argparse.Namespace) -> None:
-    from medcnn.data.split import run_split
+    from medcnn.stages.split import run_split
 
     run_split(load_config(args.config), args.task)
 
 
-@contextlib.contextmanager
-def _stage_device(config: dict, stage: str) -> Iterator[int]:
-    """Claim the stage's GPUs (if any) and resolve ``device: auto`` for this job.
-
-    ``auto`` means CUDA only when the stage asks for GPUs (``resources.<stage>.gpu``): a job
-    that did not claim a device must not start on whichever GPU happens to be device 0.
-
-    Yields:
-        The number of CUDA devices the job may use (0 when it asked for none).
-    """
-    from medcnn.devices import claim_gpus
-
-    gpus = config["resources"][stage].get("gpu", 0)
-    with claim_gpus(gpus, config["resources"]["jobs_per_gpu"]):
-        if config["device"] == "auto":
-            config["device"] = "cuda" if gpus else "cpu"
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        yield len([d for d in visible.split(",") if d.strip()]) if gpus else 0
-
-
 def _train(args: argparse.Namespace) -> int:
-    from medcnn.train import distributed
+    from medcnn.stages import train
 
-    config = load_config(args.config)
-    with _stage_device(config, "train") as visible:
-        nproc = distributed.processes(config["resources"]["train"].get("gpu", 0), visible)
-        if config["tasks"][args.task]["kind"] != "classification":
-            from medcnn.train.run_segmentation import run_train_segmentation
-
-            if nproc > 1:
-                log.warning("segmentation trains on one GPU (DDP is for classification)")
-            run_train_segmentation(config, args.task, args.fold, threads=args.threads)
-            return 0
-        if distributed.should_relaunch(nproc):
-            # Inside the claim: the GPUs stay locked while the DDP processes use them.
-            return _run_ddp(args.argv, nproc)
-        from medcnn.train.classifier import run_train
-
-        train = run_train
-        if os.environ.get(distributed.CHILD_ENV):
-            from torch.distributed.elastic.multiprocessing.errors import record
-
-            # torchrun's failure summary then names the rank and shows its traceback.
-            train = record(run_train)
-        train(config, args.task, args.fold, threads=args.threads)
-    return 0
-
-
-def _die_with_parent() -> None:
-    """In the child: be sent SIGTERM when this process dies, even by ``kill -9``.
-
-    Otherwise torchrun and its ranks would go on training after the job was killed, on GPUs
-    whose locks died with it.
-    """
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _run_ddp(argv: list[str], nproc: int) -> int:
-    """Run ``medcnn <argv>`` again under ``torchrun`` in ``nproc`` processes; its exit code.
-
-    SIGTERM/SIGINT/SIGHUP (a cancelled Snakemake or SLURM job) are passed on to torchrun,
-    which stops every rank.
-    """
-    import signal
-    import subprocess
-
-    from medcnn.train import distributed
-
-    command = distributed.relaunch_command(nproc, argv, sys.executable)
-    log.info("DDP: training in %d processes: %s", nproc, " ".join(command))
-    proc = subprocess.Popen(
-        command,
-        env={**os.environ, distributed.CHILD_ENV: "1"},
-        preexec_fn=_die_with_parent,
-    )
-    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {s: signal.signal(s, lambda signum, _: proc.send_signal(signum)) for s in forwarded}
-    try:
-        code = proc.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if code:
-        log.error(
-            "DDP training failed: torchrun exited with code %d (the failing rank and its "
-            "error are above)",
-            code,
-        )
-    return code
+    return train.run(load_config(args.config), args.task, args.fold, args.threads, args.argv)
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from medcnn.predict.classifier import run_predict
+    from medcnn.stages import predict
 
     config = load_config(args.config)
-    if config["tasks"][args.task]["kind"] != "classification":
-        from medcnn.predict.run_segmentation import run_predict_segmentation as run_predict
-
-    def one(subject: str) -> list[str]:
-        run_predict(config, args.task, subject, threads=args.threads)
-        return [f"predict/{args.task}/{subject}.json"]
-
-    with _stage_device(config, "predict"):
-        _for_each_subject(
-            _subjects(args, config), one, _marker(config, args, "predict", args.task), "predict"
-        )
+    predict.run(config, args.task, args.subject, args.batch, threads=args.threads)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from medcnn.metrics.evaluation import run_evaluate
+    from medcnn.stages import evaluate
 
-    run_evaluate(load_config(args.config), args.task)
+    evaluate.run(load_config(args.config), args.task)
 
 
 def _saliency(args: argparse.Namespace) -> None:
-    from medcnn.saliency.pipeline import run_saliency
+    from medcnn.stages import saliency
 
     config = load_config(args.config)
-    if config["tasks"][args.task]["kind"] != "classification":
-        from medcnn.saliency.segmentation import run_saliency_segmentation as run_saliency
-
-    def one(subject: str) -> list[str]:
-        run_saliency(config, args.task, subject, threads=args.threads)
-        return [f"saliency/{args.task}/{subject}/saliency.json"]
-
-    with _stage_device(config, "saliency"):
-        _for_each_subject(
-            _subjects(args, config), one, _marker(config, args, "saliency", args.task), "saliency"
-        )
+    saliency.run(config, args.task, args.subject, args.batch, threads=args.threads)
 
 
 def _report(args: argparse.Namespace) -> None:
-    from medcnn.report.render import render_cohort, render_subject
+    from medcnn.stages import report
 
-    config = load_config(args.config)
-    results = Path(config["results"])
-
-    def one(subject: str) -> list[str]:
-        html = Path(render_subject(config, subject))
-        print(html)
-        outputs = [html] + ([html.with_suffix(".pdf")] if config["report"]["pdf"] else [])
-        return [str(Path(o).resolve().relative_to(results.resolve())) for o in outputs]
-
-    subjects = _subjects(args, config)
-    if subjects or args.batch:
-        _for_each_subject(subjects, one, _marker(config, args, "reports"), "report")
-    if args.cohort:
-        print(render_cohort(config))
+    report.run(load_config(args.config), args.subject, args.batch, cohort=args.cohort)
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -28,6 +28,12 @@ def load_schema() -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def section_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of each key of one section of a task (``train``, ``segmentation``…)."""
+    properties = load_schema()["$defs"]["task"]["properties"][section]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in properties.items() if "default" in v}
+
+
 def validator_with_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     """A Draft 2020-12 validator that also fills in each property's ``default``."""
     base = jsonschema.Draft202012Validator
@@ -68,6 +74,16 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+#: Task kinds whose models segment (the others classify).
+SEGMENTATION_KINDS = ("segmentation", "instance_segmentation")
+
+
+def is_segmentation(task: dict[str, Any]) -> bool:
+    """True for a segmentation or instance segmentation task (the kind decides the stages'
+    code path)."""
+    return task["kind"] != "classification"
+
+
 #: Networks per kind of task (the schema lists them all).
 CLASSIFIERS = ("densenet", "resnet", "seresnet", "efficientnet")
 SEGMENTERS = ("unet", "dynunet", "segresnet")
@@ -79,7 +95,7 @@ def _check_task(name: str, task: dict[str, Any]) -> None:
     Raises:
         ConfigError: a network of the wrong kind, or a 3D task that is not segmentation.
     """
-    segmentation = task["kind"] != "classification"
+    segmentation = is_segmentation(task)
     network = task["network"]
     if network["name"] is None:
         network["name"] = "unet" if segmentation else "densenet121"
@@ -112,8 +128,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
         config = validate_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    from medcnn.tasks import attach_bundles  # tasks imports this module
-
     return attach_bundles(config)
 
 
@@ -135,8 +149,8 @@ def task_config(config: dict[str, Any], task: str) -> dict[str, Any]:
 def reference_markdown() -> str:
     """The configuration reference as a Markdown table, generated from the schema.
 
-    The README embeds this output (a test checks it is current), so the documentation of a
-    key cannot drift from the key itself.
+    docs/configuration.md embeds this output (a test checks it is current), so the
+    documentation of a key cannot drift from the key itself.
     """
     schema = load_schema()
     rows: list[tuple[str, str, str, str]] = []
@@ -170,3 +184,45 @@ def reference_markdown() -> str:
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {t} | {d and f'`{d}`'} | {text} |" for k, t, d, text in rows]
     return "\n".join(lines) + "\n"
+
+
+def bundle_folds(path: str | Path) -> list[Path]:
+    """The fold bundles of a bundle folder, in fold order.
+
+    Raises:
+        ConfigError: the folder holds no ``fold<k>/bundle.json``.
+    """
+    folder = Path(path)
+    folds = sorted(folder.glob("fold*/bundle.json"), key=lambda p: int(p.parent.name[4:]))
+    if not folds:
+        raise ConfigError(f"{folder}: no model bundle (fold*/bundle.json) in this folder")
+    return [p.parent for p in folds]
+
+
+def attach_bundles(config: dict[str, Any]) -> dict[str, Any]:
+    """Add each ``bundles:`` entry to ``config['tasks']`` with the settings it was trained with.
+
+    The task gets a ``bundle`` key (the folder) and ``quality`` (the policy). Modifies and
+    returns ``config``.
+
+    Raises:
+        ConfigError: a name used for both a trained task and a bundle, or a bundle whose
+            task settings no longer validate.
+    """
+    schema = load_schema()
+    for name, entry in config.get("bundles", {}).items():
+        if name in config["tasks"] and "bundle" not in config["tasks"][name]:
+            raise ConfigError(f"bundles.{name}: a task of that name is also configured to train")
+        folds = bundle_folds(entry["path"])
+        settings = json.loads((folds[0] / "config.json").read_text())
+        # A bundle written by an older medcnn lacks settings added since: their defaults.
+        validator = validator_with_defaults({**schema["$defs"]["task"], "$defs": schema["$defs"]})
+        errors = list(validator.iter_errors(settings))
+        if errors:
+            raise ConfigError(f"{folds[0] / 'config.json'}: {errors[0].message}")
+        config["tasks"][name] = {
+            **settings,
+            "bundle": str(entry["path"]),
+            "quality": entry["quality"],
+        }
+    return config

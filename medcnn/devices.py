@@ -120,3 +120,36 @@ def claim_gpus(
     finally:
         for handle in handles:
             handle.close()
+
+
+def resolve_device(setting: str, gpus: int) -> str:
+    """The one meaning of ``device: auto``: CUDA when the job has GPUs, else the CPU.
+
+    A workflow job has GPUs only when its stage asks for them (``resources.<stage>.gpu``):
+    a job that did not claim a device must not start on whichever GPU happens to be device 0.
+    Called from a Python session (no stage), ``gpus`` is what torch sees.
+
+    Args:
+        setting: ``auto``, ``cpu`` or ``cuda`` (the config's ``device``).
+        gpus: the GPUs the job may use.
+
+    Returns:
+        ``setting`` itself unless it is ``auto``.
+    """
+    if setting != "auto":
+        return setting
+    return "cuda" if gpus else "cpu"
+
+
+@contextlib.contextmanager
+def stage_device(config: dict, stage: str) -> Iterator[int]:
+    """Claim a stage's GPUs (if any) and resolve ``config["device"]`` for this job.
+
+    Yields:
+        The number of CUDA devices the job may use (0 when it asked for none).
+    """
+    gpus = config["resources"][stage].get("gpu", 0)
+    with claim_gpus(gpus, config["resources"]["jobs_per_gpu"]):
+        config["device"] = resolve_device(config["device"], gpus)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        yield len([d for d in visible.split(",") if d.strip()]) if gpus else 0

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate the README's configuration reference from the schema (between the markers)."""
+"""Regenerate the configuration reference (docs/configuration.md) from the schema, between
+the markers."""
 
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ from pathlib import Path
 
 from medcnn.config import reference_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
 def render(text: str) -> str:
-    """README text with the reference section replaced by the current schema's."""
+    """The reference page's text with the table replaced by the current schema's."""
     pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"{README}: markers {START} … {END} not found")
+        raise SystemExit(f"{REFERENCE}: markers {START} … {END} not found")
     return pattern.sub(lambda _: f"{START}\n{reference_markdown()}{END}", text)
 
 
 if __name__ == "__main__":
-    README.write_text(render(README.read_text()))
+    REFERENCE.write_text(render(REFERENCE.read_text()))
     sys.exit(0)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from medcnn.config import validate_config
-from medcnn.demo import write_demo_cohort
+from medcnn.demo.cxr import write_demo_cohort
 
 #: Appended to every PatientID, family name and AccessionNumber of test cohorts, so a grep
 #: of the outputs cannot be fooled by a coincidence.

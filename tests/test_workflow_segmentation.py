@@ -17,7 +17,7 @@ import pydicom
 import pytest
 import yaml
 
-from medcnn.demo_seg import write_ct_cohort, write_nuclei_cohort
+from medcnn.demo.segmentation import write_ct_cohort, write_nuclei_cohort
 from tests.conftest import run_snakemake
 
 

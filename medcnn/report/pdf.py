@@ -14,6 +14,8 @@ from typing import Any
 
 from fpdf import FPDF
 
+from medcnn.report.html import fmt
+
 _FOLD = {"–": "-", "—": "-", "…": "...", "≥": ">=", "≤": "<=", "·": "-", "’": "'"}
 
 
@@ -29,9 +31,7 @@ def _png(uri: str) -> io.BytesIO:
 
 
 def _num(value: Any, digits: int = 3) -> str:
-    from medcnn.report.render import _fmt
-
-    return _text(_fmt(value, digits))
+    return _text(fmt(value, digits))
 
 
 def _segmentation(pdf: Any, s: dict[str, Any], t: dict[str, Any]) -> None:
@@ -121,7 +121,7 @@ class _Report(FPDF):
 
 
 def subject_pdf(context: dict[str, Any], path: Path) -> Path:
-    """Write the subject report of :func:`medcnn.report.render.subject_context` as PDF."""
+    """Write the subject report of :func:`medcnn.stages.report.subject.subject_context` as PDF."""
     lay, s = context["layout"], context["layout"]["sections"]
     pdf = _Report(f"{lay['title']}: {context['subject']}")
     pdf.add_page()

@@ -38,6 +38,15 @@ def _load(path: Path, what: str) -> nib.Nifti1Image:
         raise ValueError(f"{path}: cannot read {what}: {exc}") from exc
 
 
+def _load_on_grid(
+    image_path: Path, label_path: Path, what: str
+) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """An image and its label file (``what``), checked to share one voxel grid."""
+    image, label = _load(image_path, "image"), _load(label_path, what)
+    _same_grid(image, label, (image_path, label_path))
+    return image, label
+
+
 def _same_grid(image: nib.Nifti1Image, label: nib.Nifti1Image, paths: tuple[Path, Path]) -> None:
     if image.shape[:3] != label.shape[:3] or not np.allclose(image.affine, label.affine, atol=1e-3):
         raise ValueError(
@@ -122,9 +131,7 @@ def overlay_slices(
         Path(mask_nii_path),
         Path(out_png),
     )
-    image = _load(image_nii_path, "image")
-    mask = _load(mask_nii_path, "label map")
-    _same_grid(image, mask, (image_nii_path, mask_nii_path))
+    image, mask = _load_on_grid(image_nii_path, mask_nii_path, "label map")
     image, mask = nib.as_closest_canonical(image), nib.as_closest_canonical(mask)
     data = np.asanyarray(image.dataobj).astype(np.float32)
     while data.ndim > 3:
@@ -222,9 +229,7 @@ def nuclei_contours(
         Path(instances_nii_path),
         Path(out_png),
     )
-    image = _load(image_nii_path, "image")
-    labels = _load(instances_nii_path, "instance label image")
-    _same_grid(image, labels, (image_nii_path, instances_nii_path))
+    image, labels = _load_on_grid(image_nii_path, instances_nii_path, "instance label image")
     rgb = _tile_rgb(np.asanyarray(image.dataobj), percentiles)
     instances = np.rint(np.asanyarray(labels.dataobj)).astype(np.int64)
     while instances.ndim > 2:

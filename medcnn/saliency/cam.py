@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 
-from medcnn.train.hardware import model_device
+from medcnn.hardware import model_device
 
 #: Method names accepted in ``tasks.<task>.saliency.methods``.
 METHODS = ("gradcam", "gradcampp", "occlusion")

@@ -18,9 +18,6 @@ the network has one logit per label.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,69 +25,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader
-from monai.transforms import Compose, Lambdad
 from monai.utils import set_determinism
 
-from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
-from medcnn.data.split import fold_split, subject_role
-from medcnn.metrics.classification import choose_threshold, evaluate
-from medcnn.models.bundle import save_bundle
+from medcnn.hardware import autocast, resolve_precision
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
-from medcnn.train.hardware import autocast, pick_device, resolve_precision, resolve_workers
-from medcnn.transforms.radiograph import KEY, augment_transforms
+from medcnn.train.checkpoint import (
+    CHECKPOINT,
+    epoch_seed,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+    training_state,
+)
+from medcnn.train.loaders import classifier_loader
+from medcnn.train.schedules import lr_schedule
+from medcnn.train.validation import validate_classifier
+from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-__all__ = ["pick_device", "predict_logits", "run_train", "train_fold"]
-
-
-def _load_array(path: str) -> np.ndarray:
-    return np.load(path)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffling, sampling and augmentation."""
-    return (seed * 1_000_003 + epoch) % (2**31 - 1)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    device: torch.device,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    batch_size: int = 32,
-) -> np.ndarray:
-    """Logits for a stack of images.
-
-    Args:
-        model: the network (put in ``eval()`` mode here).
-        images: float32 ``(n, 1, H, W)``.
-        device: where to run.
-        precision: ``fp32``, ``bf16`` or ``fp16`` autocast.
-        channels_last: feed NHWC tensors (match the model's memory format).
-        batch_size: images per forward pass.
-
-    Returns:
-        float32 ``(n, outputs)``.
-    """
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.as_tensor(images[start : start + batch_size], device=device)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            logits = model(batch)
-        out.append(logits.float().cpu().numpy())
-    if not out:
-        return np.zeros((0, 1), dtype=np.float32)
-    return np.concatenate(out).astype(np.float32)
 
 
 def train_one_epoch(
@@ -165,44 +119,6 @@ def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarra
     return loss_weights.astype(np.float32), 1.0 / np.maximum(counts, 1.0)
 
 
-def mean_auroc(targets: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean over labels of the one-vs-rest AUROC (labels with one class are left out)."""
-    from medcnn.metrics.classification import auroc
-
-    values = [auroc(targets[:, k], probabilities[:, k]) for k in range(targets.shape[1])]
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def _fingerprint(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    # Write then rename: a job killed while writing leaves the previous checkpoint whole.
-    tmp = path.with_suffix(".part")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated file from a full disk: start again, say why
-        log.warning("%s: unreadable checkpoint (%s); training from the start", path, exc)
-        return None
-    if state.get("fingerprint") != fingerprint:
-        log.warning(
-            "%s: checkpoint is from another configuration or split; training from the start",
-            path,
-        )
-        return None
-    return state
-
-
 def train_fold(
     train_items: list[dict[str, Any]],
     val_items: list[dict[str, Any]],
@@ -248,7 +164,6 @@ def train_fold(
         initial = load_initial_weights(model, task["network"]["weights"])
     memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
-    world = distributed.world_size()
 
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
@@ -261,79 +176,18 @@ def train_fold(
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
     else:
         loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-
-    augment = (
-        augment_transforms(size, flip=settings["flip"]) if settings["augment"] else Compose([])
+    dataset, sampler, loader, generator, workers = classifier_loader(
+        train_items, draw_weights, settings, size, device, threads
     )
-    # The deterministic part (reading the array) is cached once; from the second epoch on
-    # an item costs only its random augmentation.
-    dataset = CacheDataset(
-        train_items,
-        transform=Compose([Lambdad(keys=KEY, func=_load_array), *augment.transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    workers = resolve_workers(settings["num_workers"], device, threads)
-    if world > 1 and settings["num_workers"] == "auto" and device.type == "cuda":
-        # The node's cores are shared by its ranks.
-        workers = max(1, workers // distributed.local_world_size())
-    generator = torch.Generator()
-    batch_size = distributed.per_rank_batch(settings["batch_size"])
-    # DDP: each rank takes its share of the shuffled (or weighted) draws of (seed, epoch).
-    sampler = distributed.sampler(
-        dataset,
-        shuffle=True,
-        seed=seed,
-        weights=torch.as_tensor(draw_weights) if balance == "sampler" else None,
-    )
-    if sampler is None and balance == "sampler":
-        sampler = torch.utils.data.WeightedRandomSampler(
-            torch.as_tensor(draw_weights, dtype=torch.double),
-            num_samples=len(train_items),
-            replacement=True,
-            generator=generator,
-        )
-    per_rank_items = len(sampler) if sampler is not None else len(train_items)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        drop_last=per_rank_items > batch_size,
-    )
-    steps_per_epoch = max(1, len(loader))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    total_steps = settings["epochs"] * steps_per_epoch
-    if settings["schedule"] == "onecycle":
-        scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=settings["learning_rate"], total_steps=total_steps, pct_start=0.15
-        )
-    elif settings["schedule"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
+    scheduler = lr_schedule(optimizer, settings, settings["epochs"] * max(1, len(loader)))
     checkpoint_path = out / CHECKPOINT
-    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    if state is not None:
-        precision, precision_info = state["precision"], state["precision_info"]
-    else:
-        precision, precision_info = None, None
-        if distributed.is_main():
-            example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
-            precision, precision_info = resolve_precision(
-                settings["precision"],
-                device,
-                model,
-                example.contiguous(memory_format=memory_format),
-            )
-        # auto times the precisions on rank 0; every rank must use its choice.
-        precision, precision_info = distributed.broadcast((precision, precision_info))
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    precision, precision_info = _precision(
+        state, settings, device, model, val_images, memory_format
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     history: list[dict[str, float]] = []
@@ -341,11 +195,9 @@ def train_fold(
     best_state: dict[str, torch.Tensor] = {}
     best_probs = np.zeros((0, scheme.n_outputs))
     start_epoch, bad_epochs, resumed_from = 1, 0, None
+    resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        restore(state, resumable)
         history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
         best_state, best_probs = state["best_state"], state["best_probs"].numpy()
         start_epoch = resumed_from = state["epoch"] + 1
@@ -389,23 +241,9 @@ def train_fold(
             # Rank 0 validates and decides; the others wait for its decision.
             stopped_early = distributed.broadcast(None)
             continue
-        logits = predict_logits(
-            model, val_images, device, precision, bool(settings["channels_last"])
+        probs, val_loss, val_auc = validate_classifier(
+            model, val_images, val_targets, scheme, device, precision, settings["channels_last"]
         )
-        probs = scheme.probabilities(logits)
-        if scheme.kind == "multiclass":
-            val_loss = float(
-                torch.nn.functional.cross_entropy(
-                    torch.as_tensor(logits), torch.as_tensor(val_targets.argmax(axis=1))
-                )
-            )
-        else:
-            val_loss = float(
-                torch.nn.functional.binary_cross_entropy_with_logits(
-                    torch.as_tensor(logits), torch.as_tensor(val_targets)
-                )
-            )
-        val_auc = mean_auroc(val_targets, probs)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -419,17 +257,7 @@ def train_fold(
             "data_wait_seconds": epoch_wait,
         }
         history.append(record)
-        log.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs, %.1fs waiting "
-            "for data)",
-            epoch,
-            settings["epochs"],
-            record["train_loss"],
-            val_loss,
-            val_auc,
-            record["seconds"],
-            epoch_wait,
-        )
+        _log_epoch(record, settings["epochs"])
         # Best by validation AUROC, ties broken by the lower loss.
         # (An undefined AUROC, one class in validation, counts as 0 so a model is still kept.)
         score = val_auc if np.isfinite(val_auc) else 0.0
@@ -442,24 +270,21 @@ def train_fold(
             bad_epochs += 1
         stopped_early = patience is not None and bad_epochs >= patience
         if settings["checkpoint"]:
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": history,
-                    "best": best,
-                    "best_state": best_state,
-                    "best_probs": torch.as_tensor(best_probs),
-                    "bad_epochs": bad_epochs,
-                    "stopped": stopped_early,
-                    "precision": precision,
-                    "precision_info": precision_info,
-                },
+                training_state(
+                    fingerprint,
+                    epoch,
+                    resumable,
+                    history=history,
+                    best=best,
+                    best_state=best_state,
+                    best_probs=torch.as_tensor(best_probs),
+                    bad_epochs=bad_epochs,
+                    stopped=stopped_early,
+                    precision=precision,
+                    precision_info=precision_info,
+                ),
             )
         if stopped_early:
             log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
@@ -471,10 +296,6 @@ def train_fold(
         return model, {}, []
     model.load_state_dict(best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
     model.eval()
-    # Over every epoch, those before a resume included.
-    train_seconds = sum(h["train_seconds"] for h in history)
-    n_seen = sum(h["images"] for h in history)
-    wait_seconds = sum(h["data_wait_seconds"] for h in history)
     summary = {
         "network": network,
         "best": best,
@@ -489,155 +310,55 @@ def train_fold(
         "stopped_early": stopped_early,
         "epochs_run": len(history),
         "resumed_from_epoch": resumed_from,
-        "train_images_per_second": n_seen / train_seconds if train_seconds else None,
-        "data_wait_fraction": wait_seconds / train_seconds if train_seconds else None,
+        **_throughput(history),
     }
     return model, summary, history
 
 
-def _items(
-    pre: Path, rows: list[dict[str, str]], scheme: LabelScheme, subgroups: list[str]
-) -> list[dict[str, Any]]:
-    targets = scheme.decode([r["target"] for r in rows])
-    return [
-        {
-            KEY: str(pre / r["array"]),
-            "label": targets[i],
-            "subject": r["subject"],
-            **{c: r.get(c, "") for c in subgroups},
-        }
-        for i, r in enumerate(rows)
-    ]
-
-
-def run_train(config: dict[str, Any], name: str, fold: int, threads: int = 1) -> dict[str, Any]:
-    """Train task ``name`` on fold ``fold``; returns the metrics written to ``metrics.json``.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) this is one rank of a DDP job: ``threads`` are the
-    job's, shared by the ranks; only rank 0 writes outputs, and the other ranks return ``{}``.
-
-    Raises:
-        ValueError: the fold does not exist in the split, or has no training or validation
-            images.
-    """
-    with distributed.process_group(pick_device(config["device"])) as device:
-        return _run_train(config, name, fold, threads, device)
-
-
-def _run_train(
-    config: dict[str, Any], name: str, fold: int, threads: int, device: torch.device
-) -> dict[str, Any]:
-    task = config["tasks"][name]
-    results = Path(config["results"])
-    pre = results / "preprocess" / name
-    out = results / "models" / name / f"fold{fold}"
-    out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, threads // distributed.local_world_size())
-    torch.set_num_threads(threads)
-
-    plans = json.loads((pre / "plans.json").read_text())
-    split = fold_split(results, name, fold)
-    scheme = LabelScheme.from_target(task["target"])
-    subgroups = plans.get("subgroups", [])
-    index = read_index(pre / "index.tsv")
-    rows = [r for r in index.to_dict("records") if r["target"] != ""]
-    train_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "train"]
-    val_rows = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
-    if not train_rows or not val_rows:
-        raise ValueError(f"task {name} fold {fold}: empty training or validation set")
-    train_items = _items(pre, train_rows, scheme, subgroups)
-    val_items = _items(pre, val_rows, scheme, subgroups)
-    fingerprint = _fingerprint(
-        {k: task[k] for k in ("target", "network", "train")},
-        plans,
-        split["folds"][fold],
-        [(r["series"], r["target"]) for r in train_rows + val_rows],
-    )
-    model, summary, history = train_fold(
-        train_items, val_items, scheme, task, plans, out, device, threads, fingerprint
-    )
-    if not distributed.is_main():
-        return {}
-
-    evaluation = task["evaluation"]
-    probs, targets = summary["best_probabilities"], summary["val_targets"]
-    thresholds = [
-        choose_threshold(
-            targets[:, k], probs[:, k], evaluation["threshold"], evaluation["sensitivity"]
+def _precision(
+    state: dict[str, Any] | None,
+    settings: dict[str, Any],
+    device: torch.device,
+    model: torch.nn.Module,
+    val_images: np.ndarray,
+    memory_format: torch.memory_format,
+) -> tuple[str, dict[str, Any] | None]:
+    """The arithmetic precision: the checkpoint's when resuming, else ``train.precision``
+    resolved (``auto`` is timed on rank 0, and every rank takes its choice)."""
+    if state is not None:
+        return state["precision"], state["precision_info"]
+    precision, precision_info = None, None
+    if distributed.is_main():
+        example = torch.as_tensor(val_images[: min(4, len(val_images))], device=device)
+        precision, precision_info = resolve_precision(
+            settings["precision"],
+            device,
+            model,
+            example.contiguous(memory_format=memory_format),
         )
-        for k in range(scheme.n_outputs)
-    ]
-    validation = evaluate(
-        targets,
-        probs,
-        list(scheme.labels),
-        thresholds,
-        kind=scheme.kind,
-        groups=np.array([it["subject"] for it in val_items]),
-        subgroups={c: np.array([it[c] for it in val_items]) for c in subgroups},
-        n_resamples=evaluation["bootstrap"],
-        n_bins=evaluation["calibration_bins"],
-        seed=task["train"]["seed"],
+    return distributed.broadcast((precision, precision_info))
+
+
+def _log_epoch(record: dict[str, float], epochs: int) -> None:
+    log.info(
+        "epoch %d/%d train_loss %.4f val_loss %.4f val_auroc %.3f (%.1fs, %.1fs waiting for data)",
+        record["epoch"],
+        epochs,
+        record["train_loss"],
+        record["val_loss"],
+        record["val_auroc"],
+        record["seconds"],
+        record["data_wait_seconds"],
     )
-    best = summary["best"]
-    metrics = {
-        "task": name,
-        "fold": fold,
-        "kind": scheme.kind,
-        "labels": list(scheme.labels),
-        "best_epoch": best["epoch"],
-        # mean over labels for multi-class/multi-label (the one AUROC of a binary task)
-        "val_auroc": best["val_auroc"],
-        "val_loss": best["val_loss"],
-        # threshold of the first label (the binary positive); all in "thresholds"
-        "threshold": thresholds[0],
-        "thresholds": dict(zip(scheme.labels, thresholds, strict=True)),
-        "threshold_method": evaluation["threshold"],
-        "n_train_images": len(train_items),
-        "n_val_images": len(val_items),
-        "n_train_patients": len({r["subject"] for r in train_rows}),
-        "n_val_patients": len({r["subject"] for r in val_rows}),
-        "train_images_per_second": summary["train_images_per_second"] or 0.0,
-        "data_wait_fraction": summary["data_wait_fraction"],
-        "device": str(device),
-        "precision": summary["precision"],
-        "precision_decision": summary["precision_info"],
-        "channels_last": summary["channels_last"],
-        "num_workers": summary["num_workers"],
-        "threads": threads,
-        # DDP processes (ranks) that trained the model; threads above are per process
-        "processes": distributed.world_size(),
-        "balance": summary["balance"],
-        "epochs_run": summary["epochs_run"],
-        "stopped_early": summary["stopped_early"],
-        "resumed_from_epoch": summary["resumed_from_epoch"],
-        "initial_weights": summary["initial_weights"],
-        "validation": validation,
+
+
+def _throughput(history: list[dict[str, float]]) -> dict[str, float | None]:
+    """Images per second and the share of time spent waiting for data, over every epoch
+    (those before a resume included)."""
+    train_seconds = sum(h["train_seconds"] for h in history)
+    n_seen = sum(h["images"] for h in history)
+    wait_seconds = sum(h["data_wait_seconds"] for h in history)
+    return {
+        "train_images_per_second": n_seen / train_seconds if train_seconds else None,
+        "data_wait_fraction": wait_seconds / train_seconds if train_seconds else None,
     }
-    network = summary["network"]
-    save_bundle(
-        out,
-        model,
-        {
-            "name": f"{name}-{network['name']}-fold{fold}",
-            "task": name,
-            "network": network,
-            "plans": plans,
-            "kind": scheme.kind,
-            "labels": list(scheme.labels),
-            "threshold": thresholds[0],
-            "thresholds": thresholds,
-            "flip": bool(task["train"]["flip"]),
-            "metrics": {k: v for k, v in metrics.items() if k != "validation"},
-        },
-    )
-    with open(out / "history.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
-    (out / "plans.json").write_text(json.dumps(plans, indent=2) + "\n")
-    # The bundle is whole: the checkpoint has done its job.
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return metrics

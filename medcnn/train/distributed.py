@@ -24,10 +24,14 @@ of steps per epoch mean what they mean in one process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import hashlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -327,3 +331,42 @@ def relaunch_command(nproc: int, argv: list[str], python: str) -> list[str]:
         "medcnn",
         *argv,
     ]
+
+
+def die_with_parent() -> None:
+    """In the child: be sent SIGTERM when this process dies, even by ``kill -9``.
+
+    Otherwise torchrun and its ranks would go on training after the job was killed, on GPUs
+    whose locks died with it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_ddp(argv: list[str], nproc: int) -> int:
+    """Run ``medcnn <argv>`` again under ``torchrun`` in ``nproc`` processes; its exit code.
+
+    SIGTERM/SIGINT/SIGHUP (a cancelled Snakemake or SLURM job) are passed on to torchrun,
+    which stops every rank.
+    """
+    command = relaunch_command(nproc, argv, sys.executable)
+    log.info("DDP: training in %d processes: %s", nproc, " ".join(command))
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, CHILD_ENV: "1"},
+        preexec_fn=die_with_parent,
+    )
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, lambda signum, _: proc.send_signal(signum)) for s in forwarded}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if code:
+        log.error(
+            "DDP training failed: torchrun exited with code %d (the failing rank and its "
+            "error are above)",
+            code,
+        )
+    return code

@@ -28,213 +28,51 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
-from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
-from monai.transforms import Compose
 from monai.utils import set_determinism
 
+from medcnn.config import section_defaults
+from medcnn.hardware import autocast, resolve_precision
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
-from medcnn.train.classifier import _fingerprint, _load_checkpoint, _save_checkpoint, epoch_seed
-from medcnn.train.hardware import autocast, resolve_precision
-from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
+from medcnn.train.checkpoint import (
+    CHECKPOINT,
+    epoch_seed,
+    load_checkpoint,
+    restore,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    settings_digest,
+    training_state,
+)
+from medcnn.train.loaders import segmenter_loader
+from medcnn.train.schedules import PolySchedule
+from medcnn.train.validation import validate_segmenter
+from medcnn.transforms.segmentation import IMAGE, LABEL
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 
-#: Training settings and their defaults (``task_cfg["train"]`` overrides any of them).
-DEFAULTS: dict[str, Any] = {
-    "epochs": 50,
-    "iterations_per_epoch": None,  # None: one pass over the training images
-    "samples_per_image": 2,
-    "learning_rate": 1e-3,
-    "weight_decay": 1e-4,
-    "warmup_epochs": 1,
-    "val_every": 1,
-    "overlap": 0.25,
-    "class_weights": None,
-    "seed": 0,
-    "precision": "auto",
-    "checkpoint": True,
-}
+#: Trainer settings that are not configuration (the schema has no key for them).
+FIXED_SETTINGS: dict[str, Any] = {"warmup_epochs": 1, "val_every": 1, "class_weights": None}
+#: Keys of the task's ``segmentation:`` section that the trainer reads with ``train:``.
+SEGMENTATION_KEYS = ("samples_per_image", "overlap")
 
 
 def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The training settings: :data:`DEFAULTS` updated with ``task_cfg["train"]``."""
-    return {**DEFAULTS, **{k: v for k, v in (task_cfg.get("train") or {}).items()}}
+    """The training settings: the schema's defaults (``train:`` and :data:`SEGMENTATION_KEYS`),
+    :data:`FIXED_SETTINGS`, then ``task_cfg["train"]`` over them.
 
-
-def fingerprint_of(*parts: Any) -> str:
-    """Identifies data and settings; a checkpoint with another fingerprint is not resumed."""
-    return _fingerprint(*parts)
-
-
-class PolySchedule:
-    """Linear warm-up then ``(1 - progress) ** 0.9``; progress in 0..1 is set by the caller.
-
-    A plain object with ``state_dict``: the progress can come from steps or from elapsed
-    time, which ``torch.optim.lr_scheduler`` classes cannot express.
+    The workflow passes every key (the validated task); the defaults serve a direct caller,
+    and are the schema's, so they cannot disagree with the workflow's.
     """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: float) -> None:
-        self.optimizer, self.base_lr, self.warmup = optimizer, base_lr, warmup
-        self.progress = 0.0
-
-    def step(self, progress: float) -> float:
-        """Set the learning rate for ``progress`` (fraction of the budget used); returns it."""
-        self.progress = min(max(progress, 0.0), 1.0)
-        lr = self.base_lr * (1.0 - self.progress) ** 0.9
-        if self.warmup > 0 and self.progress < self.warmup:
-            lr *= max(self.progress / self.warmup, 0.02)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def state_dict(self) -> dict[str, float]:
-        return {"progress": self.progress, "base_lr": self.base_lr, "warmup": self.warmup}
-
-    def load_state_dict(self, state: Mapping[str, float]) -> None:
-        self.progress = float(state["progress"])
-
-
-def _load_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return LoadArraysd()(item)
-
-
-def resolve_amp(setting: str, device: torch.device) -> str:
-    """Inference precision: ``auto`` is bf16 (or fp16) autocast on CUDA and fp32 on a CPU,
-    where predictions stay exact (training times bf16 against fp32 instead)."""
-    if setting != "auto":
-        return setting
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def dice_per_class(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
-    """Dice of each foreground class between two label maps (NaN where both are empty)."""
-    out = []
-    for c in range(1, n_classes):
-        p, r = pred == c, ref == c
-        denom = p.sum() + r.sum()
-        out.append(float(2.0 * (p & r).sum() / denom) if denom else float("nan"))
-    return out
-
-
-@torch.no_grad()
-def sliding_probabilities(
-    model: torch.nn.Module,
-    image: np.ndarray | torch.Tensor,
-    patch_size: Sequence[int],
-    device: torch.device,
-    precision: str = "fp32",
-    overlap: float = 0.5,
-    sw_batch_size: int = 4,
-    flips: bool = False,
-) -> torch.Tensor:
-    """Softmax of a whole image by Gaussian-weighted sliding windows (optionally mirrored).
-
-    Args:
-        model: the network, in eval mode.
-        image: ``(C, *spatial)`` preprocessed.
-        patch_size: the window (the plans' patch).
-        device: where to run.
-        precision: autocast precision.
-        overlap: window overlap fraction.
-        sw_batch_size: windows per forward pass.
-        flips: also average the predictions of the image mirrored along each spatial axis
-            (test-time augmentation, ``dims + 1`` passes).
-
-    Returns:
-        float32 ``(classes, *spatial)`` on the CPU.
-    """
-    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
-    x = x.to(device=device, dtype=torch.float32)
-    dims = x.ndim - 2
-    variants: list[tuple[int, ...]] = [()]
-    if flips:
-        variants += [(2 + a,) for a in range(dims)]
-
-    def predictor(patch: torch.Tensor) -> torch.Tensor:
-        with autocast(device, precision):
-            logits = model(patch)
-        return torch.softmax(logits.float(), dim=1)
-
-    total = None
-    for axes in variants:
-        xin = torch.flip(x, axes) if axes else x
-        prob = sliding_window_inference(
-            xin,
-            roi_size=tuple(int(p) for p in patch_size),
-            sw_batch_size=sw_batch_size,
-            predictor=predictor,
-            overlap=overlap,
-            mode="gaussian",
-            padding_mode="constant",
-        )
-        prob = torch.flip(prob, axes) if axes else prob
-        total = prob if total is None else total + prob
-    return (total / len(variants))[0].float().cpu()
-
-
-def validate(
-    model: torch.nn.Module,
-    items: Sequence[Mapping[str, Any]],
-    plans: Mapping[str, Any],
-    device: torch.device,
-    precision: str,
-    overlap: float,
-) -> dict[str, Any]:
-    """Mean foreground Dice over validation images (argmax of the sliding-window softmax).
-
-    Returns:
-        ``{"dice": mean over images of the mean over classes present, "dice_per_class":
-        [mean over images per class]}``.
-    """
-    model.eval()
-    n_classes = len(plans["classes"])
-    per_image, per_class = [], []
-    for item in items:
-        loaded = _load_item(item)
-        prob = sliding_probabilities(
-            model, loaded[IMAGE], plans["patch_size"], device, precision, overlap
-        )
-        pred = prob.argmax(0).numpy()
-        dices = dice_per_class(pred, loaded[LABEL][0], n_classes)
-        per_class.append(dices)
-        finite = [d for d in dices if np.isfinite(d)]
-        per_image.append(float(np.mean(finite)) if finite else 1.0)
-    matrix = np.array(per_class, dtype=float)
-    return {
-        "dice": float(np.mean(per_image)) if per_image else float("nan"),
-        "dice_per_class": [
-            float(np.nanmean(matrix[:, k])) if np.isfinite(matrix[:, k]).any() else float("nan")
-            for k in range(matrix.shape[1])
-        ]
-        if len(matrix)
-        else [],
+    defaults = {
+        **section_defaults("train"),
+        **{k: v for k, v in section_defaults("segmentation").items() if k in SEGMENTATION_KEYS},
     }
-
-
-def _rng_state() -> dict[str, Any]:
-    # Tensors and numbers only: the checkpoint is read back with weights_only=True.
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": torch.as_tensor(keys.astype(np.int64)),
-        "numpy_pos": int(pos),
-        "numpy_gauss": [int(has_gauss), float(cached)],
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    keys = state["numpy"].numpy().astype(np.uint32)
-    has_gauss, cached = state["numpy_gauss"]
-    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), int(has_gauss), cached))
+    return {**defaults, **FIXED_SETTINGS, **(task_cfg.get("train") or {})}
 
 
 def train_segmenter(
@@ -259,7 +97,7 @@ def train_segmenter(
         val_items: the same, validated every ``val_every`` epochs (and after the last) by
             sliding-window inference; empty: the last epoch's model is kept.
         plans: the task's plans (``patch_size``, ``batch_size``, ``classes``, ``network``).
-        task_cfg: the task's config; ``train`` settings override :data:`DEFAULTS`.
+        task_cfg: the task's config; ``train`` settings over :func:`settings_of`'s defaults.
         out_dir: the fold folder (created).
         device: training device.
         threads: CPU threads for torch.
@@ -288,7 +126,7 @@ def train_segmenter(
     settings = settings_of(task_cfg)
     seed = int(settings["seed"])
     set_determinism(seed=seed)
-    fingerprint = fingerprint or fingerprint_of(
+    fingerprint = fingerprint or settings_digest(
         dict(plans), settings, len(train_items), len(val_items)
     )
     network = dict(plans["network"])
@@ -302,25 +140,8 @@ def train_segmenter(
         batch=True,
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
     )
-    samples = int(settings["samples_per_image"])
-    batch_size = int(plans["batch_size"])
-    # Reading the arrays, padding and listing foreground/background voxels are done once
-    # and cached; an epoch then costs only the random crops and augmentation.
-    dataset = CacheDataset(
-        list(train_items),
-        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
-        num_workers=None,
-        progress=False,
-    )
-    generator = torch.Generator()
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, batch_size // samples),
-        shuffle=True,
-        num_workers=0,
-        generator=generator,
-        collate_fn=list_data_collate,
-        pin_memory=device.type == "cuda",
+    dataset, loader, generator = segmenter_loader(
+        train_items, plans, task_cfg, int(settings["samples_per_image"]), device
     )
     iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
     epochs = int(settings["epochs"])
@@ -342,33 +163,19 @@ def train_segmenter(
         return time.perf_counter()
 
     checkpoint_path = out / CHECKPOINT
-    state = _load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    if state is not None and state.get("precision"):
-        # a resumed run keeps the arithmetic it started with
-        precision, precision_info = state["precision"], {"reason": "resumed"}
-    else:
-        # auto: AMP on CUDA; on a CPU with native bf16 (AMX), bf16 when a timed
-        # forward + backward of this network on a patch batch is clearly faster
-        example = torch.zeros(
-            batch_size, int(plans["n_channels"]), *map(int, plans["patch_size"]), device=device
-        )
-        precision, precision_info = resolve_precision(
-            str(settings["precision"]), device, model, example, repeats=2
-        )
-        del example
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
     best_state: dict[str, torch.Tensor] = {}
     start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
+    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        restore(state, resumable)
         history, best, best_state = state["history"], state["best"], state["best_state"]
         elapsed = float(state["elapsed"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_epoch = resumed_from = int(state["epoch"]) + 1
         stop_reason = state.get("stop_reason", "epochs")
         log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
@@ -396,18 +203,8 @@ def train_segmenter(
             if budget_s:
                 progress = max(progress, (elapsed + now() - started) / budget_s)
             schedule.step(progress)
-            images = batch[IMAGE].to(device, non_blocking=True).float()
-            labels = batch[LABEL].to(device, non_blocking=True).long()
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                logits = model(images)
-            loss = loss_fn(logits.float(), labels)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            loss, patches = _step(model, batch, loss_fn, optimizer, scaler, device, precision)
+            losses.append(loss)
             step += 1
         train_seconds = now() - started
         wall_seconds = time.perf_counter() - wall_started
@@ -420,12 +217,14 @@ def train_segmenter(
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": train_seconds,
             "wall_seconds": wall_seconds,
-            "patches": len(losses) * images.shape[0],
+            "patches": len(losses) * patches,
             "val_dice": float("nan"),
         }
         if val_items and (epoch % int(settings["val_every"]) == 0 or last):
             v0 = time.perf_counter()
-            val = validate(model, val_items, plans, device, precision, float(settings["overlap"]))
+            val = validate_segmenter(
+                model, val_items, plans, device, precision, float(settings["overlap"])
+            )
             record["val_dice"] = val["dice"]
             for k, d in enumerate(val["dice_per_class"], start=1):
                 record[f"val_dice_{plans['classes'][k]}"] = d
@@ -446,34 +245,27 @@ def train_segmenter(
         history.append(record)
         log.info(
             "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
-            epoch,
-            epochs,
-            record["train_loss"],
-            record["val_dice"],
-            record["lr"],
+            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
             train_seconds,
         )
         if out_of_time:
             stop_reason = f"time budget ({max_minutes} min)"
         if settings["checkpoint"]:
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": schedule.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": history,
-                    "best": best,
-                    "best_state": best_state,
-                    "elapsed": elapsed,
-                    "rng": _rng_state(),
-                    "finished": out_of_time,
-                    "stop_reason": stop_reason,
-                    "precision": precision,
-                },
+                training_state(
+                    fingerprint,
+                    epoch,
+                    resumable,
+                    history=history,
+                    best=best,
+                    best_state=best_state,
+                    elapsed=elapsed,
+                    rng=rng_state(),
+                    finished=out_of_time,
+                    stop_reason=stop_reason,
+                    precision=precision,
+                ),
             )
         if out_of_time:
             log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
@@ -504,14 +296,76 @@ def train_segmenter(
         "resumed_from_epoch": resumed_from,
         "final_train_loss": history[-1]["train_loss"] if history else None,
     }
+    bundle_name = name or f"{task_name}-{network['name']}"
+    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, history)
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _precision(
+    state: Mapping[str, Any] | None,
+    setting: str,
+    plans: Mapping[str, Any],
+    device: torch.device,
+    model: torch.nn.Module,
+) -> tuple[str, dict[str, Any]]:
+    """The arithmetic precision: a resumed run keeps the one it started with; ``auto`` is AMP
+    on CUDA and, on a CPU with native bf16 (AMX), bf16 when a timed forward + backward of
+    this network on a patch batch is clearly faster."""
+    if state is not None and state.get("precision"):
+        return state["precision"], {"reason": "resumed"}
+    example = torch.zeros(
+        int(plans["batch_size"]),
+        int(plans["n_channels"]),
+        *map(int, plans["patch_size"]),
+        device=device,
+    )
+    return resolve_precision(setting, device, model, example, repeats=2)
+
+
+def _step(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    precision: str,
+) -> tuple[float, int]:
+    """One optimiser step on a batch of patches; (its loss, the patches in it)."""
+    images = batch[IMAGE].to(device, non_blocking=True).float()
+    labels = batch[LABEL].to(device, non_blocking=True).long()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device, precision):
+        logits = model(images)
+    loss = loss_fn(logits.float(), labels)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach()), int(images.shape[0])
+
+
+def _write_fold(
+    out: Path,
+    model: torch.nn.Module,
+    name: str,
+    plans: Mapping[str, Any],
+    task_cfg: Mapping[str, Any],
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
+    """The fold's bundle, ``history.csv``, ``metrics.json``, ``plans.json`` and ``config.json``."""
     save_bundle(
         out,
         model,
         {
-            "name": name or f"{task_name}-{network['name']}",
-            "task": task_name,
+            "name": name,
+            "task": metrics["task"],
             "kind": metrics["kind"],
-            "network": network,
+            "network": dict(plans["network"]),
             "plans": dict(plans),
             "classes": list(plans["classes"]),
             "metrics": metrics,
@@ -527,6 +381,3 @@ def train_segmenter(
     (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
     (out / "plans.json").write_text(json.dumps(dict(plans), indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(dict(task_cfg), indent=2, default=str) + "\n")
-    # The bundle is whole: the checkpoint has done its job.
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics

@@ -1,36 +1,17 @@
-"""Plans and preprocessing for segmentation tasks (2D/3D semantic, 2D nuclei instances).
+"""Preprocessing and augmentation of segmentation cases (2D/3D semantic, 2D nuclei instances).
 
-The decisions follow nnU-Net's: a *fingerprint* of the cohort (voxel spacings, shapes,
-foreground intensities per channel) gives the *plans* (target spacing, patch size, batch size,
-intensity normalisation, network), written once to ``plans.json`` and read by training and
-prediction. :func:`preprocess_case` applies them to one case.
-
-Axis conventions. Arrays are channel first. A 3D volume is reoriented to the closest canonical
-RAS+ voxel order (axis permutations and flips only, so an oblique acquisition stays oblique,
-nothing is interpolated), then resampled to the target spacing. A 2D image keeps the ingest
-order ``(i, j)`` (i along an image row): a tile has no patient axes worth reorienting to, and
-a 2D network does not care. The mapping back (:func:`medcnn.predict.segmenter.to_original_grid`)
-uses the ``meta`` dictionary returned here.
-
-Resampling uses voxel *centres* with the field of view kept: new voxel ``n`` lies at old
-voxel ``(n + 0.5) * f - 0.5`` with ``f = old_size / new_size`` per axis, which is exactly what
-``torch.nn.functional.interpolate`` does with ``align_corners=False`` (``nearest-exact`` for
-labels); the preprocessed affine says the same in world space.
-
-Ingest layouts read here (see :mod:`medcnn.io.nifti`, :mod:`medcnn.io.image2d`): greyscale 2D
-``(i, j, 1)``, RGB 2D ``(i, j, 1, 1, 3)`` (NIfTI vector), 3D ``(i, j, k)``, and a 4D
-``(i, j, k, t)`` whose ``t`` are taken as channels. Several files of one case (FLAIR + T1) are
-channels too and must share a grid.
+:func:`preprocess_case` applies a task's plans (:mod:`medcnn.planning.segmentation`) to one
+case: canonical voxel order, the target spacing (:mod:`medcnn.transforms.spatial`) and the
+plans' intensity normalisation. The MONAI dictionary transforms below make the training and
+validation chains (patch sampling, spatial and intensity augmentation).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.config import KeysCollection
@@ -56,6 +37,18 @@ from monai.transforms import (
 )
 
 from medcnn.postprocess.instances import target_from_instances
+from medcnn.transforms.spatial import (
+    SegmentationInputError,
+    canonical_orientation,
+    case_paths,
+    read_case,
+    reorient,
+    reorient_affine,
+    resample,
+    resampled_affine,
+    resampled_shape,
+    spacing_of,
+)
 
 IMAGE, LABEL = "image", "label"
 
@@ -68,496 +61,6 @@ TOUCHING_CLASS = "touching"
 def instance_classes(touching: bool) -> list[str]:
     """The classes an instance task's network learns (see :mod:`medcnn.postprocess.instances`)."""
     return [*INSTANCE_CLASSES, *([TOUCHING_CLASS] if touching else [])]
-
-
-#: Voxels sampled per case and channel for the foreground intensity statistics.
-SAMPLES_PER_CASE = 10_000
-#: Features of the first U-Net level, and the cap on any level (nnU-Net's 32 / 320 in 3D).
-BASE_FEATURES = {2: 32, 3: 16}
-MAX_FEATURES = {2: 256, 3: 256}
-#: Smallest side of the bottleneck feature map: no pooling below this many voxels.
-MIN_BOTTLENECK = 4
-MAX_POOLS = 5
-
-
-class SegmentationInputError(ValueError):
-    """An image or label file that cannot be used (layout, grid mismatch, no data)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-def _paths(image_path: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(image_path, (str, Path)):
-        return [Path(image_path)]
-    return [Path(p) for p in image_path]
-
-
-def load_channels(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """One ingest NIfTI as channel-first voxels.
-
-    Returns:
-        (float32 ``(C, i, j)`` for a 2D image or ``(C, i, j, k)`` for a volume, the file's 4x4
-        affine, spatial dimensions 2 or 3). A 2D image is one whose third axis has one voxel.
-
-    Raises:
-        SegmentationInputError: unreadable file or an unsupported layout.
-    """
-    try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for damaged files
-        raise SegmentationInputError(f"{path}: not a readable NIfTI file: {exc}") from exc
-    if data.ndim == 2:
-        data = data[:, :, None]
-    if data.ndim == 5:  # (i, j, k, t, c) vector image: RGB with t = 1
-        if data.shape[3] != 1:
-            raise SegmentationInputError(f"{path}: vector image with {data.shape[3]} time points")
-        channels = np.moveaxis(data[:, :, :, 0, :], -1, 0)
-    elif data.ndim == 4:
-        channels = np.moveaxis(data, -1, 0)
-    elif data.ndim == 3:
-        channels = data[None]
-    else:
-        raise SegmentationInputError(f"{path}: unsupported voxel layout {data.shape}")
-    dims = 2 if channels.shape[3] == 1 else 3
-    if dims == 2:
-        channels = channels[..., 0]
-    return np.asarray(channels, dtype=np.float32), np.asarray(img.affine, dtype=np.float64), dims
-
-
-def load_label(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """An integer label map as ``(i, j)`` or ``(i, j, k)`` int64, its affine and dimensions.
-
-    Raises:
-        SegmentationInputError: unreadable, multi-channel, or non-integer values.
-    """
-    channels, affine, dims = load_channels(path)
-    if channels.shape[0] != 1:
-        raise SegmentationInputError(f"{path}: a label map must have one channel")
-    label = channels[0]
-    if not np.array_equal(label, np.round(label)) or label.min() < 0:
-        raise SegmentationInputError(f"{path}: label values must be non-negative integers")
-    return label.astype(np.int64), affine, dims
-
-
-def spacing_of(affine: np.ndarray, dims: int) -> list[float]:
-    """Voxel size along each array axis in mm (the affine's column norms)."""
-    return [float(np.linalg.norm(affine[:3, a])) for a in range(dims)]
-
-
-def canonical_orientation(affine: np.ndarray, dims: int) -> np.ndarray:
-    """nibabel orientation ``(dims, 2)`` taking the array to the closest RAS+ voxel order.
-
-    2D images keep their order (identity): see the module docstring.
-    """
-    if dims == 2:
-        return np.array([[0, 1], [1, 1]], dtype=float)
-    return nib.orientations.io_orientation(affine)
-
-
-def _reorient(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
-    """Apply an orientation to every channel of ``(C, *spatial)``."""
-    return np.stack([nib.orientations.apply_orientation(c, ornt) for c in array])
-
-
-def _reorient_affine(affine: np.ndarray, ornt: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    dims = len(shape)
-    if dims == 2:
-        return affine.copy()
-    return affine @ nib.orientations.inv_ornt_aff(ornt, tuple(shape))
-
-
-def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]):
-    """Grid size at ``target`` spacing covering the same field of view (at least 1 voxel)."""
-    return [max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target, strict=True)]
-
-
-def resample(array: np.ndarray, shape: Sequence[int], mode: str) -> np.ndarray:
-    """Resample channel-first ``(C, *spatial)`` onto ``shape`` (voxel centres, same extent).
-
-    Args:
-        array: ``(C, *spatial)``; labels as integers, images as float.
-        shape: new spatial size.
-        mode: ``linear`` (images, probabilities) or ``nearest`` (labels).
-    """
-    if tuple(array.shape[1:]) == tuple(shape):
-        return array
-    tensor = torch.as_tensor(np.ascontiguousarray(array))[None]
-    if mode == "nearest":
-        out = torch.nn.functional.interpolate(
-            tensor.float(), size=tuple(shape), mode="nearest-exact"
-        )
-        return out[0].numpy().astype(array.dtype)
-    kind = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
-    out = torch.nn.functional.interpolate(
-        tensor.float(), size=tuple(shape), mode=kind, align_corners=False
-    )
-    return out[0].numpy().astype(np.float32)
-
-
-def resampled_affine(affine: np.ndarray, old: Sequence[int], new: Sequence[int]) -> np.ndarray:
-    """The 4x4 affine of the grid :func:`resample` makes (2D: the first two axes scaled)."""
-    scale = np.eye(4)
-    for a, (n_old, n_new) in enumerate(zip(old, new, strict=True)):
-        f = n_old / n_new
-        scale[a, a] = f
-        scale[a, 3] = 0.5 * f - 0.5
-    return affine @ scale
-
-
-# --------------------------------------------------------------------------------------------
-# Fingerprint and plans
-
-
-def _read_case(case: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
-    """Image channels, affine, dims, label (or None) of one case, in file voxel order."""
-    paths = _paths(case["image"])
-    arrays, affine, dims = [], None, None
-    for path in paths:
-        channels, aff, d = load_channels(path)
-        if affine is not None and (
-            channels.shape[1:] != arrays[0].shape[1:] or not np.allclose(aff, affine, atol=1e-3)
-        ):
-            raise SegmentationInputError(
-                f"{path}: not on the grid of {paths[0]} (channels of a case must share it)"
-            )
-        arrays.append(channels)
-        affine, dims = aff, d
-    image = np.concatenate(arrays)
-    label = None
-    if case.get("label"):
-        label, laff, _ = load_label(Path(case["label"]))
-        if label.shape != image.shape[1:] or not np.allclose(laff, affine, atol=1e-3):
-            raise SegmentationInputError(
-                f"{case['label']}: label grid {label.shape} does not match image "
-                f"{paths[0]} {image.shape[1:]}"
-            )
-    return image, affine, int(dims), label
-
-
-def fingerprint(cases: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """What the plans are made from: grids, channels and foreground intensities of a cohort.
-
-    Args:
-        cases: ``{"image": path or [paths] (channels), "label": path or None}``.
-        seed: for the sampling of foreground voxels.
-
-    Returns:
-        ``{"n_cases", "dims", "n_channels", "spacings", "shapes" (canonical order),
-        "median_spacing", "foreground": [per channel {"mean", "std", "p00_5", "p99_5", "min",
-        "max"}], "label_values", "foreground_fraction"}``. Foreground means label > 0 where a
-        label exists, else the whole image; up to ``SAMPLES_PER_CASE`` voxels per case and
-        channel are pooled.
-
-    Raises:
-        SegmentationInputError: no cases, mixed 2D/3D, or a case that cannot be read.
-    """
-    if not cases:
-        raise SegmentationInputError("no cases to fingerprint")
-    rng = np.random.default_rng(seed)
-    spacings, shapes, dims_seen, channels_seen = [], [], set(), []
-    samples: list[list[np.ndarray]] = []
-    values: set[int] = set()
-    fg_fraction = []
-    for case in cases:
-        image, affine, dims, label = _read_case(case)
-        ornt = canonical_orientation(affine, dims)
-        shape = list(image.shape[1:])
-        canon_shape = [shape[int(ax)] for ax in np.argsort(ornt[:, 0])]
-        spacing = spacing_of(affine, dims)
-        spacings.append([spacing[int(ax)] for ax in np.argsort(ornt[:, 0])])
-        shapes.append(canon_shape)
-        dims_seen.add(dims)
-        channels_seen.append(image.shape[0])
-        if label is not None:
-            values.update(int(v) for v in np.unique(label))
-            mask = label > 0
-            fg_fraction.append(float(mask.mean()))
-        else:
-            mask = np.ones(image.shape[1:], bool)
-        if not mask.any():
-            mask = np.ones(image.shape[1:], bool)
-        where = np.flatnonzero(mask)
-        pick = rng.choice(where, size=min(SAMPLES_PER_CASE, where.size), replace=False)
-        for c in range(image.shape[0]):
-            while len(samples) <= c:
-                samples.append([])
-            samples[c].append(image[c].reshape(-1)[pick])
-    if len(dims_seen) > 1:
-        raise SegmentationInputError("the cohort mixes 2D images and 3D volumes")
-    foreground = []
-    for pooled in samples:
-        v = np.concatenate(pooled).astype(np.float64)
-        foreground.append(
-            {
-                "mean": float(v.mean()),
-                "std": float(v.std()),
-                "p00_5": float(np.percentile(v, 0.5)),
-                "p99_5": float(np.percentile(v, 99.5)),
-                "min": float(v.min()),
-                "max": float(v.max()),
-            }
-        )
-    return {
-        "n_cases": len(cases),
-        "dims": dims_seen.pop(),
-        "n_channels": int(max(channels_seen)),
-        "channels_per_case": sorted(set(channels_seen)),
-        "spacings": spacings,
-        "shapes": shapes,
-        "median_spacing": [float(x) for x in np.median(np.array(spacings), axis=0)],
-        "foreground": foreground,
-        "label_values": sorted(values),
-        "foreground_fraction": float(np.mean(fg_fraction)) if fg_fraction else None,
-    }
-
-
-def normalisation_scheme(task_cfg: Mapping[str, Any], n_channels: int) -> str:
-    """``ct``, ``mr``, ``rgb`` or ``zscore``: the task's setting, else from its modality.
-
-    ``auto`` (or no setting) takes ``ct`` for CT, ``mr`` for MR, ``rgb`` for three-channel
-    2D images (microscopy, photographs), ``zscore`` otherwise.
-    """
-    chosen = task_cfg.get("preprocess", {}).get("normalisation", "auto")
-    if chosen != "auto":
-        return str(chosen)
-    modalities = {str(m).upper() for m in task_cfg.get("modalities", [])}
-    if modalities == {"CT"}:
-        return "ct"
-    if modalities and modalities <= {"MR"}:
-        return "mr"
-    if n_channels == 3:
-        return "rgb"
-    return "zscore"
-
-
-def _pools(patch: Sequence[int], spacing: Sequence[float], max_pools: int) -> list[list[int]]:
-    """Strides per level: an axis is pooled while its map stays >= MIN_BOTTLENECK voxels and,
-    for anisotropic grids, only once its voxels are no coarser than twice the finest axis
-    (nnU-Net's rule: pool the fine axes first until the voxel is roughly isotropic)."""
-    size = list(patch)
-    current = list(spacing)
-    strides = []
-    for _ in range(max_pools):
-        finest = min(current)
-        step = [
-            2 if size[a] // 2 >= MIN_BOTTLENECK and current[a] <= 2 * finest else 1
-            for a in range(len(size))
-        ]
-        if all(s == 1 for s in step):
-            break
-        strides.append(step)
-        size = [n // s for n, s in zip(size, step, strict=True)]
-        current = [c * s for c, s in zip(current, step, strict=True)]
-    return strides
-
-
-def network_settings(
-    name: str,
-    dims: int,
-    in_channels: int,
-    out_channels: int,
-    strides: list[list[int]],
-    base: int | None = None,
-) -> dict[str, Any]:
-    """The ``network`` dict of the plans (everything :func:`build_network` needs).
-
-    ``base``: features of the first level (doubling per level); None: BASE_FEATURES.
-    """
-    levels = len(strides) + 1
-    base = int(base or BASE_FEATURES[dims])
-    channels = [min(base * 2**k, MAX_FEATURES[dims]) for k in range(levels)]
-    net: dict[str, Any] = {
-        "name": name,
-        "dims": dims,
-        "in_channels": in_channels,
-        "out_channels": out_channels,
-    }
-    if name == "unet":
-        net.update(
-            channels=channels,
-            strides=[s if len(set(s)) > 1 else s[0] for s in strides],
-            num_res_units=2,
-            norm="instance",
-        )
-    elif name == "dynunet":
-        net.update(
-            kernel_size=[[3] * dims] * levels,
-            strides=[[1] * dims, *strides],
-            upsample_kernel_size=strides,
-            filters=channels,
-            norm_name="instance",
-            res_block=True,
-        )
-    elif name == "segresnet":
-        net.update(init_filters=base, blocks_down=[1, 2, 2, 4][:levels], blocks_up=[1] * 3)
-        net["blocks_up"] = [1] * (len(net["blocks_down"]) - 1)
-    else:
-        raise ValueError(f"unknown segmentation network {name!r} (unet, dynunet, segresnet)")
-    return net
-
-
-def divisor_of(strides: list[list[int]], dims: int) -> list[int]:
-    """Per axis, the product of the strides: a patch side must be a multiple of it."""
-    div = [1] * dims
-    for s in strides:
-        div = [d * k for d, k in zip(div, s, strict=True)]
-    return div
-
-
-def estimate_memory_mb(patch: Sequence[int], batch: int, dims: int, in_channels: int) -> float:
-    """Rough training memory of the plans' U-Net: activations kept for backward, in MB.
-
-    Per level the feature maps (convolutions, norms, activations, residuals; encoder and
-    decoder) come to about 14 tensors of the level's width; measured against MONAI's UNet
-    with two residual units in fp32 within a factor 1.5, which is what a plan needs.
-    """
-    voxels = float(np.prod(patch))
-    total, k = 0.0, 0
-    width = BASE_FEATURES[dims]
-    while k <= MAX_POOLS:
-        total += min(width * 2**k, MAX_FEATURES[dims]) * voxels / (2 ** (dims * k))
-        k += 1
-    return batch * (14 * total + 4 * in_channels * voxels) * 4 / 2**20
-
-
-def fit_patch(
-    median_shape: Sequence[int],
-    spacing: Sequence[float],
-    dims: int,
-    in_channels: int,
-    batch_size: int,
-    memory_budget_mb: float,
-    max_patch: Sequence[int] | None = None,
-) -> tuple[list[int], list[list[int]]]:
-    """Largest patch the budget holds, each side a multiple of the network's total stride.
-
-    Starts from the median shape rounded up to a multiple of the stride product on each axis
-    (capped by ``max_patch``: the whole median image when it fits, as nnU-Net does), then
-    halves the side that is largest in mm, and rounds it down to the stride product again,
-    until :func:`estimate_memory_mb` fits ``memory_budget_mb``. Strides follow the patch
-    (:func:`_pools`), so a smaller patch may have fewer levels.
-
-    Returns:
-        (patch size, strides per level).
-    """
-    patch = [max(8, int(n)) for n in median_shape]
-    if max_patch is not None:
-        patch = [min(p, int(m)) for p, m in zip(patch, max_patch, strict=True)]
-    strides = _pools(patch, spacing, MAX_POOLS)
-    div = divisor_of(strides, dims)
-    patch = [int(math.ceil(p / d) * d) for p, d in zip(patch, div, strict=True)]
-    while estimate_memory_mb(patch, batch_size, dims, in_channels) > memory_budget_mb:
-        extent = [p * s for p, s in zip(patch, spacing, strict=True)]
-        axis = int(np.argmax(extent))
-        if patch[axis] <= 16:
-            break
-        patch[axis] = max(16, patch[axis] // 2)
-        strides = _pools(patch, spacing, MAX_POOLS)
-        div = divisor_of(strides, dims)
-        patch = [max(d, (p // d) * d) for p, d in zip(patch, div, strict=True)]
-    return patch, strides
-
-
-def make_seg_plans(
-    name: str,
-    task_cfg: Mapping[str, Any],
-    cases: Sequence[Mapping[str, Any]],
-    memory_budget_mb: float = 4000.0,
-) -> dict[str, Any]:
-    """A segmentation task's plans from its cases (written as ``plans.json``).
-
-    Args:
-        name: task name.
-        task_cfg: the task's config. Read: ``kind`` (``segmentation`` or
-            ``instance_segmentation``), ``modalities``, ``classes`` (semantic: names, the
-            first ``background``; default from the label values), ``touching_class``
-            (instance tasks: learn the touching boundary as a fourth class), ``preprocess``
-            (``spacing``: a fixed target spacing; ``normalisation``; ``patch_size``),
-            ``network`` (``name``: ``unet`` default), ``train`` (``batch_size``).
-        cases: ``{"image": path or [paths], "label": path or None}``.
-        memory_budget_mb: training memory the patch and batch may take.
-
-    Returns:
-        ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
-        "median_shape", "patch_size", "batch_size", "normalisation", "network",
-        "fingerprint"}``.
-    """
-    fp = fingerprint(cases)
-    kind = task_cfg.get("kind", "segmentation")
-    dims = fp["dims"]
-    pre = task_cfg.get("preprocess", {}) or {}
-    if pre.get("spacing"):
-        target = [float(s) for s in pre["spacing"]]
-        if len(target) == 1:
-            target = target * dims
-    else:
-        target = fp["median_spacing"]
-    # Each case's size at the target spacing; the median per axis.
-    sizes = np.array(
-        [
-            [n * s / t for n, s, t in zip(shape, sp, target, strict=True)]
-            for shape, sp in zip(fp["shapes"], fp["spacings"], strict=True)
-        ]
-    )
-    median_shape = [int(round(v)) for v in np.median(sizes, axis=0)]
-    n_channels = fp["n_channels"]
-    scheme = normalisation_scheme(task_cfg, n_channels)
-    if kind == "instance_segmentation":
-        classes = instance_classes(bool(task_cfg.get("touching_class")))
-    else:
-        classes = list(task_cfg.get("classes") or [])
-        if not classes:
-            top = max(fp["label_values"] or [1])
-            classes = ["background", *([f"class{k}" for k in range(1, top + 1)] or ["foreground"])]
-            if top == 1:
-                classes = ["background", "foreground"]
-    train_cfg = task_cfg.get("train", {}) or {}
-    batch = int(train_cfg.get("batch_size") or (2 if dims == 3 else 8))
-    if pre.get("patch_size"):
-        patch = [int(p) for p in pre["patch_size"]]
-        strides = _pools(patch, target, MAX_POOLS)
-    else:
-        patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
-    net_name = (task_cfg.get("network") or {}).get("name", "unet")
-    network = network_settings(
-        net_name,
-        dims,
-        n_channels,
-        len(classes),
-        strides,
-        (task_cfg.get("network") or {}).get("features"),
-    )
-    normalisation: dict[str, Any] = {"scheme": scheme}
-    if scheme == "ct":
-        # One window and one mean/std for the whole cohort: Hounsfield units mean the same
-        # in every scan, so the foreground's statistics transfer from case to case.
-        fg = fp["foreground"]
-        normalisation.update(
-            lower=[c["p00_5"] for c in fg],
-            upper=[c["p99_5"] for c in fg],
-            mean=[c["mean"] for c in fg],
-            std=[max(c["std"], 1e-8) for c in fg],
-        )
-    return {
-        "task": name,
-        "kind": kind,
-        "dims": dims,
-        "modality": list(task_cfg.get("modalities", [])),
-        "n_channels": n_channels,
-        "classes": classes,
-        "target_spacing": [float(t) for t in target],
-        "median_shape": median_shape,
-        "patch_size": patch,
-        "batch_size": batch,
-        "memory_budget_mb": float(memory_budget_mb),
-        "estimated_memory_mb": round(estimate_memory_mb(patch, batch, dims, n_channels), 1),
-        "normalisation": normalisation,
-        "network": network,
-        "fingerprint": fp,
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,23 +137,23 @@ def preprocess_case(
         SegmentationInputError: unreadable files, mismatched grids, wrong channel count.
     """
     case = {"image": image_path, "label": label_path}
-    image, affine, dims, label = _read_case(case)
+    image, affine, dims, label = read_case(case)
     if dims != plans["dims"]:
         raise SegmentationInputError(
-            f"{_paths(image_path)[0]}: {dims}D image for a {plans['dims']}D task"
+            f"{case_paths(image_path)[0]}: {dims}D image for a {plans['dims']}D task"
         )
     n_channels = int(plans["n_channels"])
     if image.shape[0] == 1 and n_channels == 3:
         image = np.repeat(image, 3, axis=0)  # a grey tile in an RGB cohort
     if image.shape[0] != n_channels:
         raise SegmentationInputError(
-            f"{_paths(image_path)[0]}: {image.shape[0]} channels, the plans have {n_channels}"
+            f"{case_paths(image_path)[0]}: {image.shape[0]} channels, the plans have {n_channels}"
         )
     original_shape = list(image.shape[1:])
     ornt = canonical_orientation(affine, dims)
-    image = _reorient(image, ornt)
+    image = reorient(image, ornt)
     canonical_shape = list(image.shape[1:])
-    canonical_affine = _reorient_affine(affine, ornt, original_shape)
+    canonical_affine = reorient_affine(affine, ornt, original_shape)
     spacing = spacing_of(canonical_affine, dims)
     target = plans["target_spacing"]
     shape = resampled_shape(canonical_shape, spacing, target)
@@ -667,7 +170,7 @@ def preprocess_case(
                 raise SegmentationInputError(
                     f"{label_path}: label value {int(label.max())} above the last class ({top})"
                 )
-        label = _reorient(label[None].astype(np.uint8), ornt)
+        label = reorient(label[None].astype(np.uint8), ornt)
         out_label = resample(label, shape, "nearest").astype(np.uint8)
     meta = {
         "dims": dims,
@@ -832,25 +335,13 @@ def train_transforms(
             padding_mode="zeros",
         )
     )
-    elastic = (
-        Rand2DElasticd(
-            keys=keys,
-            prob=0.1,
-            spacing=(32, 32),
-            magnitude_range=(1, 2),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-        if dims == 2
-        else Rand3DElasticd(
-            keys=keys,
-            prob=0.05,
-            sigma_range=(5, 7),
-            magnitude_range=(20, 50),
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-        )
-    )
+    # A grid of control points in 2D, a smoothed random field in 3D (cheaper there).
+    if dims == 2:
+        deform, grid = Rand2DElasticd, {"prob": 0.1, "spacing": (32, 32), "magnitude_range": (1, 2)}
+    else:
+        deform, grid = Rand3DElasticd, {"prob": 0.05, "sigma_range": (5, 7)}
+        grid["magnitude_range"] = (20, 50)
+    elastic = deform(keys=keys, mode=("bilinear", "nearest"), padding_mode="zeros", **grid)
     intensity: list[Any] = [
         RandScaleIntensityd(keys=IMAGE, prob=0.3, factors=0.15),
         RandShiftIntensityd(keys=IMAGE, prob=0.3, offsets=0.1),

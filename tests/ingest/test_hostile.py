@@ -207,7 +207,8 @@ def test_no_identifier_in_any_output(tmp_path_factory, caplog):
     with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_ingest(config)
-        from medcnn.report.render import render_cohort, render_subject
+        from medcnn.stages.report.cohort import render_cohort
+        from medcnn.stages.report.subject import render_subject
 
         render_cohort(config)
         subject = read_manifest(results / "ingest" / "manifest.tsv")["subject"].iloc[0]

@@ -5,18 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from medcnn.metrics.segmentation import (
+from medcnn.metrics.instances import (
     aji,
-    component_volumes,
-    dice,
     f1_at,
-    hd95,
     instance_metrics,
-    lesion_detection,
     morphology_table,
     panoptic_quality,
-    volumes_ml,
 )
+from medcnn.metrics.segmentation import component_volumes, dice, hd95, lesion_detection, volumes_ml
 
 
 def two_ref_three_pred() -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medcnn.metrics.segmentation import aji, panoptic_quality
+from medcnn.metrics.instances import aji, panoptic_quality
 from medcnn.postprocess.instances import (
     instances_from_mask,
     instances_from_probabilities,

@@ -6,7 +6,7 @@ import torch
 
 from medcnn.saliency.cam import saliency_map
 from medcnn.saliency.faithfulness import impute, removal_batch, road_score
-from medcnn.saliency.pipeline import ensemble_probability
+from medcnn.stages.saliency.classification import ensemble_probability
 from tests.saliency.toy import RandomCNN, faithful_detector, planted_image, randomised
 
 THRESHOLD = 0.05  # the schema default of tasks.<task>.saliency.faithfulness_threshold
@@ -87,7 +87,7 @@ def test_randomised_cnn_maps_do_not_pass_as_faithful(seed, method):
 def test_bf16_perturbation_passes_score_like_fp32(dims):
     """``saliency.precision``: bfloat16 forward passes for ROAD (and occlusion) must reach the
     same verdict as fp32; the probability of the untouched image stays fp32."""
-    from medcnn.saliency.pipeline import perturbation_precision, perturbed
+    from medcnn.stages.saliency.classification import perturbation_precision, perturbed
 
     image, _ = planted_image(dims)
     model = faithful_detector(dims)

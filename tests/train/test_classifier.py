@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from medcnn.train.classifier import class_balance, run_train
-from medcnn.train.hardware import resolve_precision, resolve_workers
+from medcnn.hardware import resolve_precision, resolve_workers
+from medcnn.stages.train.classification import run_train
+from medcnn.train.classifier import class_balance
 from tests.train.conftest import LABELS, write_task
 
 

@@ -19,9 +19,9 @@ from medcnn import cli
 from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
+from medcnn.inference.classification import predict_logits
 from medcnn.models.bundle import load_bundle
 from medcnn.train import distributed
-from medcnn.train.classifier import predict_logits
 from tests.train.conftest import write_task
 
 REPO = Path(__file__).resolve().parents[2]

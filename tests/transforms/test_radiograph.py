@@ -3,7 +3,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from medcnn.transforms.preprocess import preprocess_image
+from medcnn.stages.preprocess.classification import preprocess_image
 from medcnn.transforms.radiograph import CLAHE, KEY, augment_transforms
 
 PLANS = {"size": 32, "intensity": {"lower_percentile": 0.0, "upper_percentile": 100.0}}

@@ -6,15 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medcnn.transforms.segmentation import (
-    SegmentationInputError,
-    estimate_memory_mb,
-    fingerprint,
-    make_seg_plans,
-    normalise,
-    preprocess_case,
-    train_transforms,
-)
+from medcnn.planning.segmentation import estimate_memory_mb, fingerprint, make_seg_plans
+from medcnn.transforms.segmentation import normalise, preprocess_case, train_transforms
+from medcnn.transforms.spatial import SegmentationInputError
 
 
 def save(path, data, affine):

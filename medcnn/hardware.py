@@ -1,0 +1,160 @@
+"""Use the hardware well: device, arithmetic precision, memory layout and loader workers.
+
+Mixed precision only where it pays: bf16 autocast on a CPU is fast where the CPU has bf16
+matrix units (AMX, AVX512-BF16) and slower than fp32 where it emulates them, so ``auto``
+measures both on the model at hand instead of guessing from the CPU's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from medcnn.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+#: bf16 must be at least this much faster than fp32 to be chosen by ``auto`` (it costs some
+#: accuracy in the gradients, so a tie goes to fp32).
+BF16_MIN_SPEEDUP = 1.1
+
+
+def pick_device(setting: str) -> torch.device:
+    """The torch device of a ``device`` setting (:func:`medcnn.devices.resolve_device` says
+    what ``auto`` means; outside a stage job the GPUs are those torch sees)."""
+    return torch.device(resolve_device(setting, torch.cuda.device_count()))
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively (faster than fp32, not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_supports_bf16()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a network's parameters are (its inputs go there)."""
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast to ``precision`` (``fp32``: none) on ``device``."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def _step_seconds(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    device: torch.device,
+    precisions: tuple[str, ...],
+    repeats: int,
+) -> dict[str, float]:
+    """Median seconds of a forward + backward pass in each precision.
+
+    The precisions take turns, after one warm-up pass each (oneDNN builds its kernels
+    then), so a machine whose load changes during the measurement slows all of them alike.
+    """
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    for k in range(repeats + 1):
+        for precision in precisions:
+            start = time.perf_counter()
+            with autocast(device, precision):
+                out = model(batch)
+            out.float().sum().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if k:
+                times[precision].append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+    return {p: sorted(t)[len(t) // 2] for p, t in times.items()}
+
+
+def resolve_precision(
+    setting: str,
+    device: torch.device,
+    model: torch.nn.Module | None = None,
+    example: torch.Tensor | None = None,
+    repeats: int = 3,
+) -> tuple[str, dict[str, Any]]:
+    """The precision to train in, and how it was decided.
+
+    Args:
+        setting: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
+        device: the training device.
+        model: for ``auto`` on CPU, the network to time (a copy is timed: the pass would
+            otherwise move its batch-norm statistics).
+        example: for ``auto`` on CPU, an input batch ``(B, C, H, W)`` on ``device``.
+        repeats: timed passes per precision.
+
+    Returns:
+        (``fp32``/``bf16``/``fp16``, ``{"setting", "reason", "seconds": {precision: s}}``).
+
+    Raises:
+        ValueError: fp16 asked for on a CPU.
+    """
+    info: dict[str, Any] = {"setting": setting}
+    if setting == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs CUDA; use bf16 or fp32 on a CPU")
+    if setting != "auto":
+        info["reason"] = "configured"
+        return setting, info
+    if device.type == "cuda":
+        chosen = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        info["reason"] = "CUDA: AMP"
+        return chosen, info
+    if not cpu_supports_bf16():
+        info["reason"] = "CPU without native bf16"
+        return "fp32", info
+    if model is None or example is None:
+        info["reason"] = "nothing to measure"
+        return "fp32", info
+    probe = copy.deepcopy(model).train()
+    # The timing must not consume the training run's random numbers.
+    with torch.random.fork_rng(devices=[]):
+        seconds = _step_seconds(probe, example, device, ("fp32", "bf16"), repeats)
+    del probe
+    speedup = seconds["fp32"] / seconds["bf16"]
+    chosen = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
+    info.update(
+        reason=f"measured: bf16 {speedup:.2f}x fp32",
+        seconds={k: round(v, 4) for k, v in seconds.items()},
+    )
+    log.info("precision auto -> %s (%s)", chosen, info["reason"])
+    return chosen, info
+
+
+def resolve_workers(setting: int | str, device: torch.device, threads: int) -> int:
+    """DataLoader workers: the configured number, or for ``auto`` what keeps the model fed.
+
+    On CUDA the CPU only prepares data, so up to 8 workers. On a CPU the workers take cores
+    from the model's own threads: augmentation costs a few per cent of a training step, so
+    one worker hides it once the job has 4 threads, and none below that (forking a worker
+    would cost more than it hides).
+    """
+    if setting != "auto":
+        return int(setting)
+    if device.type == "cuda":
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return 1 if threads >= 4 else 0

@@ -1,0 +1,113 @@
+"""Classifier inference: logits of a stack of images, test-time views, the fold ensemble.
+
+The one place a trained classifier is run forward: validation during training, prediction and
+the saliency stage all call these, so they see the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medcnn.data.labels import LabelScheme
+from medcnn.hardware import autocast
+
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Logits for a stack of images.
+
+    Args:
+        model: the network (put in ``eval()`` mode here).
+        images: float32 ``(n, 1, H, W)``.
+        device: where to run.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast.
+        channels_last: feed NHWC tensors (match the model's memory format).
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 ``(n, outputs)``.
+    """
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.as_tensor(images[start : start + batch_size], device=device)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(batch)
+        out.append(logits.float().cpu().numpy())
+    if not out:
+        return np.zeros((0, 1), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+#: Test-time views as (scale, shift along i, shift along j), shifts in fractions of the side:
+#: the range of the training augmentation, fixed so a prediction is reproducible.
+TTA_VIEWS = (
+    (1.0, 0.0, 0.0),
+    (1.05, 0.0, 0.0),
+    (0.95, 0.0, 0.0),
+    (1.0, 0.03, 0.0),
+    (1.0, 0.0, 0.03),
+)
+
+
+def tta_views(images: np.ndarray, flip: bool = False) -> list[np.ndarray]:
+    """The fixed test-time views of a stack ``(n, 1, H, W)``: :data:`TTA_VIEWS`, plus each
+    flipped along i when the model was trained with flips.
+
+    Returns:
+        float32 arrays of the input's shape, the unchanged stack first.
+    """
+    x = torch.as_tensor(images, dtype=torch.float32)
+    views = []
+    for scale, di, dj in TTA_VIEWS:
+        # affine_grid maps output to input coordinates, in -1..1 with the last axis first.
+        theta = torch.tensor([[1 / scale, 0.0, -2 * dj], [0.0, 1 / scale, -2 * di]])
+        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+        views.append(
+            F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    if flip:
+        views += [torch.flip(v, dims=[2]) for v in views]
+    views[0] = x  # exactly the input, not a resampled copy of it
+    return [v.numpy() for v in views]
+
+
+def ensemble_probabilities(
+    bundles: list[tuple[torch.nn.Module, dict[str, Any]]],
+    images: np.ndarray,
+    scheme: LabelScheme,
+    device: torch.device,
+    tta: bool = False,
+) -> np.ndarray:
+    """Probabilities of every fold model, each averaged over its test-time views.
+
+    Args:
+        bundles: (model, bundle description) per fold.
+        images: float32 ``(n, 1, H, W)``.
+        scheme: the task's label scheme (softmax or sigmoid).
+        device: where to run.
+        tta: average over :func:`tta_views`.
+
+    Returns:
+        float ``(folds, n, labels)``.
+    """
+    out = []
+    for model, bundle in bundles:
+        model.to(device)
+        views = tta_views(images, bundle.get("flip", False)) if tta else [images]
+        probs = [scheme.probabilities(predict_logits(model, v, device)) for v in views]
+        out.append(np.mean(probs, axis=0))
+    return np.stack(out)

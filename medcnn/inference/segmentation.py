@@ -1,0 +1,355 @@
+"""Segment images with trained bundles and map the result back onto the ingest grid.
+
+Prediction runs in the preprocessed space (canonical order, target spacing, normalised, see
+:func:`medcnn.transforms.segmentation.preprocess_case`): the folds' softmax outputs are
+averaged (sliding windows, optional mirroring), then :func:`to_original_grid` brings the
+probabilities (linear) or labels (nearest) back to exactly the ingest NIfTI's voxel grid and
+affine. Labels are taken as the argmax *after* the probabilities are back on the original
+grid, so a coarse target spacing does not leave staircase edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from medcnn.hardware import autocast
+from medcnn.models.bundle import load_bundle
+from medcnn.postprocess.instances import instances_from_probabilities
+from medcnn.transforms.segmentation import preprocess_case
+from medcnn.transforms.spatial import SegmentationInputError, resample
+
+
+def load_models(
+    folders: Sequence[str | Path], device: torch.device | str = "cpu"
+) -> tuple[list[torch.nn.Module], dict[str, Any]]:
+    """The fold bundles' networks (eval mode, on ``device``) and the first one's description.
+
+    Raises:
+        medcnn.models.bundle.BundleError: a bundle that is missing or does not verify.
+        ValueError: no folders, or folds trained with different plans.
+    """
+    if not folders:
+        raise ValueError("no model bundles given")
+    models, descriptions = [], []
+    for folder in folders:
+        model, description = load_bundle(Path(folder))
+        models.append(model.to(torch.device(device)))
+        descriptions.append(description)
+    first = descriptions[0]["plans"]
+    for folder, d in zip(folders, descriptions, strict=True):
+        if d["plans"].get("target_spacing") != first.get("target_spacing") or d["plans"].get(
+            "classes"
+        ) != first.get("classes"):
+            raise ValueError(f"{folder}: trained with other plans than {folders[0]}")
+    return models, descriptions[0]
+
+
+def predict_array(
+    models: Sequence[torch.nn.Module],
+    plans: Mapping[str, Any],
+    image: np.ndarray,
+    device: torch.device | str = "cpu",
+    flips: bool = False,
+    overlap: float = 0.5,
+    precision: str = "auto",
+) -> np.ndarray:
+    """Mean softmax of the models over a preprocessed image.
+
+    Args:
+        models: networks in eval mode (the folds).
+        plans: the task's plans (``patch_size``).
+        image: float32 ``(C, *spatial)`` preprocessed.
+        device: where to run.
+        flips: mirror test-time augmentation along every spatial axis.
+        overlap: sliding-window overlap.
+        precision: ``auto`` (AMP on CUDA), ``fp32``, ``bf16``, ``fp16``.
+
+    Returns:
+        float32 ``(classes, *spatial)``, summing to 1 over classes.
+    """
+    device = torch.device(device)
+    precision = resolve_amp(precision, device)
+    total = None
+    for model in models:
+        prob = sliding_probabilities(
+            model, image, plans["patch_size"], device, precision, overlap, flips=flips
+        )
+        total = prob if total is None else total + prob
+    return (total / len(models)).numpy()
+
+
+def predict_case(
+    models: Sequence[torch.nn.Module],
+    plans: Mapping[str, Any],
+    image_path: str | Path | Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    flips: bool = False,
+    overlap: float = 0.5,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Preprocess an ingest image with the plans and predict it.
+
+    Returns:
+        (float32 probabilities ``(classes, *spatial)`` in the preprocessed space, the
+        preprocessing ``meta`` for :func:`to_original_grid`).
+    """
+    image, _, meta = preprocess_case(image_path, None, plans)
+    return predict_array(models, plans, image, device, flips, overlap), meta
+
+
+def to_original_grid(
+    array: np.ndarray,
+    meta: Mapping[str, Any],
+    reference: str | Path | nib.Nifti1Image,
+    mode: str = "nearest",
+) -> nib.Nifti1Image:
+    """Map a preprocessed-space array back onto the ingest NIfTI's grid (shape and affine).
+
+    The inverse of :func:`~medcnn.transforms.segmentation.preprocess_case`'s geometry:
+    resampled from the target spacing to the canonical grid (voxel centres, same extent),
+    then the canonical reorientation undone. With the target spacing equal to the image's
+    own, the round trip of a label map is exact.
+
+    Args:
+        array: ``(*spatial)`` or ``(C, *spatial)`` in the preprocessed space (labels as
+            integers, probabilities as float).
+        meta: ``preprocess_case``'s meta of that image.
+        reference: the ingest NIfTI (path or image) whose grid to match.
+        mode: ``nearest`` (labels; stored as uint8/int32) or ``linear`` (probabilities,
+            float32; channels go last, as NIfTI's 4th axis).
+
+    Returns:
+        A NIfTI image with the reference's affine: ``(i, j, k)`` (2D: ``(i, j, 1)``) for one
+        channel, ``(i, j, k, C)`` for several.
+
+    Raises:
+        SegmentationInputError: the reference's grid is not the one ``meta`` came from.
+    """
+    ref = reference if isinstance(reference, nib.Nifti1Image) else nib.load(reference)
+    dims = int(meta["dims"])
+    expected = list(meta["original_shape"])
+    ref_shape = list(ref.shape[:3])
+    if ref_shape[: len(expected)] != expected or not np.allclose(
+        ref.affine, np.array(meta["original_affine"]), atol=1e-4
+    ):
+        raise SegmentationInputError(
+            f"{getattr(ref, 'get_filename', lambda: None)() or 'reference'}: grid "
+            f"{ref_shape} does not match the preprocessed image's source {expected}"
+        )
+    data = np.asarray(array)
+    squeeze = data.ndim == dims
+    if squeeze:
+        data = data[None]
+    labels = mode == "nearest"
+    if labels:
+        data = data.astype(np.int32)
+    data = resample(data, meta["canonical_shape"], "nearest" if labels else "linear")
+    if dims == 3:
+        ornt = np.array(meta["orientation"])
+        back = nib.orientations.ornt_transform(
+            np.array([[0, 1], [1, 1], [2, 1]], dtype=float), ornt
+        )
+        data = np.stack([nib.orientations.apply_orientation(c, back) for c in data])
+    else:
+        data = data[..., None]  # (C, i, j) -> (C, i, j, 1)
+    if list(data.shape[1:]) != expected + ([1] if dims == 2 else []):
+        raise SegmentationInputError(f"mapped back to {data.shape[1:]}, expected {expected}")
+    out = data[0] if squeeze else np.moveaxis(data, 0, -1)
+    if labels:
+        out = out.astype(np.uint8 if out.max(initial=0) < 256 else np.int32)
+    else:
+        out = out.astype(np.float32)
+    img = nib.Nifti1Image(out, ref.affine)
+    img.set_qform(ref.affine, code=1)
+    img.set_sform(ref.affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def predict_probabilities(
+    models: Sequence[torch.nn.Module],
+    plans: Mapping[str, Any],
+    image_path: str | Path | Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    flips: bool = False,
+    overlap: float = 0.5,
+) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
+    """Class probabilities of one ingest image on its own grid.
+
+    Returns:
+        (float32 ``(classes, i, j)`` for 2D or ``(classes, i, j, k)``, the reference NIfTI
+        (the first image file), the preprocessing meta).
+    """
+    prob, meta = predict_case(models, plans, image_path, device, flips, overlap)
+    reference = image_path if isinstance(image_path, (str, Path)) else image_path[0]
+    ref = nib.load(reference)
+    prob_img = to_original_grid(prob, meta, ref, mode="linear")
+    prob_orig = np.moveaxis(np.asarray(prob_img.dataobj), -1, 0)
+    if int(meta["dims"]) == 2:
+        prob_orig = prob_orig[..., 0]
+    return prob_orig, ref, meta
+
+
+def labels_from_probabilities(
+    prob: np.ndarray, plans: Mapping[str, Any], postprocess: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """Class labels (argmax, uint8) or, for instance tasks, instance ids (int32, watershed of
+    :func:`medcnn.postprocess.instances.instances_from_probabilities` with ``postprocess``)."""
+    if plans["kind"] == "instance_segmentation":
+        return instances_from_probabilities(prob, **dict(postprocess or {}))
+    return prob.argmax(0).astype(np.uint8)
+
+
+#: The instance post-processing settings :func:`choose_postprocessing` tries.
+POSTPROCESS_GRID: dict[str, list[Any]] = {
+    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "foreground_threshold": [0.4, 0.5, 0.6],
+    "elevation": ["interior", "distance"],
+}
+
+
+def choose_postprocessing(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    score: str = "aji",
+) -> tuple[dict[str, Any], float]:
+    """The instance post-processing settings that score best on validation images.
+
+    Thresholds of the watershed decide how touching nuclei are split, and the network's
+    calibration decides which thresholds do that well; so they are chosen on the fold's
+    validation images (never on the held-out ones), as nnU-Net chooses its post-processing.
+
+    Args:
+        probabilities: ``(3, H, W)`` or ``(4, H, W)`` (with touching boundary) per validation image.
+        references: ``(H, W)`` instance label images.
+        grid: settings to try (default :data:`POSTPROCESS_GRID`), every combination.
+        score: the key of :func:`medcnn.metrics.segmentation.instance_metrics` to maximise
+            (mean over images).
+
+    Returns:
+        (best settings, their mean score).
+    """
+    import itertools
+
+    from medcnn.metrics.instances import instance_metrics
+
+    grid = dict(grid or POSTPROCESS_GRID)
+    keys = list(grid)
+    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    for values in itertools.product(*(grid[k] for k in keys)):
+        settings = dict(zip(keys, values, strict=True))
+        scores = [
+            instance_metrics(instances_from_probabilities(p, **settings), r)[score]
+            for p, r in zip(probabilities, references, strict=True)
+        ]
+        mean = float(np.mean(scores)) if scores else 0.0
+        if mean > best[0]:
+            best = (mean, settings)
+    return best[1], best[0]
+
+
+def predict_labels(
+    models: Sequence[torch.nn.Module],
+    plans: Mapping[str, Any],
+    image_path: str | Path | Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    flips: bool = False,
+    overlap: float = 0.5,
+    postprocess: Mapping[str, Any] | None = None,
+) -> tuple[nib.Nifti1Image, np.ndarray, dict[str, Any]]:
+    """The label map of one ingest image on its own grid.
+
+    Semantic tasks: argmax of the probabilities brought back (linear) to the original grid.
+    Instance tasks: the 3- or 4-class probabilities brought back, then the watershed of
+    :func:`medcnn.postprocess.instances.instances_from_probabilities` gives one id per
+    nucleus (int32, 0 background).
+
+    Args:
+        models, plans, image_path, device, flips, overlap: as :func:`predict_case`.
+        postprocess: keyword arguments for the instance post-processing.
+
+    Returns:
+        (label NIfTI on the ingest grid, probabilities on that grid ``(classes, *spatial)``
+        (2D: ``(classes, i, j)``), the preprocessing meta).
+    """
+    prob, ref, meta = predict_probabilities(models, plans, image_path, device, flips, overlap)
+    label = labels_from_probabilities(prob, plans, postprocess)
+    out = label[..., None] if int(meta["dims"]) == 2 else label
+    img = nib.Nifti1Image(out, ref.affine)
+    img.set_qform(ref.affine, code=1)
+    img.set_sform(ref.affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img, prob, meta
+
+
+def resolve_amp(setting: str, device: torch.device) -> str:
+    """Inference precision: ``auto`` is bf16 (or fp16) autocast on CUDA and fp32 on a CPU,
+    where predictions stay exact (training times bf16 against fp32 instead)."""
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+@torch.no_grad()
+def sliding_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray | torch.Tensor,
+    patch_size: Sequence[int],
+    device: torch.device,
+    precision: str = "fp32",
+    overlap: float = 0.5,
+    sw_batch_size: int = 4,
+    flips: bool = False,
+) -> torch.Tensor:
+    """Softmax of a whole image by Gaussian-weighted sliding windows (optionally mirrored).
+
+    Args:
+        model: the network, in eval mode.
+        image: ``(C, *spatial)`` preprocessed.
+        patch_size: the window (the plans' patch).
+        device: where to run.
+        precision: autocast precision.
+        overlap: window overlap fraction.
+        sw_batch_size: windows per forward pass.
+        flips: also average the predictions of the image mirrored along each spatial axis
+            (test-time augmentation, ``dims + 1`` passes).
+
+    Returns:
+        float32 ``(classes, *spatial)`` on the CPU.
+    """
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
+    x = x.to(device=device, dtype=torch.float32)
+    dims = x.ndim - 2
+    variants: list[tuple[int, ...]] = [()]
+    if flips:
+        variants += [(2 + a,) for a in range(dims)]
+
+    def predictor(patch: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            logits = model(patch)
+        return torch.softmax(logits.float(), dim=1)
+
+    total = None
+    for axes in variants:
+        xin = torch.flip(x, axes) if axes else x
+        prob = sliding_window_inference(
+            xin,
+            roi_size=tuple(int(p) for p in patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+        )
+        prob = torch.flip(prob, axes) if axes else prob
+        total = prob if total is None else total + prob
+    return (total / len(variants))[0].float().cpu()

@@ -1,0 +1,363 @@
+"""Experiment planning for segmentation tasks, as nnU-Net's.
+
+A *fingerprint* of the cohort (voxel spacings, shapes, foreground intensities per channel)
+gives the *plans*: target spacing, patch size and batch size fitted to a memory budget,
+intensity normalisation and the network's topology. They are written once to ``plans.json``
+and read by training and prediction (:func:`medcnn.transforms.segmentation.preprocess_case`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from medcnn.transforms.segmentation import instance_classes
+from medcnn.transforms.spatial import (
+    SegmentationInputError,
+    canonical_orientation,
+    read_case,
+    spacing_of,
+)
+
+#: Voxels sampled per case and channel for the foreground intensity statistics.
+SAMPLES_PER_CASE = 10_000
+
+
+#: Features of the first U-Net level, and the cap on any level (nnU-Net's 32 / 320 in 3D).
+BASE_FEATURES = {2: 32, 3: 16}
+
+
+MAX_FEATURES = {2: 256, 3: 256}
+
+
+#: Smallest side of the bottleneck feature map: no pooling below this many voxels.
+MIN_BOTTLENECK = 4
+
+
+MAX_POOLS = 5
+
+
+def fingerprint(cases: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """What the plans are made from: grids, channels and foreground intensities of a cohort.
+
+    Args:
+        cases: ``{"image": path or [paths] (channels), "label": path or None}``.
+        seed: for the sampling of foreground voxels.
+
+    Returns:
+        ``{"n_cases", "dims", "n_channels", "spacings", "shapes" (canonical order),
+        "median_spacing", "foreground": [per channel {"mean", "std", "p00_5", "p99_5", "min",
+        "max"}], "label_values", "foreground_fraction"}``. Foreground means label > 0 where a
+        label exists, else the whole image; up to ``SAMPLES_PER_CASE`` voxels per case and
+        channel are pooled.
+
+    Raises:
+        SegmentationInputError: no cases, mixed 2D/3D, or a case that cannot be read.
+    """
+    if not cases:
+        raise SegmentationInputError("no cases to fingerprint")
+    rng = np.random.default_rng(seed)
+    spacings, shapes, dims_seen, channels_seen = [], [], set(), []
+    samples: list[list[np.ndarray]] = []
+    values: set[int] = set()
+    fg_fraction = []
+    for case in cases:
+        image, affine, dims, label = read_case(case)
+        ornt = canonical_orientation(affine, dims)
+        shape = list(image.shape[1:])
+        canon_shape = [shape[int(ax)] for ax in np.argsort(ornt[:, 0])]
+        spacing = spacing_of(affine, dims)
+        spacings.append([spacing[int(ax)] for ax in np.argsort(ornt[:, 0])])
+        shapes.append(canon_shape)
+        dims_seen.add(dims)
+        channels_seen.append(image.shape[0])
+        if label is not None:
+            values.update(int(v) for v in np.unique(label))
+            mask = label > 0
+            fg_fraction.append(float(mask.mean()))
+        else:
+            mask = np.ones(image.shape[1:], bool)
+        if not mask.any():
+            mask = np.ones(image.shape[1:], bool)
+        where = np.flatnonzero(mask)
+        pick = rng.choice(where, size=min(SAMPLES_PER_CASE, where.size), replace=False)
+        for c in range(image.shape[0]):
+            while len(samples) <= c:
+                samples.append([])
+            samples[c].append(image[c].reshape(-1)[pick])
+    if len(dims_seen) > 1:
+        raise SegmentationInputError("the cohort mixes 2D images and 3D volumes")
+    foreground = []
+    for pooled in samples:
+        v = np.concatenate(pooled).astype(np.float64)
+        foreground.append(
+            {
+                "mean": float(v.mean()),
+                "std": float(v.std()),
+                "p00_5": float(np.percentile(v, 0.5)),
+                "p99_5": float(np.percentile(v, 99.5)),
+                "min": float(v.min()),
+                "max": float(v.max()),
+            }
+        )
+    return {
+        "n_cases": len(cases),
+        "dims": dims_seen.pop(),
+        "n_channels": int(max(channels_seen)),
+        "channels_per_case": sorted(set(channels_seen)),
+        "spacings": spacings,
+        "shapes": shapes,
+        "median_spacing": [float(x) for x in np.median(np.array(spacings), axis=0)],
+        "foreground": foreground,
+        "label_values": sorted(values),
+        "foreground_fraction": float(np.mean(fg_fraction)) if fg_fraction else None,
+    }
+
+
+def normalisation_scheme(task_cfg: Mapping[str, Any], n_channels: int) -> str:
+    """``ct``, ``mr``, ``rgb`` or ``zscore``: the task's setting, else from its modality.
+
+    ``auto`` (or no setting) takes ``ct`` for CT, ``mr`` for MR, ``rgb`` for three-channel
+    2D images (microscopy, photographs), ``zscore`` otherwise.
+    """
+    chosen = task_cfg.get("preprocess", {}).get("normalisation", "auto")
+    if chosen != "auto":
+        return str(chosen)
+    modalities = {str(m).upper() for m in task_cfg.get("modalities", [])}
+    if modalities == {"CT"}:
+        return "ct"
+    if modalities and modalities <= {"MR"}:
+        return "mr"
+    if n_channels == 3:
+        return "rgb"
+    return "zscore"
+
+
+def _pools(patch: Sequence[int], spacing: Sequence[float], max_pools: int) -> list[list[int]]:
+    """Strides per level: an axis is pooled while its map stays >= MIN_BOTTLENECK voxels and,
+    for anisotropic grids, only once its voxels are no coarser than twice the finest axis
+    (nnU-Net's rule: pool the fine axes first until the voxel is roughly isotropic)."""
+    size = list(patch)
+    current = list(spacing)
+    strides = []
+    for _ in range(max_pools):
+        finest = min(current)
+        step = [
+            2 if size[a] // 2 >= MIN_BOTTLENECK and current[a] <= 2 * finest else 1
+            for a in range(len(size))
+        ]
+        if all(s == 1 for s in step):
+            break
+        strides.append(step)
+        size = [n // s for n, s in zip(size, step, strict=True)]
+        current = [c * s for c, s in zip(current, step, strict=True)]
+    return strides
+
+
+def network_settings(
+    name: str,
+    dims: int,
+    in_channels: int,
+    out_channels: int,
+    strides: list[list[int]],
+    base: int | None = None,
+) -> dict[str, Any]:
+    """The ``network`` dict of the plans (everything :func:`build_network` needs).
+
+    ``base``: features of the first level (doubling per level); None: BASE_FEATURES.
+    """
+    levels = len(strides) + 1
+    base = int(base or BASE_FEATURES[dims])
+    channels = [min(base * 2**k, MAX_FEATURES[dims]) for k in range(levels)]
+    net: dict[str, Any] = {
+        "name": name,
+        "dims": dims,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+    }
+    if name == "unet":
+        net.update(
+            channels=channels,
+            strides=[s if len(set(s)) > 1 else s[0] for s in strides],
+            num_res_units=2,
+            norm="instance",
+        )
+    elif name == "dynunet":
+        net.update(
+            kernel_size=[[3] * dims] * levels,
+            strides=[[1] * dims, *strides],
+            upsample_kernel_size=strides,
+            filters=channels,
+            norm_name="instance",
+            res_block=True,
+        )
+    elif name == "segresnet":
+        net.update(init_filters=base, blocks_down=[1, 2, 2, 4][:levels], blocks_up=[1] * 3)
+        net["blocks_up"] = [1] * (len(net["blocks_down"]) - 1)
+    else:
+        raise ValueError(f"unknown segmentation network {name!r} (unet, dynunet, segresnet)")
+    return net
+
+
+def divisor_of(strides: list[list[int]], dims: int) -> list[int]:
+    """Per axis, the product of the strides: a patch side must be a multiple of it."""
+    div = [1] * dims
+    for s in strides:
+        div = [d * k for d, k in zip(div, s, strict=True)]
+    return div
+
+
+def estimate_memory_mb(patch: Sequence[int], batch: int, dims: int, in_channels: int) -> float:
+    """Rough training memory of the plans' U-Net: activations kept for backward, in MB.
+
+    Per level the feature maps (convolutions, norms, activations, residuals; encoder and
+    decoder) come to about 14 tensors of the level's width; measured against MONAI's UNet
+    with two residual units in fp32 within a factor 1.5, which is what a plan needs.
+    """
+    voxels = float(np.prod(patch))
+    total, k = 0.0, 0
+    width = BASE_FEATURES[dims]
+    while k <= MAX_POOLS:
+        total += min(width * 2**k, MAX_FEATURES[dims]) * voxels / (2 ** (dims * k))
+        k += 1
+    return batch * (14 * total + 4 * in_channels * voxels) * 4 / 2**20
+
+
+def fit_patch(
+    median_shape: Sequence[int],
+    spacing: Sequence[float],
+    dims: int,
+    in_channels: int,
+    batch_size: int,
+    memory_budget_mb: float,
+    max_patch: Sequence[int] | None = None,
+) -> tuple[list[int], list[list[int]]]:
+    """Largest patch the budget holds, each side a multiple of the network's total stride.
+
+    Starts from the median shape rounded up to a multiple of the stride product on each axis
+    (capped by ``max_patch``: the whole median image when it fits, as nnU-Net does), then
+    halves the side that is largest in mm, and rounds it down to the stride product again,
+    until :func:`estimate_memory_mb` fits ``memory_budget_mb``. Strides follow the patch
+    (:func:`_pools`), so a smaller patch may have fewer levels.
+
+    Returns:
+        (patch size, strides per level).
+    """
+    patch = [max(8, int(n)) for n in median_shape]
+    if max_patch is not None:
+        patch = [min(p, int(m)) for p, m in zip(patch, max_patch, strict=True)]
+    strides = _pools(patch, spacing, MAX_POOLS)
+    div = divisor_of(strides, dims)
+    patch = [int(math.ceil(p / d) * d) for p, d in zip(patch, div, strict=True)]
+    while estimate_memory_mb(patch, batch_size, dims, in_channels) > memory_budget_mb:
+        extent = [p * s for p, s in zip(patch, spacing, strict=True)]
+        axis = int(np.argmax(extent))
+        if patch[axis] <= 16:
+            break
+        patch[axis] = max(16, patch[axis] // 2)
+        strides = _pools(patch, spacing, MAX_POOLS)
+        div = divisor_of(strides, dims)
+        patch = [max(d, (p // d) * d) for p, d in zip(patch, div, strict=True)]
+    return patch, strides
+
+
+def make_seg_plans(
+    name: str,
+    task_cfg: Mapping[str, Any],
+    cases: Sequence[Mapping[str, Any]],
+    memory_budget_mb: float = 4000.0,
+) -> dict[str, Any]:
+    """A segmentation task's plans from its cases (written as ``plans.json``).
+
+    Args:
+        name: task name.
+        task_cfg: the task's config. Read: ``kind`` (``segmentation`` or
+            ``instance_segmentation``), ``modalities``, ``classes`` (semantic: names, the
+            first ``background``; default from the label values), ``touching_class``
+            (instance tasks: learn the touching boundary as a fourth class), ``preprocess``
+            (``spacing``: a fixed target spacing; ``normalisation``; ``patch_size``),
+            ``network`` (``name``: ``unet`` default), ``train`` (``batch_size``).
+        cases: ``{"image": path or [paths], "label": path or None}``.
+        memory_budget_mb: training memory the patch and batch may take.
+
+    Returns:
+        ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
+        "median_shape", "patch_size", "batch_size", "normalisation", "network",
+        "fingerprint"}``.
+    """
+    fp = fingerprint(cases)
+    kind = task_cfg.get("kind", "segmentation")
+    dims = fp["dims"]
+    pre = task_cfg.get("preprocess", {}) or {}
+    if pre.get("spacing"):
+        target = [float(s) for s in pre["spacing"]]
+        if len(target) == 1:
+            target = target * dims
+    else:
+        target = fp["median_spacing"]
+    # Each case's size at the target spacing; the median per axis.
+    sizes = np.array(
+        [
+            [n * s / t for n, s, t in zip(shape, sp, target, strict=True)]
+            for shape, sp in zip(fp["shapes"], fp["spacings"], strict=True)
+        ]
+    )
+    median_shape = [int(round(v)) for v in np.median(sizes, axis=0)]
+    n_channels = fp["n_channels"]
+    scheme = normalisation_scheme(task_cfg, n_channels)
+    if kind == "instance_segmentation":
+        classes = instance_classes(bool(task_cfg.get("touching_class")))
+    else:
+        classes = list(task_cfg.get("classes") or [])
+        if not classes:
+            top = max(fp["label_values"] or [1])
+            classes = ["background", *([f"class{k}" for k in range(1, top + 1)] or ["foreground"])]
+            if top == 1:
+                classes = ["background", "foreground"]
+    train_cfg = task_cfg.get("train", {}) or {}
+    batch = int(train_cfg.get("batch_size") or (2 if dims == 3 else 8))
+    if pre.get("patch_size"):
+        patch = [int(p) for p in pre["patch_size"]]
+        strides = _pools(patch, target, MAX_POOLS)
+    else:
+        patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
+    net_name = (task_cfg.get("network") or {}).get("name", "unet")
+    network = network_settings(
+        net_name,
+        dims,
+        n_channels,
+        len(classes),
+        strides,
+        (task_cfg.get("network") or {}).get("features"),
+    )
+    normalisation: dict[str, Any] = {"scheme": scheme}
+    if scheme == "ct":
+        # One window and one mean/std for the whole cohort: Hounsfield units mean the same
+        # in every scan, so the foreground's statistics transfer from case to case.
+        fg = fp["foreground"]
+        normalisation.update(
+            lower=[c["p00_5"] for c in fg],
+            upper=[c["p99_5"] for c in fg],
+            mean=[c["mean"] for c in fg],
+            std=[max(c["std"], 1e-8) for c in fg],
+        )
+    return {
+        "task": name,
+        "kind": kind,
+        "dims": dims,
+        "modality": list(task_cfg.get("modalities", [])),
+        "n_channels": n_channels,
+        "classes": classes,
+        "target_spacing": [float(t) for t in target],
+        "median_shape": median_shape,
+        "patch_size": patch,
+        "batch_size": batch,
+        "memory_budget_mb": float(memory_budget_mb),
+        "estimated_memory_mb": round(estimate_memory_mb(patch, batch, dims, n_channels), 1),
+        "normalisation": normalisation,
+        "network": network,
+        "fingerprint": fp,
+    }

@@ -1,0 +1,123 @@
+"""The house style of the reports: number formatting, the Jinja2 templates and the section
+titles and captions of ``layout.yaml``, and the small texts every report shows.
+
+Knows nothing of ``results/``: the report stage (:mod:`medcnn.stages.report`) gathers the
+context and renders it with these.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import logging
+import math
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from medcnn import __version__
+
+log = logging.getLogger(__name__)
+
+
+HERE = Path(__file__).parent  # the templates and layout.yaml
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits, ``–`` for missing or NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The templates' environment, made once per process (compiling a template costs more
+    than rendering it; a report job renders a hundred subjects)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = fmt
+    return env
+
+
+def layout() -> dict[str, Any]:
+    """Section titles and captions (``layout.yaml``)."""
+    return yaml.safe_load((HERE / "layout.yaml").read_text())
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def report_versions() -> dict[str, str]:
+    """Versions of the packages that drew the report."""
+    out = {"medcnn": __version__}
+    for name in ("jinja2", "matplotlib", "fpdf2", "scikit-learn", "pandas"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def ingest_warnings(sidecar: dict[str, Any]) -> list[str]:
+    """Ingest's own warnings plus what the sidecar shows a reader should know.
+
+    Burned-in annotation matters twice: text in the pixels may identify the patient, and a
+    network can learn to read it instead of the anatomy.
+    """
+    warnings = list(sidecar.get("Warnings") or [])
+    if str(sidecar.get("BurnedInAnnotation", "")).upper() == "YES":
+        warnings.append(
+            "burned-in annotation (BurnedInAnnotation = YES): text in the pixels may identify "
+            "the patient and may be read by the model"
+        )
+    spacing = sidecar.get("PixelSpacing") or []
+    if len(spacing) == 2 and min(spacing) > 0 and max(spacing) / min(spacing) > 1.01:
+        warnings.append(f"uneven pixel spacing {spacing[0]:g} x {spacing[1]:g} mm (row x column)")
+    seen: set[str] = set()
+    return [w for w in warnings if not (w in seen or seen.add(w))]
+
+
+def metric_rows(metrics: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten a metrics JSON into ``(name, text)`` rows, intervals shown as ``x [lo, hi]``.
+
+    Whatever the trainer writes is shown: scalars as numbers, lists of two numbers next to a
+    key ending in ``_ci`` (or dicts with ``value``/``mean`` and ``low``/``high``) as
+    intervals, anything else as text.
+    """
+    rows: list[tuple[str, str]] = []
+    if not isinstance(metrics, dict):
+        return [(prefix or "value", fmt(metrics))]
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if key.endswith("_ci"):
+            continue
+        ci = metrics.get(f"{key}_ci")
+        if isinstance(value, dict):
+            centre = value.get("value", value.get("mean", value.get("estimate")))
+            low = value.get("low", value.get("ci_low", value.get("lower")))
+            high = value.get("high", value.get("ci_high", value.get("upper")))
+            if centre is not None and low is not None and high is not None:
+                rows.append((name, f"{fmt(centre)} [{fmt(low)}, {fmt(high)}]"))
+            else:
+                rows += metric_rows(value, f"{name}.")
+        elif isinstance(ci, list) and len(ci) == 2:
+            rows.append((name, f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"))
+        elif isinstance(value, list):
+            rows.append((name, ", ".join(fmt(v) for v in value[:20])))
+        else:
+            rows.append((name, fmt(value)))
+    return rows

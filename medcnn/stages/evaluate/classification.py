@@ -1,0 +1,124 @@
+"""Held-out evaluation of a task's fold ensemble, from the per-subject predictions.
+
+Writes ``results/models/{task}/evaluation.json``::
+
+    {"task", "kind", "labels", "split": {"folds", "test_patients"},
+     "test": <medcnn.metrics.classification.evaluate() on the test patients' images>,
+     "validation": {"folds": [{"fold", "mean_auroc", "mean_auroc_ci", "best_epoch"}],
+                    "mean_auroc": mean over folds, "mean_auroc_sd": sd over folds}}
+
+and ``evaluation.png`` (the test reliability diagram of every label). Thresholds are those
+the predictions applied (chosen on validation data), never tuned on the test patients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medcnn.data.index import read_index
+from medcnn.metrics.classification import evaluate
+
+log = logging.getLogger(__name__)
+
+
+def reliability_png(evaluation: dict[str, Any]) -> bytes:
+    """Reliability diagram of every label of an evaluation (one curve per label)."""
+    from medcnn.report.figures import reliability_curves_png  # matplotlib only when drawing
+
+    return reliability_curves_png(
+        {label: (e["reliability"], e["ece"]) for label, e in evaluation["labels"].items()}
+    )
+
+
+def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Evaluate task ``name`` on its held-out test patients; returns ``evaluation.json``.
+
+    Raises:
+        FileNotFoundError: a test patient has no prediction yet (run predict first).
+    """
+    task = config["tasks"][name]
+    results = Path(config["results"])
+    settings = task["evaluation"]
+    split = json.loads((results / "splits" / f"{name}.json").read_text())
+    index = read_index(results / "preprocess" / name / "index.tsv")
+    by_series = {(r["subject"], r["series"]): r for r in index.to_dict("records")}
+    targets, probs, groups, columns = [], [], [], {}
+    labels, thresholds, kind = None, None, "binary"
+    subgroups = [c for c in settings["subgroups"] if c in index.columns]
+    for subject in split["test"]:
+        path = results / "predict" / name / f"{subject}.json"
+        prediction = json.loads(path.read_text())
+        labels = prediction.get("labels", [prediction["label"]])
+        thresholds = [
+            prediction.get("thresholds", {}).get(lab, prediction["threshold"]) for lab in labels
+        ]
+        kind = prediction.get("kind", "binary")
+        for image in prediction["images"]:
+            if image.get("targets") is None:
+                continue
+            targets.append([image["targets"][lab] for lab in labels])
+            probs.append([image["probabilities"][lab] for lab in labels])
+            groups.append(subject)
+            row = by_series.get((subject, image["series"]), {})
+            for c in subgroups:
+                columns.setdefault(c, []).append(row.get(c, ""))
+    if labels is None:
+        raise ValueError(f"task {name}: no test patients in the split")
+    test = evaluate(
+        np.array(targets, dtype=float).reshape(len(targets), len(labels)),
+        np.array(probs, dtype=float).reshape(len(probs), len(labels)),
+        labels,
+        thresholds,
+        kind=kind,
+        groups=np.array(groups),
+        subgroups={c: np.array(v) for c, v in columns.items()},
+        n_resamples=settings["bootstrap"],
+        n_bins=settings["calibration_bins"],
+        seed=split.get("seed", 0),
+    )
+    folds = []
+    for k in range(len(split["folds"])):
+        metrics_path = results / "models" / name / f"fold{k}" / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        validation = metrics.get("validation", {})
+        folds.append(
+            {
+                "fold": k,
+                "best_epoch": metrics.get("best_epoch"),
+                "mean_auroc": validation.get("mean_auroc", metrics.get("val_auroc")),
+                "mean_auroc_ci": validation.get("mean_auroc_ci"),
+            }
+        )
+    fold_aucs = [f["mean_auroc"] for f in folds if f["mean_auroc"] is not None]
+    evaluation = {
+        "task": name,
+        "kind": kind,
+        "labels": labels,
+        "split": {"folds": len(split["folds"]), "test_patients": len(split["test"])},
+        "test": test,
+        "validation": {
+            "folds": folds,
+            "mean_auroc": float(np.mean(fold_aucs)) if fold_aucs else None,
+            "mean_auroc_sd": float(np.std(fold_aucs)) if len(fold_aucs) > 1 else None,
+        },
+    }
+    out = results / "models" / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (out / "evaluation.png").write_bytes(reliability_png(test))
+    log.info(
+        "evaluate %s: test mean AUROC %s (95%% CI %s) over %d images of %d patients",
+        name,
+        test["mean_auroc"],
+        test["mean_auroc_ci"],
+        test["n_images"],
+        test["n_patients"],
+    )
+    return evaluation

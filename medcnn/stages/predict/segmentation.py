@@ -1,0 +1,242 @@
+"""The predict stage of segmentation tasks: masks on the ingest grid, measurements, scores.
+
+For every image of a subject (the task's index rows), writes into
+``results/predict/{task}/{subject}/``:
+
+- ``{series}_mask.nii.gz``: the label map in the image's own world space (the ingest NIfTI's
+  shape and affine; lesions as class values, nuclei as instance ids);
+- ``{series}_seg.dcm``: the same as DICOM SEG (highdicom) when the image came from DICOM and
+  ``segmentation.dicom_seg`` is on;
+- ``{series}_nuclei.csv`` (instance tasks): one row per nucleus (area, perimeter,
+  eccentricity, mean intensity, centroid; :func:`medcnn.metrics.segmentation.morphology_table`);
+
+and ``results/predict/{task}/{subject}.json``::
+
+    {"subject", "task", "kind", "role", "classes", "model": {...},
+     "images": [{"study", "series", "mask", "dicom_seg", "csv",
+                 "volume_ml": {class: mL}, "lesions": [{"id", "voxels", "volume_ml",
+                 "centroid_mm"}], "n_instances", "metrics": {...} or null}]}
+
+``metrics`` are against the image's label map when it has one (Dice, HD95 in mm and
+lesion-wise detection for lesions; Dice, AJI, PQ/SQ/DQ and F1 at IoU 0.5 for nuclei).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from medcnn.data.split import subject_role
+from medcnn.io.files import finite
+from medcnn.models.bundle import load_bundle_cached
+from medcnn.postprocess.components import drop_small, keep_largest
+from medcnn.stages.layout import load_split, model_dirs, subject_rows
+
+log = logging.getLogger(__name__)
+
+
+def spacing_of(img: nib.Nifti1Image) -> list[float]:
+    """mm per voxel along the NIfTI's array axes (column norms of the affine)."""
+    return [float(v) for v in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))]
+
+
+def intensity_image(img: nib.Nifti1Image) -> np.ndarray:
+    """A 2D ingest image as ``(i, j)`` grey or ``(i, j, 3)`` RGB for the morphology table."""
+    data = np.asarray(img.dataobj)
+    if data.dtype.names:  # NIfTI RGB record type
+        data = np.stack([data[n] for n in data.dtype.names], axis=-1)
+    data = np.squeeze(data)
+    return data.astype(np.float32)
+
+
+def semantic_outputs(
+    label: np.ndarray,
+    reference: np.ndarray | None,
+    img: nib.Nifti1Image,
+    classes: list[str],
+) -> dict[str, Any]:
+    """Volumes per class, the lesions of the first class, and scores against a reference."""
+    from medcnn.metrics.segmentation import (
+        component_volumes,
+        dice,
+        hd95,
+        lesion_detection,
+        volumes_ml,
+    )
+
+    spacing = spacing_of(img)
+    volumes = volumes_ml(label, spacing)
+    out: dict[str, Any] = {
+        "volume_ml": {name: float(volumes.get(k, 0.0)) for k, name in enumerate(classes[1:], 1)},
+        "lesions": component_volumes(label > 0, spacing, img.affine if label.ndim == 3 else None),
+        "metrics": None,
+    }
+    if reference is not None:
+        metrics: dict[str, Any] = {}
+        for k, name in enumerate(classes[1:], 1):
+            pred_k, ref_k = label == k, reference == k
+            detection = lesion_detection(pred_k, ref_k, spacing)
+            metrics[name] = {
+                "dice": dice(pred_k, ref_k),
+                "hd95_mm": hd95(pred_k, ref_k, spacing),
+                "lesions_detected": detection["tp"],
+                "lesions_missed": detection["fn"],
+                "false_positive_lesions": detection["fp"],
+                "lesion_sensitivity": detection["sensitivity"],
+                "lesion_precision": detection["precision"],
+                "reference_volume_ml": float(ref_k.sum() * np.prod(spacing) / 1000.0),
+            }
+        out["metrics"] = metrics
+    return out
+
+
+def instance_outputs(
+    label: np.ndarray, reference: np.ndarray | None, img: nib.Nifti1Image, csv_path: Path
+) -> dict[str, Any]:
+    """Nucleus count, the morphology table (written as CSV) and instance scores."""
+    from medcnn.metrics.instances import instance_metrics, morphology_table
+
+    table = morphology_table(label, intensity_image(img))
+    table.to_csv(csv_path, index=False, float_format="%.4g")
+    out: dict[str, Any] = {"n_instances": int(len(table)), "metrics": None}
+    if len(table):
+        out["median_area_px"] = float(table["area_px"].median())
+    if reference is not None:
+        out["metrics"] = instance_metrics(label, reference)
+        out["reference_instances"] = int(len(np.unique(reference[reference > 0])))
+    return out
+
+
+def run_predict_segmentation(
+    config: dict[str, Any], name: str, subject: str, threads: int = 1
+) -> dict[str, Any]:
+    """Segment every image of ``subject`` for task ``name``; returns the JSON written."""
+    import torch
+
+    from medcnn.hardware import pick_device
+    from medcnn.inference.segmentation import predict_labels
+
+    torch.set_num_threads(max(1, threads))
+    task = config["tasks"][name]
+    seg = task["segmentation"]
+    results = Path(config["results"])
+    device = pick_device(config["device"])
+    split = load_split(config, name)
+    bundles = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
+    models = [m.to(device) for m, _ in bundles]
+    first = bundles[0][1]
+    plans = first["plans"]
+    classes = list(plans["classes"])
+    out = results / "predict" / name / subject
+    images = []
+    for row in subject_rows(config, name, subject):
+        source = results / row["source"]
+        label_img, _, _ = predict_labels(
+            models,
+            plans,
+            source,
+            device=device,
+            flips=bool(task["predict"]["tta"]),
+            overlap=float(seg["overlap"]),
+            postprocess=_postprocess(first, seg)
+            if task["kind"] == "instance_segmentation"
+            else None,
+        )
+        label = np.asarray(label_img.dataobj)
+        if task["kind"] == "segmentation" and (seg["min_size"] or seg["largest_component"]):
+            label = drop_small(label, int(seg["min_size"]))
+            if seg["largest_component"]:
+                label = keep_largest(label)
+            label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
+        out.mkdir(parents=True, exist_ok=True)
+        mask_path = out / f"{row['series']}_mask.nii.gz"
+        nib.save(label_img, mask_path)
+        reference = None
+        if row.get("label_source"):
+            reference = np.asarray(nib.load(results / row["label_source"]).dataobj)
+            reference = reference.reshape(label.shape)
+        entry: dict[str, Any] = {
+            "study": row["study"],
+            "series": row["series"],
+            "mask": str(mask_path.relative_to(results)),
+            "dicom_seg": None,
+            "csv": None,
+        }
+        img = nib.load(source)
+        if task["kind"] == "instance_segmentation":
+            csv_path = out / f"{row['series']}_nuclei.csv"
+            entry.update(
+                instance_outputs(
+                    label[..., 0] if label.ndim == 3 else label,
+                    None
+                    if reference is None
+                    else (reference[..., 0] if reference.ndim == 3 else reference),
+                    img,
+                    csv_path,
+                )
+            )
+            entry["csv"] = str(csv_path.relative_to(results))
+        else:
+            shown = label[..., 0] if task["dims"] == 2 else label
+            ref = (
+                None
+                if reference is None
+                else (reference[..., 0] if task["dims"] == 2 else reference)
+            )
+            entry.update(semantic_outputs(shown, ref, img, classes))
+        if seg["dicom_seg"] and task["dims"] == 3:
+            entry["dicom_seg"] = _dicom_seg(results, row, label_img, classes, out)
+        images.append(entry)
+    result = {
+        "subject": subject,
+        "task": name,
+        "kind": task["kind"],
+        "role": subject_role(split, subject) if split else "new",
+        "classes": classes,
+        "model": {
+            "name": first["name"].rsplit("-fold", 1)[0],
+            "folds": [d["name"] for _, d in bundles],
+            "weights_sha256": [d["weights_sha256"] for _, d in bundles],
+        },
+        "images": images,
+    }
+    path = results / "predict" / name / f"{subject}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(result), indent=2) + "\n")
+    log.info("predict %s %s: %d images segmented", name, subject, len(images))
+    return result
+
+
+def _postprocess(bundle: dict[str, Any], seg: dict[str, Any]) -> dict[str, Any]:
+    """Watershed settings: chosen on validation images at training (bundle), else defaults."""
+    chosen = {k: v for k, v in (bundle.get("postprocess") or {}).items() if k != "validation_aji"}
+    return {**chosen, "min_size": int(seg["min_size"])}
+
+
+def _dicom_seg(
+    results: Path, row: dict[str, str], label_img: nib.Nifti1Image, classes: list[str], out: Path
+) -> str | None:
+    """DICOM SEG of a mask when its image came from DICOM; None (logged) otherwise."""
+    from medcnn.io.seg import write_dicom_seg
+
+    sidecar_path = (results / row["source"]).with_name(
+        Path(row["source"]).name.replace(".nii.gz", ".json")
+    )
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not sidecar.get("SliceSOPInstanceUIDs"):
+        return None  # not from single-frame DICOM slices: nothing to reference
+    path = out / f"{row['series']}_seg.dcm"
+    try:
+        write_dicom_seg(label_img, sidecar, path, classes[1:])
+    except ValueError as exc:
+        log.warning("%s: no DICOM SEG: %s", row["series"], exc)
+        return None
+    return str(path.relative_to(results))

@@ -1,0 +1,367 @@
+"""The cohort report, ``results/reports/cohort.html``: held-out metrics, calibration and
+subgroups per task, training curves, saliency faithfulness and the ingest summary.
+
+Outputs of other stages are read defensively where they may legitimately be missing or
+older than this code (a task with no image of the subject, metrics written by an older
+trainer); a missing required file still raises, naming it. Reports are self-contained:
+every figure is embedded as a ``data:`` URI (layout and templates: :mod:`medcnn.report.html`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcnn import __version__
+from medcnn.config import SEGMENTATION_KINDS, config_hash
+from medcnn.ingest.manifest import read_files, read_manifest, read_quarantine
+from medcnn.io.files import finite
+from medcnn.metrics.binary import binary_metrics, reliability
+from medcnn.report.figures import (
+    data_uri,
+    history_png,
+    placeholder_png,
+    reliability_png,
+    roc_png,
+)
+from medcnn.report.html import (
+    environment,
+    layout,
+    metric_rows,
+    now,
+    report_versions,
+)
+from medcnn.stages.layout import model_dirs, read_json_if_present
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_task(
+    results: Path, name: str, subjects: list[str], settings: dict[str, Any], manifest: pd.DataFrame
+) -> dict[str, Any]:
+    """Held-out metrics of a task from the per-subject predictions of its test patients."""
+    # A bundle task has no split: none of its subjects was seen in training, so all count.
+    split = read_json_if_present(results / "splits" / f"{name}.json") or {
+        "test": subjects,
+        "folds": [],
+    }
+    test = set(split.get("test", []))
+    per_subject, records = {}, []
+    label_name, threshold = "", 0.5
+    for subject in subjects:
+        prediction = read_json_if_present(results / "predict" / name / f"{subject}.json")
+        if prediction is None:
+            continue
+        per_subject[subject] = prediction
+        label_name, threshold = prediction["label"], prediction["threshold"]
+        if subject not in test:
+            continue
+        for image in prediction["images"]:
+            if str(image.get("target", "")) in ("0", "1"):
+                records.append(
+                    {
+                        "subject": subject,
+                        "series": image["series"],
+                        "label": int(image["target"]),
+                        "probability": float(image["probability"]),
+                    }
+                )
+    frame = pd.DataFrame(records, columns=["subject", "series", "label", "probability"])
+    labels = frame["label"].to_numpy(dtype=float)
+    probs = frame["probability"].to_numpy(dtype=float)
+    metrics = binary_metrics(
+        labels, probs, frame["subject"].tolist(), threshold, settings["bootstrap"]
+    )
+    metrics["patients"] = len(test)
+    figures: dict[str, bytes] = {}
+    if math.isfinite(metrics["auroc"]):
+        from sklearn.metrics import roc_curve  # seconds to import: cohort report only
+
+        fpr, tpr, _ = roc_curve(labels, probs)
+        figures["roc"] = roc_png(fpr, tpr, metrics["auroc"], label_name)
+    calibration = reliability(labels, probs, settings["reliability_bins"]) if len(frame) else None
+    if calibration:
+        figures["reliability"] = reliability_png(
+            calibration["bins"], calibration["ece"], label_name
+        )
+    return {
+        "label": label_name,
+        "test": metrics,
+        "calibration": calibration,
+        "subgroups": _subgroups(results, frame, manifest, settings, threshold),
+        "figures": figures,
+        "predictions": per_subject,
+        "split": split,
+    }
+
+
+def _subgroups(
+    results: Path,
+    frame: pd.DataFrame,
+    manifest: pd.DataFrame,
+    settings: dict[str, Any],
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """Held-out metrics per value of each configured manifest column or sidecar key."""
+    if frame.empty:
+        return []
+    info = manifest.set_index(["subject", "series"])
+    out = []
+    for column in settings["subgroups"]:
+        values = []
+        for subject, series in zip(frame["subject"], frame["series"], strict=True):
+            row = info.loc[(subject, series)] if (subject, series) in info.index else None
+            if row is None:
+                values.append("")
+            elif column in info.columns:
+                values.append(str(row[column]))
+            else:
+                sidecar = read_json_if_present(results / row["sidecar"]) or {}
+                values.append(str(sidecar.get(column, "")))
+        values = np.array(values)
+        if len(set(values)) < 2 and column not in info.columns:
+            continue
+        for value in sorted(set(values)):
+            pick = values == value
+            m = binary_metrics(
+                frame["label"].to_numpy(float)[pick],
+                frame["probability"].to_numpy(float)[pick],
+                frame["subject"][pick].tolist(),
+                threshold,
+                settings["bootstrap"],
+            )
+            out.append({"group": column, "value": value or "(empty)", **m})
+    return out
+
+
+def _history(fold_dir: Path) -> bytes | None:
+    path = fold_dir / "history.csv"
+    if not path.exists():
+        return None
+    history = pd.read_csv(path)
+    if "epoch" not in history.columns or history.empty:
+        return None
+    # Learning curves only: clock times and speeds differ from run to run (and machine to
+    # machine), and a report should not change when nothing about the model did.
+    timing = {"seconds", "train_seconds", "data_wait_seconds", "images_per_second", "images"}
+    numeric = [
+        c
+        for c in history.columns
+        if c != "epoch" and c not in timing and pd.api.types.is_numeric_dtype(history[c])
+    ]
+    return history_png(history["epoch"].tolist(), {c: history[c].tolist() for c in numeric})
+
+
+def _file_counts(path: Path) -> dict[str, int]:
+    """Files found below the inputs and how many were converted, quarantined, skipped."""
+    counts = {"found": 0, "converted": 0, "quarantined": 0, "skipped": 0}
+    if path.exists():
+        fates = read_files(path)["fate"]
+        counts.update({k: int((fates == k).sum()) for k in ("converted", "quarantined", "skipped")})
+        counts["found"] = len(fates)
+    return counts
+
+
+def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The cohort report's context, and its figures as PNG bytes by file stem."""
+    results = Path(config["results"])
+    settings = config["report"]
+    manifest = read_manifest(results / "ingest" / "manifest.tsv")
+    quarantine = read_quarantine(results / "ingest" / "quarantine.tsv")
+    subjects = sorted(manifest["subject"].unique())
+    summary = {
+        "subjects": len(subjects),
+        "studies": int(manifest["study"].nunique()),
+        "images": len(manifest),
+        "modalities": dict(sorted(Counter(manifest["modality"]).items())),
+        "with_warnings": int((manifest["warnings"].fillna("") != "").sum()),
+        # Every file found below the inputs, by fate (files.tsv): the counts add up.
+        "files": _file_counts(results / "ingest" / "files.tsv"),
+    }
+    figures: dict[str, bytes] = {}
+    tasks, failures = [], []
+    for name in sorted(config["tasks"]):
+        kind = config["tasks"][name]["kind"]
+        if kind in SEGMENTATION_KINDS:
+            from medcnn.stages.report.segmentation import cohort_segmentation
+
+            evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
+        else:
+            evaluation = evaluate_task(results, name, subjects, settings, manifest)
+            evaluation["kind"] = kind
+        for kind, png in evaluation.pop("figures").items():
+            figures[f"{name}_{kind}"] = png
+        missing = placeholder_png(layout()["cohort"]["placeholder"])
+        folds = []
+        for k, fold_dir in enumerate(model_dirs(config, name)):
+            png = _history(fold_dir)
+            figures[f"{name}_fold{k}_history"] = png or missing
+            metrics = read_json_if_present(fold_dir / "metrics.json") or {}
+            folds.append(
+                {
+                    "name": f"fold {k}",
+                    "history": data_uri(png) if png else None,
+                    "metrics": metrics,
+                    "rows": metric_rows(metrics),
+                }
+            )
+        cross = read_json_if_present(results / "models" / name / "evaluation.json")
+        saliency = _saliency_summary(results, name, subjects)
+        # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
+        # is not a failure: its prediction lists no images)
+        for subject in subjects:
+            if subject not in evaluation["predictions"]:
+                failures.append({"subject": subject, "task": name, "problem": "no prediction"})
+        failures += [
+            {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
+            for s, n in saliency["unreliable_by_subject"].items()
+        ]
+        tasks.append(
+            {
+                "task": name,
+                "folds": folds,
+                "cross_validation": metric_rows(cross) if cross else [],
+                "cross_subgroups": (cross or {}).get("subgroups"),
+                "saliency": saliency,
+                "roc": data_uri(figures[f"{name}_roc"]) if f"{name}_roc" in figures else None,
+                "reliability_png": (
+                    data_uri(figures[f"{name}_reliability"])
+                    if f"{name}_reliability" in figures
+                    else None
+                ),
+                **evaluation,
+            }
+        )
+    for t in tasks:
+        for kind in ("roc", "reliability"):
+            figures.setdefault(f"{t['task']}_{kind}", missing)
+    table = []
+    for subject in subjects:
+        cells = []
+        for t in tasks:
+            prediction = t["predictions"].get(subject, {"images": [], "role": ""})
+            images = prediction["images"]
+            if t["kind"] in SEGMENTATION_KINDS:
+                from medcnn.stages.report.segmentation import cohort_cell
+
+                cells.append(cohort_cell(t["predictions"].get(subject)))
+                continue
+            cells.append(
+                {
+                    "probability": max((i["probability"] for i in images), default=None),
+                    "predicted": any(i["predicted"] for i in images),
+                    "role": prediction.get("role", ""),
+                    "unreliable": t["saliency"]["unreliable_by_subject"].get(subject, 0),
+                    # images outside the model's training fingerprint (predicted or skipped)
+                    "quality_flags": sum(bool(i.get("quality_flags")) for i in images)
+                    + len(prediction.get("skipped", [])),
+                }
+            )
+        table.append(
+            {
+                "subject": subject,
+                "images": int((manifest["subject"] == subject).sum()),
+                "tasks": cells,
+            }
+        )
+    context = {
+        "layout": layout()["cohort"],
+        "summary": summary,
+        "quarantine": quarantine.to_dict("records"),
+        "tasks": tasks,
+        "subjects": table,
+        "failures": failures,
+        "config_sha256": config_hash(config),
+        "versions": report_versions(),
+        "generated": now(),
+        "version": __version__,
+    }
+    return context, figures
+
+
+def _saliency_summary(results: Path, name: str, subjects: list[str]) -> dict[str, Any]:
+    """Faithfulness over the cohort: maps, median score and unreliable maps per method."""
+    by_method: dict[str, list[float]] = {}
+    unreliable: dict[str, int] = {}
+    flagged: dict[str, int] = {}
+    seconds = []
+    for subject in subjects:
+        saliency = read_json_if_present(results / "saliency" / name / subject / "saliency.json")
+        if saliency is None:
+            continue
+        if saliency.get("seconds") is not None:
+            seconds.append(saliency["seconds"])
+        for m in saliency["maps"]:
+            faith = m.get("faithfulness")
+            if not faith:
+                continue
+            by_method.setdefault(m["method"], []).append(faith["score"])
+            if faith["reliable"] is False:
+                flagged[m["method"]] = flagged.get(m["method"], 0) + 1
+                unreliable[subject] = unreliable.get(subject, 0) + 1
+    methods = [
+        {
+            "method": method,
+            "maps": len(scores),
+            "median": float(np.median(scores)),
+            "low": float(np.min(scores)),
+            "high": float(np.max(scores)),
+            "unreliable": flagged.get(method, 0),
+        }
+        for method, scores in sorted(by_method.items())
+    ]
+    return {
+        "methods": methods,
+        "unreliable_by_subject": unreliable,
+        "seconds_per_subject": float(np.median(seconds)) if seconds else None,
+    }
+
+
+def render_cohort(config: dict[str, Any]) -> Path:
+    """Write ``results/reports/cohort.html``, ``cohort.json`` and ``figures/*.png``."""
+    results = Path(config["results"])
+    context, figures = cohort_context(config)
+    html = environment().get_template("cohort.html.j2").render(**context)
+    out = results / "reports" / "cohort.html"
+    (out.parent / "figures").mkdir(parents=True, exist_ok=True)
+    out.write_text(html)
+    # the same figures as files, for Snakemake's --report and for slides
+    for stem, png in figures.items():
+        (out.parent / "figures" / f"{stem}.png").write_bytes(png)
+    metrics = {
+        "summary": context["summary"],
+        "quarantined": len(context["quarantine"]),
+        "failures": context["failures"],
+        "tasks": {
+            t["task"]: {
+                "test": t["test"],
+                "calibration": t["calibration"],
+                "subgroups": t["subgroups"],
+                "saliency": t["saliency"],
+                "folds": [f["metrics"] for f in t["folds"]],
+            }
+            for t in context["tasks"]
+        },
+    }
+    (results / "reports" / "cohort.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
+    # The subjects table, machine-readable: one row per subject, columns per task.
+    rows = []
+    for entry in context["subjects"]:
+        row = {"subject": entry["subject"], "images": entry["images"]}
+        for t, cell in zip(context["tasks"], entry["tasks"], strict=True):
+            keys = ["probability", "predicted", "role", "unreliable", "quality_flags"]
+            if t["kind"] in SEGMENTATION_KINDS:
+                # total lesion volume (mL) or nucleus count
+                keys = ["measure", "role"]
+            for key in keys:
+                row[f"{t['task']}_{key}"] = cell[key]
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(results / "reports" / "cohort.tsv", sep="\t", index=False)
+    return out

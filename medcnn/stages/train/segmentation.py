@@ -1,0 +1,138 @@
+"""The train stage of segmentation tasks: one fold from the preprocessed cases and the split.
+
+Reads ``results/preprocess/{task}/`` (plans, index, arrays) and ``results/splits/{task}.json``
+and trains with :func:`medcnn.train.segmenter.train_segmenter`, which writes the fold's bundle
+into ``results/models/{task}/fold{k}/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from medcnn.data.index import read_index
+from medcnn.data.split import subject_role
+from medcnn.stages.preprocess.segmentation import library_settings
+from medcnn.stages.split import fold_split
+
+log = logging.getLogger(__name__)
+
+
+def run_train_segmentation(
+    config: dict[str, Any], name: str, fold: int, threads: int = 1
+) -> dict[str, Any]:
+    """Train fold ``fold`` of segmentation task ``name``; returns its metrics.
+
+    Raises:
+        ValueError: the fold is not in the split, or it has no training case.
+    """
+    from medcnn.hardware import pick_device
+    from medcnn.train.segmenter import train_segmenter
+
+    task = config["tasks"][name]
+    results = Path(config["results"])
+    pre = results / "preprocess" / name
+    out = results / "models" / name / f"fold{fold}"
+    plans = json.loads((pre / "plans.json").read_text())
+    split = fold_split(results, name, fold)
+    rows = [r for r in read_index(pre / "index.tsv").to_dict("records") if r["label"]]
+
+    def items(role: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "image": str(pre / r["array"]),
+                "label": str(pre / r["label"]),
+                "subject": r["subject"],
+            }
+            for r in rows
+            if subject_role(split, r["subject"], fold) == role
+        ]
+
+    train_items, val_items = items("train"), items("val")
+    if not train_items:
+        raise ValueError(f"task {name} fold {fold}: no labelled training case")
+    device = pick_device(config["device"])
+    metrics = train_segmenter(
+        train_items,
+        val_items,
+        plans,
+        library_settings(task),
+        out,
+        device=device,
+        threads=threads,
+        max_minutes=task["train"]["max_minutes"],
+        name=f"{name}-{plans['network']['name']}-fold{fold}",
+    )
+    if task["kind"] == "instance_segmentation":
+        _choose_postprocessing(results, rows, split, fold, out, device, task)
+    # the settings as configured (the bundle's config.json is what a predict-only run
+    # validates against the schema)
+    (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
+    metrics = json.loads((out / "metrics.json").read_text())  # NaN already made null
+    metrics.update(
+        {
+            "fold": fold,
+            "n_train_patients": len({i["subject"] for i in train_items}),
+            "n_val_patients": len({i["subject"] for i in val_items}),
+        }
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info(
+        "train %s fold %d: best val Dice %.3f at epoch %s (%d train, %d val cases)",
+        name,
+        fold,
+        metrics["val_dice"] if metrics.get("val_dice") is not None else float("nan"),
+        metrics["best_epoch"],
+        len(train_items),
+        len(val_items),
+    )
+    return metrics
+
+
+def _choose_postprocessing(
+    results: Path,
+    rows: list[dict[str, Any]],
+    split: dict[str, Any],
+    fold: int,
+    out: Path,
+    device: Any,
+    task: dict[str, Any],
+) -> None:
+    """Choose the watershed thresholds on the fold's validation images; into bundle.json.
+
+    Prediction reads them from the bundle, so a predict-only run splits nuclei the same way.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from medcnn.inference.segmentation import choose_postprocessing, predict_probabilities
+    from medcnn.models.bundle import load_bundle
+
+    val = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
+    if not val:
+        return
+    model, description = load_bundle(out)
+    model = model.to(device)
+    probabilities, references = [], []
+    for row in val:
+        prob, _, _ = predict_probabilities(
+            [model],
+            description["plans"],
+            results / row["source"],
+            device=device,
+            overlap=float(task["segmentation"]["overlap"]),
+        )
+        probabilities.append(prob)
+        references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
+    settings, score = choose_postprocessing(probabilities, references)
+    settings["min_size"] = int(task["segmentation"]["min_size"])
+    description["postprocess"] = {**settings, "validation_aji": score}
+    (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    log.info(
+        "instance post-processing chosen on %d validation images: %s (AJI %.3f)",
+        len(val),
+        settings,
+        score,
+    )

@@ -1,0 +1,154 @@
+"""Prediction back on the ingest grid: exact label round trips, fold ensembles, instances."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medcnn.inference.segmentation import (
+    load_models,
+    predict_array,
+    predict_labels,
+    to_original_grid,
+)
+from medcnn.models.bundle import save_bundle
+from medcnn.models.factory import build_network
+from medcnn.planning.segmentation import make_seg_plans
+from medcnn.transforms.segmentation import preprocess_case
+from medcnn.transforms.spatial import SegmentationInputError
+
+
+def oblique_affine() -> np.ndarray:
+    """Anisotropic (0.9 x 1.3 x 3.5 mm), rotated 20 degrees about z and 10 about x, with
+    i running right-to-left and k foot-to-head flipped: nothing like RAS."""
+    a, b = np.deg2rad(20.0), np.deg2rad(10.0)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    # Array axes (i, j, k) point along world (-x, z, -y): permuted and flipped.
+    axes = np.array([[-1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ rx @ axes @ np.diag([0.9, 3.5, 1.3])
+    affine[:3, 3] = [12.0, -40.0, 7.5]
+    return affine
+
+
+def labelled_volume(tmp_path, shape=(30, 11, 24)):
+    rng = np.random.default_rng(0)
+    label = np.zeros(shape, np.uint8)
+    label[5:20, 2:8, 4:15] = 1
+    label[22:27, 6:10, 16:22] = 2
+    label[rng.random(shape) < 0.02] = 2  # isolated voxels: any off-by-one shows
+    image = (rng.normal(100.0, 10.0, shape) + 50.0 * label).astype(np.float32)
+    affine = oblique_affine()
+    for name, data in (("image", image), ("label", label)):
+        img = nib.Nifti1Image(data, affine)
+        img.set_sform(affine, code=1)
+        img.set_qform(affine, code=1)
+        nib.save(img, tmp_path / f"{name}.nii.gz")
+    return str(tmp_path / "image.nii.gz"), str(tmp_path / "label.nii.gz"), label, affine
+
+
+def test_round_trip_of_labels_is_exact_on_an_oblique_flipped_anisotropic_grid(tmp_path):
+    image_path, label_path, label, affine = labelled_volume(tmp_path)
+    task = {"kind": "segmentation", "classes": ["background", "a", "b"], "modalities": ["MR"]}
+    plans = make_seg_plans("t", task, [{"image": image_path, "label": label_path}])
+    image, pre_label, meta = preprocess_case(image_path, label_path, plans)
+    # Canonical order: i runs to -x (flipped to R), j to +z (becomes the third axis, S),
+    # k to -y (flipped to A, becomes the second); spacing its own (the cohort median).
+    assert plans["target_spacing"] == pytest.approx([0.9, 1.3, 3.5])
+    assert image.shape == (1, 30, 24, 11) and pre_label.shape == (1, 30, 24, 11)
+    assert nib.aff2axcodes(np.array(meta["affine"])) == ("R", "A", "S")
+    np.testing.assert_array_equal(pre_label[0], np.flip(label, axis=(0, 2)).transpose(0, 2, 1))
+    back = to_original_grid(pre_label[0], meta, image_path)
+    np.testing.assert_array_equal(np.asarray(back.dataobj), label)
+    np.testing.assert_allclose(back.affine, affine, atol=1e-6)
+    assert back.get_data_dtype() == np.uint8
+    # The preprocessed grid's world positions are the original voxels' positions.
+    ijk = np.array([3, 4, 5, 1.0])
+    src = np.linalg.inv(affine) @ (np.array(meta["affine"]) @ ijk)
+    assert pre_label[0][3, 4, 5] == label[tuple(np.round(src[:3]).astype(int))]
+
+
+def test_round_trip_through_a_coarser_spacing(tmp_path):
+    image_path, label_path, label, _ = labelled_volume(tmp_path, shape=(40, 12, 40))
+    label[label == 2] = 0
+    label[30:38, 3:9, 25:35] = 2
+    nib.save(nib.Nifti1Image(label, nib.load(label_path).affine), label_path)
+    task = {"classes": ["background", "a", "b"], "preprocess": {"spacing": [1.8, 2.6, 3.5]}}
+    plans = make_seg_plans("t", task, [{"image": image_path, "label": label_path}])
+    _, pre_label, meta = preprocess_case(image_path, label_path, plans)
+    assert pre_label.shape == (1, 20, 20, 12)
+    np.testing.assert_allclose(meta["spacing"], [1.8, 2.6, 3.5])
+    back = np.asarray(to_original_grid(pre_label[0], meta, image_path).dataobj)
+    assert back.shape == label.shape
+    for c in (1, 2):
+        overlap = 2 * ((back == c) & (label == c)).sum() / ((back == c).sum() + (label == c).sum())
+        assert overlap > 0.85, c
+    # Probabilities go back linearly, channels last.
+    onehot = np.stack([pre_label[0] == c for c in range(3)]).astype(np.float32)
+    prob = to_original_grid(onehot, meta, image_path, mode="linear")
+    assert prob.shape == (*label.shape, 3)
+    np.testing.assert_allclose(np.asarray(prob.dataobj).sum(-1), 1.0, atol=1e-5)
+
+
+def test_wrong_reference_is_refused(tmp_path):
+    image_path, label_path, _, _ = labelled_volume(tmp_path)
+    plans = make_seg_plans("t", {}, [{"image": image_path, "label": label_path}])
+    _, pre_label, meta = preprocess_case(image_path, label_path, plans)
+    other = nib.Nifti1Image(np.zeros((30, 11, 24), np.float32), np.eye(4))
+    with pytest.raises(SegmentationInputError, match="does not match"):
+        to_original_grid(pre_label[0], meta, other)
+
+
+def test_fold_ensemble_and_instances_on_the_2d_grid(tmp_path):
+    instances = np.zeros((40, 32, 1), np.int32)
+    instances[4:14, 4:14] = 1
+    instances[14:24, 4:14] = 2
+    image = np.where(instances > 0, 200, 10).astype(np.uint8)
+    affine = np.diag([-0.5, -0.5, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "tile.nii.gz")
+    nib.save(nib.Nifti1Image(instances, affine), tmp_path / "inst.nii.gz")
+    case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
+    plans = make_seg_plans("nuclei", {"kind": "instance_segmentation"}, [case])
+    assert plans["patch_size"] == [40, 32]  # three poolings: multiples of 8
+    plans["network"]["channels"] = [4, 8, 16, 32]  # small: the test is about the plumbing
+    torch.manual_seed(0)
+    folders = []
+    for k in range(2):
+        model = build_network(**plans["network"]).eval()
+        folders.append(tmp_path / f"fold{k}")
+        save_bundle(folders[-1], model, {"name": "t", "network": plans["network"], "plans": plans})
+    models, description = load_models(folders)
+    assert description["plans"]["classes"] == ["background", "interior", "boundary"]
+    pre, _, _ = preprocess_case(case["image"], None, plans)
+    mean = predict_array(models, plans, pre)
+    single = [predict_array([m], plans, pre) for m in models]
+    np.testing.assert_allclose(mean, (single[0] + single[1]) / 2, atol=1e-5)
+    np.testing.assert_allclose(mean.sum(0), 1.0, atol=1e-5)
+    label_img, prob, meta = predict_labels(models, plans, case["image"], flips=True)
+    assert label_img.shape == (40, 32, 1)
+    np.testing.assert_allclose(label_img.affine, affine)
+    assert label_img.get_data_dtype() == np.int32
+    assert prob.shape == (3, 40, 32)
+
+
+def test_postprocessing_is_chosen_on_validation_images():
+    from medcnn.inference.segmentation import choose_postprocessing
+    from medcnn.postprocess.instances import target_from_instances
+
+    instances = np.zeros((40, 40), np.int64)
+    instances[5:15, 5:15] = 1
+    instances[15:25, 5:15] = 2  # touches 1
+    instances[28:36, 20:34] = 3
+    target = target_from_instances(instances)
+    onehot = np.stack([target == c for c in range(3)]).astype(np.float32)
+    # Under-confident interiors (0.45): only an interior threshold below that finds markers.
+    prob = onehot.copy()
+    prob[1] = np.where(target == 1, 0.45, 0.0)
+    prob[2] = np.where(target == 1, 0.55, prob[2])
+    grid = {"interior_threshold": [0.5, 0.4], "foreground_threshold": [0.5]}
+    settings, score = choose_postprocessing([prob], [instances], grid)
+    assert settings == {"interior_threshold": 0.4, "foreground_threshold": 0.5}
+    assert score == pytest.approx(1.0)
