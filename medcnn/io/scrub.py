@@ -164,8 +164,11 @@ def scrub_message(
     its other components (unless ``show``) and identifiers redacted, ID-shaped text too."""
     text = str(message).replace(str(path), shown)
     for part in sorted(set(path.parts) - {"/"}, key=len, reverse=True):
-        if not show and not plain_name(part) and part not in shown:
-            text = text.replace(part, REDACTED)
+        # Short numbers (a folder "1", "25") identify nobody and would eat the sizes and
+        # counts of the message; every other component goes, as a whole word.
+        if show or plain_name(part) or part in shown or re.fullmatch(r"\d{1,5}", part):
+            continue
+        text = re.sub(r"(?<![A-Za-z0-9])" + re.escape(part) + r"(?![A-Za-z0-9])", REDACTED, text)
     text = text.encode("utf-8", "replace").decode("utf-8")
     # The shown path is already safe (pseudonyms): scrub around it, never inside it.
     pieces = [scrub_text(piece, identifiers) for piece in text.split(shown)] if shown else [text]

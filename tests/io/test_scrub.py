@@ -85,3 +85,17 @@ def test_jpeg2000_decode_warnings_are_errors(monkeypatch):
         decoded_pixels(_header("1.2.840.10008.1.2.4.90"))
     # A native file's decode warnings are not errors.
     assert decoded_pixels(_header("1.2.840.10008.1.2.1")).shape == (4, 3)
+
+
+def test_short_numeric_folders_do_not_eat_the_message():
+    """A folder named "1" is no identifier; replacing it everywhere garbled the sizes."""
+    path = Path("/data/export/1/25/Surname_MRN12345/IM0001.dcm")
+    shown = shown_path(path, [Path("/data/export")], b"k")
+    message = (
+        f"{path}: 1,024 bytes present, 131,072 declared (256 x 256 x 1 frame(s) x 1 sample(s))"
+    )
+    out = scrub_message(message, path, shown, [])
+    assert out.endswith(
+        "1,024 bytes present, 131,072 declared (256 x 256 x 1 frame(s) x 1 sample(s))"
+    )
+    assert "Surname" not in out and shown in out
