@@ -29,7 +29,8 @@ $(VENV)/bin/python:
 	@$(BASE_PYTHON) -c "import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)" || { \
 		echo "make: $(BASE_PYTHON) is Python `$(BASE_PYTHON) -c 'import platform; print(platform.python_version())'`; medcnn needs 3.10 or newer (pass BASE_PYTHON=...)" >&2; \
 		exit 2; }
-	$(BASE_PYTHON) -m venv $(VENV) || { \
+	@echo "$(BASE_PYTHON) -m venv $(VENV)"
+	@$(BASE_PYTHON) -m venv $(VENV) || { \
 		rm -rf $(VENV); \
 		echo "make: '$(BASE_PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2; \
 		exit 2; }
