@@ -172,11 +172,37 @@ def _file_counts(path: Path) -> dict[str, int]:
 def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The cohort report's context, and its figures as PNG bytes by file stem."""
     results = Path(config["results"])
-    settings = config["report"]
     manifest = read_manifest(results / "ingest" / "manifest.tsv")
     quarantine = read_quarantine(results / "ingest" / "quarantine.tsv")
     subjects = sorted(manifest["subject"].unique())
-    summary = {
+    missing = placeholder_png(layout()["cohort"]["placeholder"])
+    figures: dict[str, bytes] = {}
+    tasks, failures = [], []
+    for name in sorted(config["tasks"]):
+        task = _task_entry(config, name, subjects, manifest, figures, missing)
+        failures += _task_failures(name, subjects, task)
+        tasks.append(task)
+    for t in tasks:
+        for kind in ("roc", "reliability"):
+            figures.setdefault(f"{t['task']}_{kind}", missing)
+    context = {
+        "layout": layout()["cohort"],
+        "summary": _ingest_summary(results, manifest, subjects),
+        "quarantine": quarantine.to_dict("records"),
+        "tasks": tasks,
+        "subjects": _subjects_table(subjects, tasks, manifest),
+        "failures": failures,
+        "config_sha256": config_hash(config),
+        "versions": report_versions(),
+        "generated": now(),
+        "version": __version__,
+    }
+    return context, figures
+
+
+def _ingest_summary(results: Path, manifest: pd.DataFrame, subjects: list[str]) -> dict[str, Any]:
+    """What ingest found: subjects, studies, images by modality, warnings and file fates."""
+    return {
         "subjects": len(subjects),
         "studies": int(manifest["study"].nunique()),
         "images": len(manifest),
@@ -185,85 +211,96 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         # Every file found below the inputs, by fate (files.tsv): the counts add up.
         "files": _file_counts(results / "ingest" / "files.tsv"),
     }
-    figures: dict[str, bytes] = {}
-    tasks, failures = [], []
-    for name in sorted(config["tasks"]):
-        kind = config["tasks"][name]["kind"]
-        if kind in SEGMENTATION_KINDS:
-            from medcnn.stages.report.segmentation import cohort_segmentation
 
-            evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
-        else:
-            evaluation = evaluate_task(results, name, subjects, settings, manifest)
-            evaluation["kind"] = kind
-        for kind, png in evaluation.pop("figures").items():
-            figures[f"{name}_{kind}"] = png
-        missing = placeholder_png(layout()["cohort"]["placeholder"])
-        folds = []
-        for k, fold_dir in enumerate(model_dirs(config, name)):
-            png = _history(fold_dir)
-            figures[f"{name}_fold{k}_history"] = png or missing
-            metrics = read_json_if_present(fold_dir / "metrics.json") or {}
-            folds.append(
-                {
-                    "name": f"fold {k}",
-                    "history": data_uri(png) if png else None,
-                    "metrics": metrics,
-                    "rows": metric_rows(metrics),
-                }
-            )
-        cross = read_json_if_present(results / "models" / name / "evaluation.json")
-        saliency = _saliency_summary(results, name, subjects)
-        # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
-        # is not a failure: its prediction lists no images)
-        for subject in subjects:
-            if subject not in evaluation["predictions"]:
-                failures.append({"subject": subject, "task": name, "problem": "no prediction"})
-        failures += [
-            {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
-            for s, n in saliency["unreliable_by_subject"].items()
-        ]
-        tasks.append(
+
+def _task_entry(
+    config: dict[str, Any],
+    name: str,
+    subjects: list[str],
+    manifest: pd.DataFrame,
+    figures: dict[str, bytes],
+    missing: bytes,
+) -> dict[str, Any]:
+    """One task's part of the report (its figures are added to ``figures``)."""
+    results = Path(config["results"])
+    settings = config["report"]
+    kind = config["tasks"][name]["kind"]
+    if kind in SEGMENTATION_KINDS:
+        from medcnn.stages.report.segmentation import cohort_segmentation
+
+        evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
+    else:
+        evaluation = evaluate_task(results, name, subjects, settings, manifest)
+        evaluation["kind"] = kind
+    for figure, png in evaluation.pop("figures").items():
+        figures[f"{name}_{figure}"] = png
+    folds = _fold_entries(config, name, figures, missing)
+    cross = read_json_if_present(results / "models" / name / "evaluation.json")
+    return {
+        "task": name,
+        "folds": folds,
+        "cross_validation": metric_rows(cross) if cross else [],
+        "cross_subgroups": (cross or {}).get("subgroups"),
+        "saliency": _saliency_summary(results, name, subjects),
+        "roc": _figure_uri(figures, f"{name}_roc"),
+        "reliability_png": _figure_uri(figures, f"{name}_reliability"),
+        **evaluation,
+    }
+
+
+def _figure_uri(figures: dict[str, bytes], stem: str) -> str | None:
+    return data_uri(figures[stem]) if stem in figures else None
+
+
+def _fold_entries(
+    config: dict[str, Any], name: str, figures: dict[str, bytes], missing: bytes
+) -> list[dict[str, Any]]:
+    """Each fold's training curves (added to ``figures``, ``missing`` where none) and metrics."""
+    folds = []
+    for k, fold_dir in enumerate(model_dirs(config, name)):
+        png = _history(fold_dir)
+        figures[f"{name}_fold{k}_history"] = png or missing
+        metrics = read_json_if_present(fold_dir / "metrics.json") or {}
+        folds.append(
             {
-                "task": name,
-                "folds": folds,
-                "cross_validation": metric_rows(cross) if cross else [],
-                "cross_subgroups": (cross or {}).get("subgroups"),
-                "saliency": saliency,
-                "roc": data_uri(figures[f"{name}_roc"]) if f"{name}_roc" in figures else None,
-                "reliability_png": (
-                    data_uri(figures[f"{name}_reliability"])
-                    if f"{name}_reliability" in figures
-                    else None
-                ),
-                **evaluation,
+                "name": f"fold {k}",
+                "history": data_uri(png) if png else None,
+                "metrics": metrics,
+                "rows": metric_rows(metrics),
             }
         )
-    for t in tasks:
-        for kind in ("roc", "reliability"):
-            figures.setdefault(f"{t['task']}_{kind}", missing)
+    return folds
+
+
+def _task_failures(name: str, subjects: list[str], task: dict[str, Any]) -> list[dict[str, str]]:
+    """Subjects with no prediction of the task, and those with unreliable saliency maps."""
+    # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
+    # is not a failure: its prediction lists no images)
+    failures = [
+        {"subject": subject, "task": name, "problem": "no prediction"}
+        for subject in subjects
+        if subject not in task["predictions"]
+    ]
+    return failures + [
+        {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
+        for s, n in task["saliency"]["unreliable_by_subject"].items()
+    ]
+
+
+def _subjects_table(
+    subjects: list[str], tasks: list[dict[str, Any]], manifest: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """One row per subject: its images and a cell per task."""
     table = []
     for subject in subjects:
         cells = []
         for t in tasks:
-            prediction = t["predictions"].get(subject, {"images": [], "role": ""})
-            images = prediction["images"]
             if t["kind"] in SEGMENTATION_KINDS:
                 from medcnn.stages.report.segmentation import cohort_cell
 
                 cells.append(cohort_cell(t["predictions"].get(subject)))
                 continue
-            cells.append(
-                {
-                    "probability": max((i["probability"] for i in images), default=None),
-                    "predicted": any(i["predicted"] for i in images),
-                    "role": prediction.get("role", ""),
-                    "unreliable": t["saliency"]["unreliable_by_subject"].get(subject, 0),
-                    # images outside the model's training fingerprint (predicted or skipped)
-                    "quality_flags": sum(bool(i.get("quality_flags")) for i in images)
-                    + len(prediction.get("skipped", [])),
-                }
-            )
+            cells.append(_classification_cell(t, subject))
         table.append(
             {
                 "subject": subject,
@@ -271,19 +308,22 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
                 "tasks": cells,
             }
         )
-    context = {
-        "layout": layout()["cohort"],
-        "summary": summary,
-        "quarantine": quarantine.to_dict("records"),
-        "tasks": tasks,
-        "subjects": table,
-        "failures": failures,
-        "config_sha256": config_hash(config),
-        "versions": report_versions(),
-        "generated": now(),
-        "version": __version__,
+    return table
+
+
+def _classification_cell(task: dict[str, Any], subject: str) -> dict[str, Any]:
+    """A classification task's cell of a subject: its highest probability, call and flags."""
+    prediction = task["predictions"].get(subject, {"images": [], "role": ""})
+    images = prediction["images"]
+    return {
+        "probability": max((i["probability"] for i in images), default=None),
+        "predicted": any(i["predicted"] for i in images),
+        "role": prediction.get("role", ""),
+        "unreliable": task["saliency"]["unreliable_by_subject"].get(subject, 0),
+        # images outside the model's training fingerprint (predicted or skipped)
+        "quality_flags": sum(bool(i.get("quality_flags")) for i in images)
+        + len(prediction.get("skipped", [])),
     }
-    return context, figures
 
 
 def _saliency_summary(results: Path, name: str, subjects: list[str]) -> dict[str, Any]:
