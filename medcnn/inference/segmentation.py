@@ -85,24 +85,6 @@ def predict_array(
     return (total / len(models)).numpy()
 
 
-def predict_case(
-    models: Sequence[torch.nn.Module],
-    plans: Mapping[str, Any],
-    image_path: str | Path | Sequence[str | Path],
-    device: torch.device | str = "cpu",
-    flips: bool = False,
-    overlap: float = 0.5,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Preprocess an ingest image with the plans and predict it.
-
-    Returns:
-        (float32 probabilities ``(classes, *spatial)`` in the preprocessed space, the
-        preprocessing ``meta`` for :func:`to_original_grid`).
-    """
-    image, _, meta = preprocess_case(image_path, None, plans)
-    return predict_array(models, plans, image, device, flips, overlap), meta
-
-
 def to_original_grid(
     array: np.ndarray,
     meta: Mapping[str, Any],
@@ -165,9 +147,14 @@ def to_original_grid(
         out = out.astype(np.uint8 if out.max(initial=0) < 256 else np.int32)
     else:
         out = out.astype(np.float32)
-    img = nib.Nifti1Image(out, ref.affine)
-    img.set_qform(ref.affine, code=1)
-    img.set_sform(ref.affine, code=1)
+    return nifti_on(out, ref.affine)
+
+
+def nifti_on(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI image of ``data`` with ``affine`` as its qform and sform (mm, s)."""
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     return img
 
@@ -177,16 +164,19 @@ def predict_probabilities(
     plans: Mapping[str, Any],
     image_path: str | Path | Sequence[str | Path],
     device: torch.device | str = "cpu",
+    *,
     flips: bool = False,
     overlap: float = 0.5,
 ) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
-    """Class probabilities of one ingest image on its own grid.
+    """Class probabilities of one ingest image on its own grid: preprocessed with the plans,
+    predicted (:func:`predict_array`), brought back by :func:`to_original_grid` (linear).
 
     Returns:
         (float32 ``(classes, i, j)`` for 2D or ``(classes, i, j, k)``, the reference NIfTI
         (the first image file), the preprocessing meta).
     """
-    prob, meta = predict_case(models, plans, image_path, device, flips, overlap)
+    image, _, meta = preprocess_case(image_path, None, plans)
+    prob = predict_array(models, plans, image, device, flips, overlap)
     reference = image_path if isinstance(image_path, (str, Path)) else image_path[0]
     ref = nib.load(reference)
     prob_img = to_original_grid(prob, meta, ref, mode="linear")
@@ -260,9 +250,10 @@ def predict_labels(
     plans: Mapping[str, Any],
     image_path: str | Path | Sequence[str | Path],
     device: torch.device | str = "cpu",
+    *,
+    postprocess: Mapping[str, Any] | None = None,
     flips: bool = False,
     overlap: float = 0.5,
-    postprocess: Mapping[str, Any] | None = None,
 ) -> tuple[nib.Nifti1Image, np.ndarray, dict[str, Any]]:
     """The label map of one ingest image on its own grid.
 
@@ -272,21 +263,19 @@ def predict_labels(
     nucleus (int32, 0 background).
 
     Args:
-        models, plans, image_path, device, flips, overlap: as :func:`predict_case`.
+        models, plans, image_path, device, flips, overlap: as :func:`predict_probabilities`.
         postprocess: keyword arguments for the instance post-processing.
 
     Returns:
         (label NIfTI on the ingest grid, probabilities on that grid ``(classes, *spatial)``
         (2D: ``(classes, i, j)``), the preprocessing meta).
     """
-    prob, ref, meta = predict_probabilities(models, plans, image_path, device, flips, overlap)
+    prob, ref, meta = predict_probabilities(
+        models, plans, image_path, device, flips=flips, overlap=overlap
+    )
     label = labels_from_probabilities(prob, plans, postprocess)
     out = label[..., None] if int(meta["dims"]) == 2 else label
-    img = nib.Nifti1Image(out, ref.affine)
-    img.set_qform(ref.affine, code=1)
-    img.set_sform(ref.affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    return img, prob, meta
+    return nifti_on(out, ref.affine), prob, meta
 
 
 def resolve_amp(setting: str, device: torch.device) -> str:

@@ -123,3 +123,13 @@ def load_bundle_cached(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     except OSError:
         stamp = -1
     return _cached(str(folder), stamp)
+
+
+def ensemble_summary(bundles: list[tuple[torch.nn.Module, dict[str, Any]]]) -> dict[str, Any]:
+    """What a prediction records of the fold bundles it used: the model's name (the first
+    fold's, without ``-fold<k>``), each fold's name and weights hash."""
+    return {
+        "name": bundles[0][1]["name"].rsplit("-fold", 1)[0],
+        "folds": [d["name"] for _, d in bundles],
+        "weights_sha256": [d["weights_sha256"] for _, d in bundles],
+    }

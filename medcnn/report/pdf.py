@@ -130,23 +130,7 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
         f"{lay['intro']} {len(context['studies'])} study/studies, "
         f"{len(context['images'])} image(s)."
     )
-    pdf.heading(s["images"]["title"])
-    pdf.caption(s["images"]["caption"])
-    pdf.rows(
-        ["study", "series", "modality", "view", "shape", "spacing (mm)", "photometric"],
-        [
-            [
-                i["study"],
-                i["series"],
-                i["modality"],
-                i["view"],
-                i["shape"],
-                i["spacing"],
-                i["photometric"],
-            ]
-            for i in context["images"]
-        ],
-    )
+    _images_table(pdf, s, context["images"])
     for im in context["images"]:
         pdf.add_page()
         pdf.heading(f"{im['series']} ({im['study']}, {im['modality']} {im['view']})")
@@ -155,58 +139,87 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
         for t in im["tasks"]:
             if t.get("kind") in ("segmentation", "instance_segmentation"):
                 _segmentation(pdf, s, t)
-                continue
-            pdf.heading(f"{s['predictions']['title']}: {t['task']}", 11)
-            pdf.caption(s["predictions"]["caption"])
-            reference = {"1": t["label"], "0": f"not {t['label']}"}.get(str(t["target"]), "unknown")
-            pdf.rows(
-                ["finding", "probability", "fold spread", "threshold", "call", "reference"],
-                [
-                    [
-                        p["label"],
-                        _num(p["probability"]),
-                        "+/-" + _num(t["spread"]),
-                        _num(p["threshold"]),
-                        p["label"] if p["predicted"] else f"not {p['label']}",
-                        reference,
-                    ]
-                    for p in t["labels"]
-                ],
-            )
-            pdf.para(f"Split role of this subject: {t['role']}.")
-            if t["maps"]:
-                pdf.heading(s["saliency"]["title"], 11)
-                pdf.caption(s["saliency"]["caption"] + " " + s["faithfulness"]["caption"])
-                for m in t["maps"]:
-                    if pdf.will_page_break(62):
-                        pdf.add_page()
-                    y = pdf.get_y()
-                    pdf.image(_png(m["overlay"]), x=15, y=y, w=62)
-                    pdf.set_xy(82, y + 2)
-                    verdict = (
-                        "not_assessed"
-                        if not m.get("assessed", True)
-                        else ("reliable" if m["reliable"] else "unreliable")
-                    )
-                    flag = lay["flags"][verdict]
-                    lines = [
-                        f"{m['method_title']}, {m['label']}"
-                        + (f" (layer {m['layer']})" if m["layer"] else ""),
-                        f"faithfulness {_num(m['score'])} (threshold {_num(m['threshold'])})",
-                        flag,
-                        f"P = {_num(m['probability'])}; after removing the most salient "
-                        f"{_num(m['removed'], 2)}: {_num(m['morf'])}, least salient: "
-                        f"{_num(m['lerf'])}",
-                    ]
-                    for k, line in enumerate(lines):
-                        pdf.set_x(82)
-                        red = k == 2 and verdict == "unreliable"
-                        pdf.set_text_color(163, 33, 27) if red else pdf.set_text_color(0)
-                        pdf.set_font("Helvetica", "B" if k in (0, 2) else "", 8.5)
-                        pdf.multi_cell(110, 4.5, _text(line), new_x="RIGHT", new_y="NEXT")
-                    pdf.set_text_color(0)
-                    pdf.set_y(y + 54)
+            else:
+                _classification(pdf, lay, t)
     pdf.add_page()
+    _warnings(pdf, s, context)
+    _provenance(pdf, s, context)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def _images_table(pdf: _Report, s: dict[str, Any], images: list[dict[str, Any]]) -> None:
+    """The table of the subject's images."""
+    pdf.heading(s["images"]["title"])
+    pdf.caption(s["images"]["caption"])
+    columns = ("study", "series", "modality", "view", "shape", "spacing", "photometric")
+    pdf.rows(
+        ["study", "series", "modality", "view", "shape", "spacing (mm)", "photometric"],
+        [[i[c] for c in columns] for i in images],
+    )
+
+
+def _classification(pdf: _Report, lay: dict[str, Any], t: dict[str, Any]) -> None:
+    """A classification task's part of an image's page: the calls, then the saliency maps."""
+    s = lay["sections"]
+    pdf.heading(f"{s['predictions']['title']}: {t['task']}", 11)
+    pdf.caption(s["predictions"]["caption"])
+    reference = {"1": t["label"], "0": f"not {t['label']}"}.get(str(t["target"]), "unknown")
+    pdf.rows(
+        ["finding", "probability", "fold spread", "threshold", "call", "reference"],
+        [
+            [
+                p["label"],
+                _num(p["probability"]),
+                "+/-" + _num(t["spread"]),
+                _num(p["threshold"]),
+                p["label"] if p["predicted"] else f"not {p['label']}",
+                reference,
+            ]
+            for p in t["labels"]
+        ],
+    )
+    pdf.para(f"Split role of this subject: {t['role']}.")
+    if t["maps"]:
+        pdf.heading(s["saliency"]["title"], 11)
+        pdf.caption(s["saliency"]["caption"] + " " + s["faithfulness"]["caption"])
+        for m in t["maps"]:
+            _saliency_map(pdf, lay["flags"], m)
+
+
+def _saliency_map(pdf: _Report, flags: dict[str, str], m: dict[str, Any]) -> None:
+    """One saliency overlay with its method, faithfulness score and verdict beside it."""
+    if pdf.will_page_break(62):
+        pdf.add_page()
+    y = pdf.get_y()
+    pdf.image(_png(m["overlay"]), x=15, y=y, w=62)
+    pdf.set_xy(82, y + 2)
+    verdict = (
+        "not_assessed"
+        if not m.get("assessed", True)
+        else ("reliable" if m["reliable"] else "unreliable")
+    )
+    lines = [
+        f"{m['method_title']}, {m['label']}" + (f" (layer {m['layer']})" if m["layer"] else ""),
+        f"faithfulness {_num(m['score'])} (threshold {_num(m['threshold'])})",
+        flags[verdict],
+        f"P = {_num(m['probability'])}; after removing the most salient "
+        f"{_num(m['removed'], 2)}: {_num(m['morf'])}, least salient: "
+        f"{_num(m['lerf'])}",
+    ]
+    for k, line in enumerate(lines):
+        pdf.set_x(82)
+        red = k == 2 and verdict == "unreliable"
+        pdf.set_text_color(163, 33, 27) if red else pdf.set_text_color(0)
+        pdf.set_font("Helvetica", "B" if k in (0, 2) else "", 8.5)
+        pdf.multi_cell(110, 4.5, _text(line), new_x="RIGHT", new_y="NEXT")
+    pdf.set_text_color(0)
+    pdf.set_y(y + 54)
+
+
+def _warnings(pdf: _Report, s: dict[str, Any], context: dict[str, Any]) -> None:
+    """The warnings, then the subject's quarantined files (when there are any)."""
     pdf.heading(s["warnings"]["title"])
     pdf.caption(s["warnings"]["caption"])
     if context["warnings"]:
@@ -218,6 +231,10 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
         pdf.heading(s["quarantine"]["title"], 11)
         pdf.caption(s["quarantine"]["caption"])
         pdf.rows(["file", "reason"], [[q["file"], q["reason"]] for q in context["quarantined"]])
+
+
+def _provenance(pdf: _Report, s: dict[str, Any], context: dict[str, Any]) -> None:
+    """Models and weights, source hashes and UIDs, config hash, versions, time."""
     pdf.heading(s["provenance"]["title"])
     pdf.caption(s["provenance"]["caption"])
     body = []
@@ -231,6 +248,3 @@ def subject_pdf(context: dict[str, Any], path: Path) -> Path:
     body += [[k, v] for k, v in context["versions"].items()]
     body.append(["generated", context["generated"]])
     pdf.rows(None, body, widths=(35, 65))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pdf.output(str(path))
-    return path

@@ -42,6 +42,7 @@ def _load_on_grid(
     image_path: Path, label_path: Path, what: str
 ) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
     """An image and its label file (``what``), checked to share one voxel grid."""
+    image_path, label_path = Path(image_path), Path(label_path)
     image, label = _load(image_path, "image"), _load(label_path, what)
     _same_grid(image, label, (image_path, label_path))
     return image, label
@@ -105,6 +106,7 @@ def overlay_slices(
     image_nii_path: Path,
     mask_nii_path: Path,
     out_png: Path,
+    *,
     n_slices: int = 5,
     percentiles: Sequence[float] = (0.5, 99.5),
     panel_inches: float = 2.6,
@@ -126,11 +128,7 @@ def overlay_slices(
     Raises:
         ValueError: a file cannot be read, or the mask is not on the image's grid.
     """
-    image_nii_path, mask_nii_path, out_png = (
-        Path(image_nii_path),
-        Path(mask_nii_path),
-        Path(out_png),
-    )
+    out_png = Path(out_png)
     image, mask = _load_on_grid(image_nii_path, mask_nii_path, "label map")
     image, mask = nib.as_closest_canonical(image), nib.as_closest_canonical(mask)
     data = np.asanyarray(image.dataobj).astype(np.float32)
@@ -201,8 +199,9 @@ def nuclei_contours(
     image_nii_path: Path,
     instances_nii_path: Path,
     out_png: Path,
-    min_side_px: int = 512,
+    *,
     percentiles: Sequence[float] = (0.5, 99.5),
+    min_side_px: int = 512,
 ) -> Path:
     """The tile with every nucleus outlined in its own colour.
 
@@ -224,11 +223,7 @@ def nuclei_contours(
     """
     from skimage.segmentation import find_boundaries
 
-    image_nii_path, instances_nii_path, out_png = (
-        Path(image_nii_path),
-        Path(instances_nii_path),
-        Path(out_png),
-    )
+    out_png = Path(out_png)
     image, labels = _load_on_grid(image_nii_path, instances_nii_path, "instance label image")
     rgb = _tile_rgb(np.asanyarray(image.dataobj), percentiles)
     instances = np.rint(np.asanyarray(labels.dataobj)).astype(np.int64)

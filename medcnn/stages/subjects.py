@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medcnn.config import is_segmentation
 from medcnn.ingest.batches import batch_subjects
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,28 @@ def run_per_subject(
     name: str,
     subject: str | None,
     batch: str | None,
-    work: Callable[[str], str],
+    threads: int,
+    work: tuple[Callable[..., Any], Callable[..., Any]],
+    output: str,
 ) -> None:
-    """A per-subject stage job on the GPUs it asked for: ``work`` (which returns the
-    subject's main output, relative to ``results/``) for the subject or for each subject of
-    the batch, then the batch marker ``results/<stage>/<task>/batches/<batch>.tsv``."""
+    """A per-subject stage job on the GPUs it asked for, then its batch marker.
+
+    Args:
+        work: the stage's ``(classification, segmentation)`` functions of one subject,
+            ``f(config, name, subject, threads=threads)``; the task's kind picks one, which
+            runs for the subject or for each subject of the batch.
+        output: each subject's main output relative to ``results/``, a pattern of ``name``
+            and ``subject``; the marker ``results/<stage>/<task>/batches/<batch>.tsv`` lists it.
+    """
     from medcnn.devices import stage_device
+
+    one_subject = work[1] if is_segmentation(config["tasks"][name]) else work[0]
+
+    def one(subject: str) -> list[str]:
+        one_subject(config, name, subject, threads=threads)
+        return [output.format(name=name, subject=subject)]
 
     with stage_device(config, stage):
         subjects = job_subjects(config, batch, subject)
         marker = batch_marker(config, batch, stage, name)
-        for_each_subject(subjects, lambda s: [work(s)], marker, stage)
+        for_each_subject(subjects, one, marker, stage)

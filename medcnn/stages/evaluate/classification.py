@@ -45,12 +45,54 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
     results = Path(config["results"])
     settings = task["evaluation"]
     split = json.loads((results / "splits" / f"{name}.json").read_text())
+    found = _test_predictions(results, name, split["test"], settings["subgroups"])
+    labels = found["labels"]
+    test = evaluate(
+        np.array(found["targets"], dtype=float).reshape(len(found["targets"]), len(labels)),
+        np.array(found["probs"], dtype=float).reshape(len(found["probs"]), len(labels)),
+        labels,
+        found["thresholds"],
+        kind=found["kind"],
+        groups=np.array(found["groups"]),
+        subgroups={c: np.array(v) for c, v in found["columns"].items()},
+        n_resamples=settings["bootstrap"],
+        n_bins=settings["calibration_bins"],
+        seed=split.get("seed", 0),
+    )
+    evaluation = {
+        "task": name,
+        "kind": found["kind"],
+        "labels": labels,
+        "split": {"folds": len(split["folds"]), "test_patients": len(split["test"])},
+        "test": test,
+        "validation": _validation(results, name, len(split["folds"])),
+    }
+    out = results / "models" / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (out / "evaluation.png").write_bytes(reliability_png(test))
+    log.info(
+        "evaluate %s: test mean AUROC %s (95%% CI %s) over %d images of %d patients",
+        name,
+        test["mean_auroc"],
+        test["mean_auroc_ci"],
+        test["n_images"],
+        test["n_patients"],
+    )
+    return evaluation
+
+
+def _test_predictions(
+    results: Path, name: str, test: list[str], subgroups: list[str]
+) -> dict[str, Any]:
+    """The test patients' labelled images: targets, probabilities, patients and subgroup
+    values, with the labels, thresholds and kind of the predictions."""
     index = read_index(results / "preprocess" / name / "index.tsv")
     by_series = {(r["subject"], r["series"]): r for r in index.to_dict("records")}
     targets, probs, groups, columns = [], [], [], {}
     labels, thresholds, kind = None, None, "binary"
-    subgroups = [c for c in settings["subgroups"] if c in index.columns]
-    for subject in split["test"]:
+    subgroups = [c for c in subgroups if c in index.columns]
+    for subject in test:
         path = results / "predict" / name / f"{subject}.json"
         prediction = json.loads(path.read_text())
         labels = prediction.get("labels", [prediction["label"]])
@@ -69,20 +111,21 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
                 columns.setdefault(c, []).append(row.get(c, ""))
     if labels is None:
         raise ValueError(f"task {name}: no test patients in the split")
-    test = evaluate(
-        np.array(targets, dtype=float).reshape(len(targets), len(labels)),
-        np.array(probs, dtype=float).reshape(len(probs), len(labels)),
-        labels,
-        thresholds,
-        kind=kind,
-        groups=np.array(groups),
-        subgroups={c: np.array(v) for c, v in columns.items()},
-        n_resamples=settings["bootstrap"],
-        n_bins=settings["calibration_bins"],
-        seed=split.get("seed", 0),
-    )
+    return {
+        "targets": targets,
+        "probs": probs,
+        "groups": groups,
+        "columns": columns,
+        "labels": labels,
+        "thresholds": thresholds,
+        "kind": kind,
+    }
+
+
+def _validation(results: Path, name: str, n_folds: int) -> dict[str, Any]:
+    """Each trained fold's validation AUROC and best epoch, their mean and spread."""
     folds = []
-    for k in range(len(split["folds"])):
+    for k in range(n_folds):
         metrics_path = results / "models" / name / f"fold{k}" / "metrics.json"
         if not metrics_path.is_file():
             continue
@@ -97,28 +140,8 @@ def run_evaluate(config: dict[str, Any], name: str) -> dict[str, Any]:
             }
         )
     fold_aucs = [f["mean_auroc"] for f in folds if f["mean_auroc"] is not None]
-    evaluation = {
-        "task": name,
-        "kind": kind,
-        "labels": labels,
-        "split": {"folds": len(split["folds"]), "test_patients": len(split["test"])},
-        "test": test,
-        "validation": {
-            "folds": folds,
-            "mean_auroc": float(np.mean(fold_aucs)) if fold_aucs else None,
-            "mean_auroc_sd": float(np.std(fold_aucs)) if len(fold_aucs) > 1 else None,
-        },
+    return {
+        "folds": folds,
+        "mean_auroc": float(np.mean(fold_aucs)) if fold_aucs else None,
+        "mean_auroc_sd": float(np.std(fold_aucs)) if len(fold_aucs) > 1 else None,
     }
-    out = results / "models" / name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    (out / "evaluation.png").write_bytes(reliability_png(test))
-    log.info(
-        "evaluate %s: test mean AUROC %s (95%% CI %s) over %d images of %d patients",
-        name,
-        test["mean_auroc"],
-        test["mean_auroc_ci"],
-        test["n_images"],
-        test["n_patients"],
-    )
-    return evaluation

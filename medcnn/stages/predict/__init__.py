@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medcnn.config import is_segmentation
+from medcnn.stages.predict.classification import run_predict
+from medcnn.stages.predict.segmentation import run_predict_segmentation
 from medcnn.stages.subjects import run_per_subject
 
 
@@ -13,13 +14,7 @@ def run(
     config: dict[str, Any], name: str, subject: str | None, batch: str | None, threads: int = 1
 ) -> None:
     """Predict the subject, or each subject of the batch (then write the batch marker)."""
-    if is_segmentation(config["tasks"][name]):
-        from medcnn.stages.predict.segmentation import run_predict_segmentation as predict
-    else:
-        from medcnn.stages.predict.classification import run_predict as predict
-
-    def one(subject: str) -> str:
-        predict(config, name, subject, threads=threads)
-        return f"predict/{name}/{subject}.json"
-
-    run_per_subject(config, "predict", name, subject, batch, one)
+    kinds = (run_predict, run_predict_segmentation)
+    run_per_subject(
+        config, "predict", name, subject, batch, threads, kinds, "predict/{name}/{subject}.json"
+    )

@@ -35,7 +35,7 @@ from medcnn.data.split import subject_role
 from medcnn.hardware import pick_device
 from medcnn.inference.classification import TTA_VIEWS, ensemble_probabilities
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
-from medcnn.models.bundle import load_bundle_cached
+from medcnn.models.bundle import ensemble_summary, load_bundle_cached
 from medcnn.planning.quality import check_image
 from medcnn.stages.layout import load_split, model_dirs, subject_rows
 
@@ -61,18 +61,7 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
             f"task {name}: the models predict {labels}, the config asks for "
             f"{list(scheme.labels)} (re-train after changing the target)"
         )
-    # Quality gates: each image against the fingerprint of the data the model was trained on.
-    manifest = read_manifest(results / "ingest" / subject / SUBJECT_MANIFEST)
-    by_series = {r["series"]: r for r in manifest.to_dict("records")}
-    fingerprint = first.get("plans", {}).get("fingerprint", {})
-    flags = {}
-    for r in rows:
-        stats = (
-            (float(r["intensity_p01"]), float(r["intensity_p99"]))
-            if r.get("intensity_p01")
-            else None
-        )
-        flags[r["series"]] = check_image(fingerprint, by_series[r["series"]], stats)
+    flags = _quality_flags(results, subject, rows, first)
     skipped = []
     if task.get("quality") == "skip":
         skipped = [
@@ -90,6 +79,55 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
     thresholds = np.mean(
         [b.get("thresholds", [b["threshold"]]) for _, b in bundles], axis=0
     ).tolist()
+    result = {
+        "subject": subject,
+        "task": name,
+        "role": subject_role(split, subject) if split else "new",
+        "kind": scheme.kind,
+        "labels": list(labels),
+        "label": labels[0],
+        "threshold": float(thresholds[0]),
+        "thresholds": {lab: float(t) for lab, t in zip(labels, thresholds, strict=True)},
+        "tta": len(TTA_VIEWS) * (2 if first.get("flip") else 1) if tta else 1,
+        "model": ensemble_summary(bundles),
+        "images": _image_entries(rows, scheme, labels, probs, thresholds, flags),
+        "skipped": skipped,
+    }
+    out = results / "predict" / name / f"{subject}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("predict %s %s: %d images", name, subject, len(rows))
+    return result
+
+
+def _quality_flags(
+    results: Path, subject: str, rows: list[dict[str, Any]], bundle: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Quality gates: each image's flags against the fingerprint of the data the model was
+    trained on, by series."""
+    manifest = read_manifest(results / "ingest" / subject / SUBJECT_MANIFEST)
+    by_series = {r["series"]: r for r in manifest.to_dict("records")}
+    fingerprint = bundle.get("plans", {}).get("fingerprint", {})
+    flags = {}
+    for r in rows:
+        stats = (
+            (float(r["intensity_p01"]), float(r["intensity_p99"]))
+            if r.get("intensity_p01")
+            else None
+        )
+        flags[r["series"]] = check_image(fingerprint, by_series[r["series"]], stats)
+    return flags
+
+
+def _image_entries(
+    rows: list[dict[str, Any]],
+    scheme: LabelScheme,
+    labels: list[str],
+    probs: np.ndarray,
+    thresholds: list[float],
+    flags: dict[str, list[str]],
+) -> list[dict[str, Any]]:
+    """Each image's probabilities, fold spread, call and reference (see the module's JSON)."""
     mean, spread = probs.mean(axis=0), probs.std(axis=0)  # (images, labels)
     targets = [scheme.decode([r["target"]])[0] if r["target"] != "" else None for r in rows]
     images_out = []
@@ -120,26 +158,4 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
                 "quality_flags": flags[r["series"]],
             }
         )
-    result = {
-        "subject": subject,
-        "task": name,
-        "role": subject_role(split, subject) if split else "new",
-        "kind": scheme.kind,
-        "labels": list(labels),
-        "label": labels[0],
-        "threshold": float(thresholds[0]),
-        "thresholds": {lab: float(t) for lab, t in zip(labels, thresholds, strict=True)},
-        "tta": len(TTA_VIEWS) * (2 if first.get("flip") else 1) if tta else 1,
-        "model": {
-            "name": first["name"].rsplit("-fold", 1)[0],
-            "folds": [b["name"] for _, b in bundles],
-            "weights_sha256": [b["weights_sha256"] for _, b in bundles],
-        },
-        "images": images_out,
-        "skipped": skipped,
-    }
-    out = results / "predict" / name / f"{subject}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("predict %s %s: %d images", name, subject, len(rows))
-    return result
+    return images_out

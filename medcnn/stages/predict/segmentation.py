@@ -33,7 +33,7 @@ import numpy as np
 
 from medcnn.data.split import subject_role
 from medcnn.io.files import finite
-from medcnn.models.bundle import load_bundle_cached
+from medcnn.models.bundle import ensemble_summary, load_bundle_cached
 from medcnn.postprocess.components import drop_small, keep_largest
 from medcnn.stages.layout import load_split, model_dirs, subject_rows
 
@@ -119,47 +119,23 @@ def run_predict_segmentation(
     import torch
 
     from medcnn.hardware import pick_device
-    from medcnn.inference.segmentation import predict_labels
 
     torch.set_num_threads(max(1, threads))
     task = config["tasks"][name]
-    seg = task["segmentation"]
     results = Path(config["results"])
     device = pick_device(config["device"])
     split = load_split(config, name)
     bundles = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
     models = [m.to(device) for m, _ in bundles]
     first = bundles[0][1]
-    plans = first["plans"]
-    classes = list(plans["classes"])
+    classes = list(first["plans"]["classes"])
     out = results / "predict" / name / subject
     images = []
     for row in subject_rows(config, name, subject):
-        source = results / row["source"]
-        label_img, _, _ = predict_labels(
-            models,
-            plans,
-            source,
-            device=device,
-            flips=bool(task["predict"]["tta"]),
-            overlap=float(seg["overlap"]),
-            postprocess=_postprocess(first, seg)
-            if task["kind"] == "instance_segmentation"
-            else None,
-        )
-        label = np.asarray(label_img.dataobj)
-        if task["kind"] == "segmentation" and (seg["min_size"] or seg["largest_component"]):
-            label = drop_small(label, int(seg["min_size"]))
-            if seg["largest_component"]:
-                label = keep_largest(label)
-            label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
+        label_img = _segment(models, first, task, results / row["source"], device)
         out.mkdir(parents=True, exist_ok=True)
         mask_path = out / f"{row['series']}_mask.nii.gz"
         nib.save(label_img, mask_path)
-        reference = None
-        if row.get("label_source"):
-            reference = np.asarray(nib.load(results / row["label_source"]).dataobj)
-            reference = reference.reshape(label.shape)
         entry: dict[str, Any] = {
             "study": row["study"],
             "series": row["series"],
@@ -167,29 +143,8 @@ def run_predict_segmentation(
             "dicom_seg": None,
             "csv": None,
         }
-        img = nib.load(source)
-        if task["kind"] == "instance_segmentation":
-            csv_path = out / f"{row['series']}_nuclei.csv"
-            entry.update(
-                instance_outputs(
-                    label[..., 0] if label.ndim == 3 else label,
-                    None
-                    if reference is None
-                    else (reference[..., 0] if reference.ndim == 3 else reference),
-                    img,
-                    csv_path,
-                )
-            )
-            entry["csv"] = str(csv_path.relative_to(results))
-        else:
-            shown = label[..., 0] if task["dims"] == 2 else label
-            ref = (
-                None
-                if reference is None
-                else (reference[..., 0] if task["dims"] == 2 else reference)
-            )
-            entry.update(semantic_outputs(shown, ref, img, classes))
-        if seg["dicom_seg"] and task["dims"] == 3:
+        entry.update(_measurements(results, row, task, label_img, classes, out))
+        if task["segmentation"]["dicom_seg"] and task["dims"] == 3:
             entry["dicom_seg"] = _dicom_seg(results, row, label_img, classes, out)
         images.append(entry)
     result = {
@@ -198,11 +153,7 @@ def run_predict_segmentation(
         "kind": task["kind"],
         "role": subject_role(split, subject) if split else "new",
         "classes": classes,
-        "model": {
-            "name": first["name"].rsplit("-fold", 1)[0],
-            "folds": [d["name"] for _, d in bundles],
-            "weights_sha256": [d["weights_sha256"] for _, d in bundles],
-        },
+        "model": ensemble_summary(bundles),
         "images": images,
     }
     path = results / "predict" / name / f"{subject}.json"
@@ -210,6 +161,64 @@ def run_predict_segmentation(
     path.write_text(json.dumps(finite(result), indent=2) + "\n")
     log.info("predict %s %s: %d images segmented", name, subject, len(images))
     return result
+
+
+def _segment(
+    models: list[Any], bundle: dict[str, Any], task: dict[str, Any], source: Path, device: Any
+) -> nib.Nifti1Image:
+    """The label map of one ingest image on its grid, small components dropped (and only the
+    largest kept) as the task asks."""
+    from medcnn.inference.segmentation import predict_labels
+
+    seg = task["segmentation"]
+    label_img, _, _ = predict_labels(
+        models,
+        bundle["plans"],
+        source,
+        device=device,
+        flips=bool(task["predict"]["tta"]),
+        overlap=float(seg["overlap"]),
+        postprocess=_postprocess(bundle, seg) if task["kind"] == "instance_segmentation" else None,
+    )
+    if task["kind"] == "segmentation" and (seg["min_size"] or seg["largest_component"]):
+        label = drop_small(np.asarray(label_img.dataobj), int(seg["min_size"]))
+        if seg["largest_component"]:
+            label = keep_largest(label)
+        label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
+    return label_img
+
+
+def _measurements(
+    results: Path,
+    row: dict[str, Any],
+    task: dict[str, Any],
+    label_img: nib.Nifti1Image,
+    classes: list[str],
+    out: Path,
+) -> dict[str, Any]:
+    """An image's volumes and lesions, or nuclei and their table (the CSV's path with them),
+    and the scores against its label map when it has one."""
+    label = np.asarray(label_img.dataobj)
+    reference = None
+    if row.get("label_source"):
+        reference = np.asarray(nib.load(results / row["label_source"]).dataobj)
+        reference = reference.reshape(label.shape)
+    img = nib.load(results / row["source"])
+    if task["kind"] == "instance_segmentation":
+        csv_path = out / f"{row['series']}_nuclei.csv"
+        entry = instance_outputs(_plane(label), _plane(reference), img, csv_path)
+        entry["csv"] = str(csv_path.relative_to(results))
+        return entry
+    if task["dims"] != 2:
+        return semantic_outputs(label, reference, img, classes)
+    return semantic_outputs(label[..., 0], _plane(reference), img, classes)
+
+
+def _plane(array: np.ndarray | None) -> np.ndarray | None:
+    """A 2D task's ``(i, j, 1)`` array as ``(i, j)`` (None stays None)."""
+    if array is None:
+        return None
+    return array[..., 0] if array.ndim == 3 else array
 
 
 def _postprocess(bundle: dict[str, Any], seg: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,10 @@ from medcnn import __version__
 from medcnn.config import SEGMENTATION_KINDS, config_hash
 from medcnn.ingest.manifest import read_files, read_manifest, read_quarantine
 from medcnn.io.files import finite
-from medcnn.metrics.binary import binary_metrics, reliability
 from medcnn.report.figures import (
     data_uri,
     history_png,
     placeholder_png,
-    reliability_png,
-    roc_png,
 )
 from medcnn.report.html import (
     environment,
@@ -39,106 +35,9 @@ from medcnn.report.html import (
     report_versions,
 )
 from medcnn.stages.layout import model_dirs, read_json_if_present
+from medcnn.stages.report.classification import classification_cell, cohort_classification
 
 log = logging.getLogger(__name__)
-
-
-def evaluate_task(
-    results: Path, name: str, subjects: list[str], settings: dict[str, Any], manifest: pd.DataFrame
-) -> dict[str, Any]:
-    """Held-out metrics of a task from the per-subject predictions of its test patients."""
-    # A bundle task has no split: none of its subjects was seen in training, so all count.
-    split = read_json_if_present(results / "splits" / f"{name}.json") or {
-        "test": subjects,
-        "folds": [],
-    }
-    test = set(split.get("test", []))
-    per_subject, records = {}, []
-    label_name, threshold = "", 0.5
-    for subject in subjects:
-        prediction = read_json_if_present(results / "predict" / name / f"{subject}.json")
-        if prediction is None:
-            continue
-        per_subject[subject] = prediction
-        label_name, threshold = prediction["label"], prediction["threshold"]
-        if subject not in test:
-            continue
-        for image in prediction["images"]:
-            if str(image.get("target", "")) in ("0", "1"):
-                records.append(
-                    {
-                        "subject": subject,
-                        "series": image["series"],
-                        "label": int(image["target"]),
-                        "probability": float(image["probability"]),
-                    }
-                )
-    frame = pd.DataFrame(records, columns=["subject", "series", "label", "probability"])
-    labels = frame["label"].to_numpy(dtype=float)
-    probs = frame["probability"].to_numpy(dtype=float)
-    metrics = binary_metrics(
-        labels, probs, frame["subject"].tolist(), threshold, settings["bootstrap"]
-    )
-    metrics["patients"] = len(test)
-    figures: dict[str, bytes] = {}
-    if math.isfinite(metrics["auroc"]):
-        from sklearn.metrics import roc_curve  # seconds to import: cohort report only
-
-        fpr, tpr, _ = roc_curve(labels, probs)
-        figures["roc"] = roc_png(fpr, tpr, metrics["auroc"], label_name)
-    calibration = reliability(labels, probs, settings["reliability_bins"]) if len(frame) else None
-    if calibration:
-        figures["reliability"] = reliability_png(
-            calibration["bins"], calibration["ece"], label_name
-        )
-    return {
-        "label": label_name,
-        "test": metrics,
-        "calibration": calibration,
-        "subgroups": _subgroups(results, frame, manifest, settings, threshold),
-        "figures": figures,
-        "predictions": per_subject,
-        "split": split,
-    }
-
-
-def _subgroups(
-    results: Path,
-    frame: pd.DataFrame,
-    manifest: pd.DataFrame,
-    settings: dict[str, Any],
-    threshold: float,
-) -> list[dict[str, Any]]:
-    """Held-out metrics per value of each configured manifest column or sidecar key."""
-    if frame.empty:
-        return []
-    info = manifest.set_index(["subject", "series"])
-    out = []
-    for column in settings["subgroups"]:
-        values = []
-        for subject, series in zip(frame["subject"], frame["series"], strict=True):
-            row = info.loc[(subject, series)] if (subject, series) in info.index else None
-            if row is None:
-                values.append("")
-            elif column in info.columns:
-                values.append(str(row[column]))
-            else:
-                sidecar = read_json_if_present(results / row["sidecar"]) or {}
-                values.append(str(sidecar.get(column, "")))
-        values = np.array(values)
-        if len(set(values)) < 2 and column not in info.columns:
-            continue
-        for value in sorted(set(values)):
-            pick = values == value
-            m = binary_metrics(
-                frame["label"].to_numpy(float)[pick],
-                frame["probability"].to_numpy(float)[pick],
-                frame["subject"][pick].tolist(),
-                threshold,
-                settings["bootstrap"],
-            )
-            out.append({"group": column, "value": value or "(empty)", **m})
-    return out
 
 
 def _history(fold_dir: Path) -> bytes | None:
@@ -172,11 +71,37 @@ def _file_counts(path: Path) -> dict[str, int]:
 def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The cohort report's context, and its figures as PNG bytes by file stem."""
     results = Path(config["results"])
-    settings = config["report"]
     manifest = read_manifest(results / "ingest" / "manifest.tsv")
     quarantine = read_quarantine(results / "ingest" / "quarantine.tsv")
     subjects = sorted(manifest["subject"].unique())
-    summary = {
+    missing = placeholder_png(layout()["cohort"]["placeholder"])
+    figures: dict[str, bytes] = {}
+    tasks, failures = [], []
+    for name in sorted(config["tasks"]):
+        task = _task_entry(config, name, subjects, manifest, figures, missing)
+        failures += _task_failures(name, subjects, task)
+        tasks.append(task)
+    for t in tasks:
+        for kind in ("roc", "reliability"):
+            figures.setdefault(f"{t['task']}_{kind}", missing)
+    context = {
+        "layout": layout()["cohort"],
+        "summary": _ingest_summary(results, manifest, subjects),
+        "quarantine": quarantine.to_dict("records"),
+        "tasks": tasks,
+        "subjects": _subjects_table(subjects, tasks, manifest),
+        "failures": failures,
+        "config_sha256": config_hash(config),
+        "versions": report_versions(),
+        "generated": now(),
+        "version": __version__,
+    }
+    return context, figures
+
+
+def _ingest_summary(results: Path, manifest: pd.DataFrame, subjects: list[str]) -> dict[str, Any]:
+    """What ingest found: subjects, studies, images by modality, warnings and file fates."""
+    return {
         "subjects": len(subjects),
         "studies": int(manifest["study"].nunique()),
         "images": len(manifest),
@@ -185,85 +110,96 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         # Every file found below the inputs, by fate (files.tsv): the counts add up.
         "files": _file_counts(results / "ingest" / "files.tsv"),
     }
-    figures: dict[str, bytes] = {}
-    tasks, failures = [], []
-    for name in sorted(config["tasks"]):
-        kind = config["tasks"][name]["kind"]
-        if kind in SEGMENTATION_KINDS:
-            from medcnn.stages.report.segmentation import cohort_segmentation
 
-            evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
-        else:
-            evaluation = evaluate_task(results, name, subjects, settings, manifest)
-            evaluation["kind"] = kind
-        for kind, png in evaluation.pop("figures").items():
-            figures[f"{name}_{kind}"] = png
-        missing = placeholder_png(layout()["cohort"]["placeholder"])
-        folds = []
-        for k, fold_dir in enumerate(model_dirs(config, name)):
-            png = _history(fold_dir)
-            figures[f"{name}_fold{k}_history"] = png or missing
-            metrics = read_json_if_present(fold_dir / "metrics.json") or {}
-            folds.append(
-                {
-                    "name": f"fold {k}",
-                    "history": data_uri(png) if png else None,
-                    "metrics": metrics,
-                    "rows": metric_rows(metrics),
-                }
-            )
-        cross = read_json_if_present(results / "models" / name / "evaluation.json")
-        saliency = _saliency_summary(results, name, subjects)
-        # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
-        # is not a failure: its prediction lists no images)
-        for subject in subjects:
-            if subject not in evaluation["predictions"]:
-                failures.append({"subject": subject, "task": name, "problem": "no prediction"})
-        failures += [
-            {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
-            for s, n in saliency["unreliable_by_subject"].items()
-        ]
-        tasks.append(
+
+def _task_entry(
+    config: dict[str, Any],
+    name: str,
+    subjects: list[str],
+    manifest: pd.DataFrame,
+    figures: dict[str, bytes],
+    missing: bytes,
+) -> dict[str, Any]:
+    """One task's part of the report (its figures are added to ``figures``)."""
+    results = Path(config["results"])
+    settings = config["report"]
+    kind = config["tasks"][name]["kind"]
+    if kind in SEGMENTATION_KINDS:
+        from medcnn.stages.report.segmentation import cohort_segmentation
+
+        evaluation = cohort_segmentation(results, name, kind, subjects, settings["bootstrap"])
+    else:
+        evaluation = cohort_classification(results, name, subjects, settings, manifest)
+        evaluation["kind"] = kind
+    for figure, png in evaluation.pop("figures").items():
+        figures[f"{name}_{figure}"] = png
+    folds = _fold_entries(config, name, figures, missing)
+    cross = read_json_if_present(results / "models" / name / "evaluation.json")
+    return {
+        "task": name,
+        "folds": folds,
+        "cross_validation": metric_rows(cross) if cross else [],
+        "cross_subgroups": (cross or {}).get("subgroups"),
+        "saliency": _saliency_summary(results, name, subjects),
+        "roc": _figure_uri(figures, f"{name}_roc"),
+        "reliability_png": _figure_uri(figures, f"{name}_reliability"),
+        **evaluation,
+    }
+
+
+def _figure_uri(figures: dict[str, bytes], stem: str) -> str | None:
+    return data_uri(figures[stem]) if stem in figures else None
+
+
+def _fold_entries(
+    config: dict[str, Any], name: str, figures: dict[str, bytes], missing: bytes
+) -> list[dict[str, Any]]:
+    """Each fold's training curves (added to ``figures``, ``missing`` where none) and metrics."""
+    folds = []
+    for k, fold_dir in enumerate(model_dirs(config, name)):
+        png = _history(fold_dir)
+        figures[f"{name}_fold{k}_history"] = png or missing
+        metrics = read_json_if_present(fold_dir / "metrics.json") or {}
+        folds.append(
             {
-                "task": name,
-                "folds": folds,
-                "cross_validation": metric_rows(cross) if cross else [],
-                "cross_subgroups": (cross or {}).get("subgroups"),
-                "saliency": saliency,
-                "roc": data_uri(figures[f"{name}_roc"]) if f"{name}_roc" in figures else None,
-                "reliability_png": (
-                    data_uri(figures[f"{name}_reliability"])
-                    if f"{name}_reliability" in figures
-                    else None
-                ),
-                **evaluation,
+                "name": f"fold {k}",
+                "history": data_uri(png) if png else None,
+                "metrics": metrics,
+                "rows": metric_rows(metrics),
             }
         )
-    for t in tasks:
-        for kind in ("roc", "reliability"):
-            figures.setdefault(f"{t['task']}_{kind}", missing)
+    return folds
+
+
+def _task_failures(name: str, subjects: list[str], task: dict[str, Any]) -> list[dict[str, str]]:
+    """Subjects with no prediction of the task, and those with unreliable saliency maps."""
+    # (a subject with no image the task takes, e.g. a CT patient for a radiograph task,
+    # is not a failure: its prediction lists no images)
+    failures = [
+        {"subject": subject, "task": name, "problem": "no prediction"}
+        for subject in subjects
+        if subject not in task["predictions"]
+    ]
+    return failures + [
+        {"subject": s, "task": name, "problem": f"{n} saliency map(s) flagged unreliable"}
+        for s, n in task["saliency"]["unreliable_by_subject"].items()
+    ]
+
+
+def _subjects_table(
+    subjects: list[str], tasks: list[dict[str, Any]], manifest: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """One row per subject: its images and a cell per task."""
     table = []
     for subject in subjects:
         cells = []
         for t in tasks:
-            prediction = t["predictions"].get(subject, {"images": [], "role": ""})
-            images = prediction["images"]
             if t["kind"] in SEGMENTATION_KINDS:
                 from medcnn.stages.report.segmentation import cohort_cell
 
                 cells.append(cohort_cell(t["predictions"].get(subject)))
                 continue
-            cells.append(
-                {
-                    "probability": max((i["probability"] for i in images), default=None),
-                    "predicted": any(i["predicted"] for i in images),
-                    "role": prediction.get("role", ""),
-                    "unreliable": t["saliency"]["unreliable_by_subject"].get(subject, 0),
-                    # images outside the model's training fingerprint (predicted or skipped)
-                    "quality_flags": sum(bool(i.get("quality_flags")) for i in images)
-                    + len(prediction.get("skipped", [])),
-                }
-            )
+            cells.append(classification_cell(t, subject))
         table.append(
             {
                 "subject": subject,
@@ -271,19 +207,7 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
                 "tasks": cells,
             }
         )
-    context = {
-        "layout": layout()["cohort"],
-        "summary": summary,
-        "quarantine": quarantine.to_dict("records"),
-        "tasks": tasks,
-        "subjects": table,
-        "failures": failures,
-        "config_sha256": config_hash(config),
-        "versions": report_versions(),
-        "generated": now(),
-        "version": __version__,
-    }
-    return context, figures
+    return table
 
 
 def _saliency_summary(results: Path, name: str, subjects: list[str]) -> dict[str, Any]:

@@ -107,21 +107,49 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
         ValueError: the subject is not in the manifest.
     """
     results = Path(config["results"])
-    settings = config["report"]
     own = results / "ingest" / subject / SUBJECT_MANIFEST
     if not own.exists():
         raise ValueError(f"subject {subject} has no manifest ({own}): not ingested")
     rows = read_manifest(own).to_dict("records")
     lay = layout()
+    tasks, versions, models = _subject_tasks(config, subject, lay["subject"])
+    labels = [r for r in rows if r.get("role", "image") not in ("image", "")]
+    images, warnings = _subject_images(
+        results, [r for r in rows if r not in labels], tasks, config["report"]
+    )
+    warnings += _prediction_warnings(results, subject, tasks)
+    versions.update(report_versions())
+    return {
+        "layout": lay["subject"],
+        "subject": subject,
+        "studies": sorted({r["study"] for r in rows}),
+        "images": images,
+        "label_maps": [
+            {k: r.get(k, "") for k in ("study", "series", "role", "shape", "spacing")}
+            for r in labels
+        ],
+        "models": models,
+        "warnings": warnings,
+        "quarantined": _quarantined(results, subject),
+        "versions": dict(sorted(versions.items())),
+        "config_sha256": config_hash(config),
+        "generated": now(),
+    }
 
+
+def _subject_tasks(
+    config: dict[str, Any], subject: str, settings: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
+    """Each task's results by series (tasks with images of the subject only), the software
+    versions its bundle was trained with, and the models that predicted."""
+    results = Path(config["results"])
     tasks, versions, models = {}, {}, []
     for name in sorted(config["tasks"]):
-        found = _task_images(results, name, subject, lay["subject"])
+        found = _task_images(results, name, subject, settings)
         if found is None:
             continue
         tasks[name] = found["series"]
-        prediction = found["prediction"]
-        model = prediction["model"]
+        model = found["prediction"]["model"]
         models.append(
             {
                 "task": name,
@@ -131,12 +159,15 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
         )
         bundle = read_json_if_present(model_dirs(config, name)[0] / "bundle.json") or {}
         versions.update(bundle.get("versions", {}))
+    return tasks, versions, models
 
+
+def _subject_images(
+    results: Path, rows: list[dict[str, Any]], tasks: dict[str, Any], settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Each image's thumbnail, identity and task results, and ingest's warnings about it."""
     images, warnings = [], []
-    labels = [r for r in rows if r.get("role", "image") not in ("image", "")]
     for row in rows:
-        if row in labels:
-            continue
         sidecar = json.loads((results / row["sidecar"]).read_text())
         thumbnail, window = windowed_slice(
             results / row["path"], sidecar, settings["window_percentiles"]
@@ -157,7 +188,14 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
                 "tasks": [tasks[t][row["series"]] for t in tasks if row["series"] in tasks[t]],
             }
         )
+    return images, warnings
 
+
+def _prediction_warnings(
+    results: Path, subject: str, tasks: dict[str, Any]
+) -> list[dict[str, str]]:
+    """Input-quality flags of the predicted images, and the images not predicted for them."""
+    warnings = []
     for name in tasks:
         prediction = read_json_if_present(results / "predict" / name / f"{subject}.json") or {}
         for image in prediction.get("images", []):
@@ -170,33 +208,20 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
                 image["quality_flags"]
             )
             warnings.append({"series": image["series"], "text": text})
+    return warnings
 
+
+def _quarantined(results: Path, subject: str) -> list[dict[str, str]]:
+    """The subject's quarantined files (file, reason)."""
     quarantine_path = results / "ingest" / "quarantine.tsv"
-    quarantined = []
-    if quarantine_path.exists():
-        q = read_quarantine(quarantine_path)
-        # ingest knows a quarantined file's subject only sometimes (a file that cannot be
-        # read has no PatientID to hash); show the ones it could attribute
-        if "subject" in q.columns:
-            quarantined = q[q["subject"] == subject][["file", "reason"]].to_dict("records")
-
-    versions.update(report_versions())
-    return {
-        "layout": lay["subject"],
-        "subject": subject,
-        "studies": sorted({r["study"] for r in rows}),
-        "images": images,
-        "label_maps": [
-            {k: r.get(k, "") for k in ("study", "series", "role", "shape", "spacing")}
-            for r in labels
-        ],
-        "models": models,
-        "warnings": warnings,
-        "quarantined": quarantined,
-        "versions": dict(sorted(versions.items())),
-        "config_sha256": config_hash(config),
-        "generated": now(),
-    }
+    if not quarantine_path.exists():
+        return []
+    q = read_quarantine(quarantine_path)
+    # ingest knows a quarantined file's subject only sometimes (a file that cannot be
+    # read has no PatientID to hash); show the ones it could attribute
+    if "subject" not in q.columns:
+        return []
+    return q[q["subject"] == subject][["file", "reason"]].to_dict("records")
 
 
 def render_subject(config: dict[str, Any], subject: str) -> Path:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medcnn.config import is_segmentation
+from medcnn.stages.saliency.classification import run_saliency
+from medcnn.stages.saliency.segmentation import run_saliency_segmentation
 from medcnn.stages.subjects import run_per_subject
 
 
@@ -12,13 +13,14 @@ def run(
     config: dict[str, Any], name: str, subject: str | None, batch: str | None, threads: int = 1
 ) -> None:
     """Saliency of the subject, or of each subject of the batch (then the batch marker)."""
-    if is_segmentation(config["tasks"][name]):
-        from medcnn.stages.saliency.segmentation import run_saliency_segmentation as saliency
-    else:
-        from medcnn.stages.saliency.classification import run_saliency as saliency
-
-    def one(subject: str) -> str:
-        saliency(config, name, subject, threads=threads)
-        return f"saliency/{name}/{subject}/saliency.json"
-
-    run_per_subject(config, "saliency", name, subject, batch, one)
+    kinds = (run_saliency, run_saliency_segmentation)
+    run_per_subject(
+        config,
+        "saliency",
+        name,
+        subject,
+        batch,
+        threads,
+        kinds,
+        "saliency/{name}/{subject}/saliency.json",
+    )

@@ -112,12 +112,8 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     loaded = [load_bundle_cached(folder) for folder in model_dirs(config, name)]
     # channels-last is the layout oneDNN's and cuDNN's convolutions prefer (same values)
     models = [m.to(device, memory_format=torch.channels_last) for m, _ in loaded]
-    dtype = perturbation_precision(settings["precision"], device)
-    cam_methods = [m for m in settings["methods"] if m in ("gradcam", "gradcampp")]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])
-    network = description["network"]
-    threshold = float(settings["faithfulness_threshold"])
     # the decision threshold of each label, averaged over folds as prediction does
     decision = np.mean(
         [d.get("thresholds", [d["threshold"]] * len(labels)) for _, d in loaded], axis=0
@@ -129,52 +125,16 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
         if layer is None:
             layer = target_layer(
                 models[0],
-                network["name"],
-                int(network.get("in_channels", image.shape[0])),
+                description["network"]["name"],
+                int(description["network"].get("in_channels", image.shape[0])),
                 image.shape[1:],
                 settings["target_layer"],
             )
         for k, label in enumerate(labels):
-            probability = ensemble_probability(models, k)
-            # the untouched image's probability, in fp32, once for all maps of this label
-            base = float(probability(torch.as_tensor(image[None]))[0])
-            # Grad-CAM and Grad-CAM++ of a fold come from one forward and backward pass
-            t0 = time.perf_counter()
-            cams = (
-                [cam_maps(m, image, layer, k, cam_methods) for m in models] if cam_methods else []
-            )
-            cam_seconds = (time.perf_counter() - t0) / max(1, len(cam_methods))
-            for method in settings["methods"]:
-                t0 = time.perf_counter() - (cam_seconds if method in cam_methods else 0.0)
-                if method in cam_methods:
-                    heat = np.mean([c[method] for c in cams], axis=0).astype(np.float32)
-                else:
-                    with perturbed(dtype, device):
-                        heat = _perturbation_map(models, image, method, layer, k, settings)
-                with perturbed(dtype, device):
-                    faith = road_score(
-                        probability, image, heat, settings["faithfulness_fractions"], base=base
-                    )
-                _judge(faith, dtype, threshold, decision[k])
-                stem = f"{row['series']}_{method}_{safe_name(label)}"
-                np.save(out / f"{stem}.npy", heat)
-                image2d, heat2d, k_slice = shown_slice(image, heat)
-                (out / f"{stem}.png").write_bytes(overlay_png(image2d, heat2d))
-                maps.append(
-                    {
-                        "series": row["series"],
-                        "study": row["study"],
-                        "method": method,
-                        "label": label,
-                        "class_index": k,
-                        "layer": layer if method != "occlusion" else None,
-                        "map": f"{stem}.npy",
-                        "overlay": f"{stem}.png",
-                        "slice": k_slice,
-                        "seconds": round(time.perf_counter() - t0, 3),
-                        "faithfulness": faith,
-                    }
-                )
+            for entry, heat in _label_maps(models, image, layer, k, decision[k], settings, device):
+                stem = f"{row['series']}_{entry['method']}_{safe_name(label)}"
+                maps.append(_save_map(out, stem, row, label, image, heat, entry))
+    threshold = float(settings["faithfulness_threshold"])
     summary = {
         "subject": subject,
         "task": name,
@@ -195,6 +155,80 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
         summary["seconds"],
     )
     return summary
+
+
+def _label_maps(
+    models: list[torch.nn.Module],
+    image: np.ndarray,
+    layer: str | None,
+    k: int,
+    decision: float,
+    settings: dict[str, Any],
+    device: torch.device,
+):
+    """Each configured method's map of output ``k`` over ``image`` with its faithfulness.
+
+    Yields ``({"method", "layer", "class_index", "faithfulness", "t0"}, map)``; ``t0`` is
+    when the map's clock started (a CAM's share of the one shared pass counts).
+    """
+    dtype = perturbation_precision(settings["precision"], device)
+    threshold = float(settings["faithfulness_threshold"])
+    cam_methods = [m for m in settings["methods"] if m in ("gradcam", "gradcampp")]
+    probability = ensemble_probability(models, k)
+    # the untouched image's probability, in fp32, once for all maps of this label
+    base = float(probability(torch.as_tensor(image[None]))[0])
+    # Grad-CAM and Grad-CAM++ of a fold come from one forward and backward pass
+    t0 = time.perf_counter()
+    cams = [cam_maps(m, image, layer, k, cam_methods) for m in models] if cam_methods else []
+    cam_seconds = (time.perf_counter() - t0) / max(1, len(cam_methods))
+    for method in settings["methods"]:
+        t0 = time.perf_counter() - (cam_seconds if method in cam_methods else 0.0)
+        if method in cam_methods:
+            heat = np.mean([c[method] for c in cams], axis=0).astype(np.float32)
+        else:
+            with perturbed(dtype, device):
+                heat = _perturbation_map(models, image, method, layer, k, settings)
+        with perturbed(dtype, device):
+            faith = road_score(
+                probability, image, heat, settings["faithfulness_fractions"], base=base
+            )
+        _judge(faith, dtype, threshold, decision)
+        entry = {
+            "method": method,
+            "class_index": k,
+            "layer": layer if method != "occlusion" else None,
+            "faithfulness": faith,
+            "t0": t0,
+        }
+        yield entry, heat
+
+
+def _save_map(
+    out: Path,
+    stem: str,
+    row: dict[str, str],
+    label: str,
+    image: np.ndarray,
+    heat: np.ndarray,
+    entry: dict[str, Any],
+) -> dict[str, Any]:
+    """Write a map (``.npy``) and its overlay (``.png``); the map's ``saliency.json`` entry."""
+    np.save(out / f"{stem}.npy", heat)
+    image2d, heat2d, k_slice = shown_slice(image, heat)
+    (out / f"{stem}.png").write_bytes(overlay_png(image2d, heat2d))
+    return {
+        "series": row["series"],
+        "study": row["study"],
+        "method": entry["method"],
+        "label": label,
+        "class_index": entry["class_index"],
+        "layer": entry["layer"],
+        "map": f"{stem}.npy",
+        "overlay": f"{stem}.png",
+        "slice": k_slice,
+        "seconds": round(time.perf_counter() - entry["t0"], 3),
+        "faithfulness": entry["faithfulness"],
+    }
 
 
 def _perturbation_map(
