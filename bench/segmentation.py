@@ -168,23 +168,33 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
     task = {
         "kind": "instance_segmentation",
         "modalities": ["OT"],
-        "touching_class": args.nuclei_touching,
-        "preprocess": {"patch_size": args.nuclei_patch},
-        "network": {"name": "unet"},
+        "segmentation": {"samples_per_image": 2, "positive_fraction": 1 / 3, "overlap": 0.25},
         "train": {
             "epochs": 10_000,  # the time budget ends training
             "iterations_per_epoch": 50,
             "batch_size": args.nuclei_batch,
-            "samples_per_image": 2,
             "learning_rate": 2e-3,
             "warmup_epochs": 1,
             "val_every": 5,
-            "overlap": 0.25,
             "class_weights": [1.0, 1.0, 2.0, 4.0] if args.nuclei_touching else [1.0, 1.0, 2.0],
             "seed": SEED,
         },
     }
-    plans = make_seg_plans("nuclei", task, train_all, memory_budget_mb=args.memory_mb)
+    plans = make_seg_plans(
+        "nuclei",
+        train_all,
+        kind=task["kind"],
+        modalities=task["modalities"],
+        classes=["nucleus"],
+        touching_class=args.nuclei_touching,
+        target_spacing=None,
+        patch_size=args.nuclei_patch,
+        normalisation="auto",
+        network="unet",
+        features=None,
+        batch_size=args.nuclei_batch,
+        memory_budget_mb=args.memory_mb,
+    )
     if args.nuclei_channels:
         levels = len(plans["network"]["channels"])
         plans["network"]["channels"] = args.nuclei_channels[:levels]
@@ -295,24 +305,35 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
         task = {
             "kind": "segmentation",
             "modalities": ["MR"],
-            "classes": ["background", "whole_tumour"],
-            "preprocess": {
-                "spacing": [args.brats_spacing],
-                "patch_size": args.brats_patch,
-                "normalisation": args.brats_normalisation,
+            "segmentation": {
+                "samples_per_image": 1,
+                "positive_fraction": 1 / 3,
+                "scale_range": args.brats_scale_range,
             },
             "train": {
                 "epochs": 10_000,
                 "iterations_per_epoch": 20,
                 "batch_size": 2,
-                "samples_per_image": 1,
                 "learning_rate": 2e-3,
-                "scale_range": args.brats_scale_range,
                 "warmup_epochs": 1,
                 "seed": SEED,
             },
         }
-        plans = make_seg_plans("brats", task, train, memory_budget_mb=args.memory_mb)
+        plans = make_seg_plans(
+            "brats",
+            train,
+            kind=task["kind"],
+            modalities=task["modalities"],
+            classes=["whole_tumour"],
+            touching_class=False,
+            target_spacing=[args.brats_spacing],
+            patch_size=args.brats_patch,
+            normalisation=args.brats_normalisation,
+            network="unet",
+            features=None,
+            batch_size=2,
+            memory_budget_mb=args.memory_mb,
+        )
         items = []
         for c in train:
             image, label, _ = preprocess_case(c["image"], c["label"], plans)

@@ -117,19 +117,18 @@ def fingerprint(cases: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, 
     }
 
 
-def normalisation_scheme(task_cfg: Mapping[str, Any], n_channels: int) -> str:
-    """``ct``, ``mr``, ``rgb`` or ``zscore``: the task's setting, else from its modality.
+def normalisation_scheme(chosen: str, modalities: Sequence[str], n_channels: int) -> str:
+    """``ct``, ``mr``, ``mr_robust``, ``rgb`` or ``zscore``: ``chosen``, unless it is ``auto``.
 
-    ``auto`` (or no setting) takes ``ct`` for CT, ``mr`` for MR, ``rgb`` for three-channel
-    2D images (microscopy, photographs), ``zscore`` otherwise.
+    ``auto`` takes ``ct`` for CT, ``mr`` for MR, ``rgb`` for three-channel 2D images
+    (microscopy, photographs), ``zscore`` otherwise.
     """
-    chosen = task_cfg.get("preprocess", {}).get("normalisation", "auto")
     if chosen != "auto":
         return str(chosen)
-    modalities = {str(m).upper() for m in task_cfg.get("modalities", [])}
-    if modalities == {"CT"}:
+    upper = {str(m).upper() for m in modalities}
+    if upper == {"CT"}:
         return "ct"
-    if modalities and modalities <= {"MR"}:
+    if upper and upper <= {"MR"}:
         return "mr"
     if n_channels == 3:
         return "rgb"
@@ -264,75 +263,35 @@ def fit_patch(
     return patch, strides
 
 
-def make_seg_plans(
-    name: str,
-    task_cfg: Mapping[str, Any],
-    cases: Sequence[Mapping[str, Any]],
-    memory_budget_mb: float = 4000.0,
-) -> dict[str, Any]:
-    """A segmentation task's plans from its cases (written as ``plans.json``).
+def plan_classes(kind: str, classes: Sequence[str], touching_class: bool) -> list[str]:
+    """The classes the network learns: ``background`` and the task's ``classes`` (semantic),
+    or the instance target's (:func:`~medcnn.transforms.segmentation.instance_classes`)."""
+    if kind == "instance_segmentation":
+        return instance_classes(touching_class)
+    return ["background", *classes]
 
-    Args:
-        name: task name.
-        task_cfg: the task's config. Read: ``kind`` (``segmentation`` or
-            ``instance_segmentation``), ``modalities``, ``classes`` (semantic: names, the
-            first ``background``; default from the label values), ``touching_class``
-            (instance tasks: learn the touching boundary as a fourth class), ``preprocess``
-            (``spacing``: a fixed target spacing; ``normalisation``; ``patch_size``),
-            ``network`` (``name``: ``unet`` default), ``train`` (``batch_size``).
-        cases: ``{"image": path or [paths], "label": path or None}``.
-        memory_budget_mb: training memory the patch and batch may take.
 
-    Returns:
-        ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
-        "median_shape", "patch_size", "batch_size", "normalisation", "network",
-        "fingerprint"}``.
-    """
-    fp = fingerprint(cases)
-    kind = task_cfg.get("kind", "segmentation")
-    dims = fp["dims"]
-    pre = task_cfg.get("preprocess", {}) or {}
-    if pre.get("spacing"):
-        target = [float(s) for s in pre["spacing"]]
-        if len(target) == 1:
-            target = target * dims
-    else:
-        target = fp["median_spacing"]
-    # Each case's size at the target spacing; the median per axis.
+def _target_spacing(fp: Mapping[str, Any], spacing: Sequence[float] | None) -> list[float]:
+    """The configured spacing (one value: every axis), or the cohort's median."""
+    if not spacing:
+        return list(fp["median_spacing"])
+    target = [float(s) for s in spacing]
+    return target * fp["dims"] if len(target) == 1 else target
+
+
+def _median_shape(fp: Mapping[str, Any], target: Sequence[float]) -> list[int]:
+    """Each case's size at the target spacing; the median per axis."""
     sizes = np.array(
         [
             [n * s / t for n, s, t in zip(shape, sp, target, strict=True)]
             for shape, sp in zip(fp["shapes"], fp["spacings"], strict=True)
         ]
     )
-    median_shape = [int(round(v)) for v in np.median(sizes, axis=0)]
-    n_channels = fp["n_channels"]
-    scheme = normalisation_scheme(task_cfg, n_channels)
-    if kind == "instance_segmentation":
-        classes = instance_classes(bool(task_cfg.get("touching_class")))
-    else:
-        classes = list(task_cfg.get("classes") or [])
-        if not classes:
-            top = max(fp["label_values"] or [1])
-            classes = ["background", *([f"class{k}" for k in range(1, top + 1)] or ["foreground"])]
-            if top == 1:
-                classes = ["background", "foreground"]
-    train_cfg = task_cfg.get("train", {}) or {}
-    batch = int(train_cfg.get("batch_size") or (2 if dims == 3 else 8))
-    if pre.get("patch_size"):
-        patch = [int(p) for p in pre["patch_size"]]
-        strides = _pools(patch, target, MAX_POOLS)
-    else:
-        patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
-    net_name = (task_cfg.get("network") or {}).get("name", "unet")
-    network = network_settings(
-        net_name,
-        dims,
-        n_channels,
-        len(classes),
-        strides,
-        (task_cfg.get("network") or {}).get("features"),
-    )
+    return [int(round(v)) for v in np.median(sizes, axis=0)]
+
+
+def _normalisation(scheme: str, fp: Mapping[str, Any]) -> dict[str, Any]:
+    """The plans' ``normalisation``: the scheme, and for ``ct`` the cohort's window and stats."""
     normalisation: dict[str, Any] = {"scheme": scheme}
     if scheme == "ct":
         # One window and one mean/std for the whole cohort: Hounsfield units mean the same
@@ -344,20 +303,76 @@ def make_seg_plans(
             mean=[c["mean"] for c in fg],
             std=[max(c["std"], 1e-8) for c in fg],
         )
+    return normalisation
+
+
+def make_seg_plans(
+    name: str,
+    cases: Sequence[Mapping[str, Any]],
+    *,
+    kind: str,
+    modalities: Sequence[str],
+    classes: Sequence[str],
+    touching_class: bool,
+    target_spacing: Sequence[float] | None,
+    patch_size: Sequence[int] | None,
+    normalisation: str,
+    network: str,
+    features: int | None,
+    batch_size: int | None,
+    memory_budget_mb: float,
+) -> dict[str, Any]:
+    """A segmentation task's plans from its cases (written as ``plans.json``).
+
+    Every setting is the configured task's (the schema holds the defaults; the stage passes
+    the validated task's values).
+
+    Args:
+        name: task name.
+        cases: ``{"image": path or [paths], "label": path or None}``.
+        kind: ``segmentation`` or ``instance_segmentation``.
+        modalities: the task's ``modalities`` (``auto`` normalisation chooses by them).
+        classes: ``segmentation.classes``, the foreground names (semantic tasks).
+        touching_class: ``segmentation.touching_class`` (instance tasks: the fourth class).
+        target_spacing: ``segmentation.target_spacing``; None: the cohort's median.
+        patch_size: ``segmentation.patch_size``; None: fitted to ``memory_budget_mb``.
+        normalisation: ``segmentation.normalisation`` (``auto`` or a scheme).
+        network: ``network.name`` (``unet``, ``dynunet``, ``segresnet``).
+        features: ``segmentation.features``; None: :data:`BASE_FEATURES`.
+        batch_size: ``train.batch_size``; None: 2 (3D) or 8 (2D).
+        memory_budget_mb: ``segmentation.memory_mb``, the training memory of patch and batch.
+
+    Returns:
+        ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
+        "median_shape", "patch_size", "batch_size", "normalisation", "network",
+        "fingerprint"}``.
+    """
+    fp = fingerprint(cases)
+    dims, n_channels = fp["dims"], fp["n_channels"]
+    target = _target_spacing(fp, target_spacing)
+    median_shape = _median_shape(fp, target)
+    names = plan_classes(kind, classes, touching_class)
+    batch = int(batch_size or (2 if dims == 3 else 8))
+    if patch_size:
+        patch = [int(p) for p in patch_size]
+        strides = _pools(patch, target, MAX_POOLS)
+    else:
+        patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
+    scheme = normalisation_scheme(normalisation, modalities, n_channels)
     return {
         "task": name,
         "kind": kind,
         "dims": dims,
-        "modality": list(task_cfg.get("modalities", [])),
+        "modality": list(modalities),
         "n_channels": n_channels,
-        "classes": classes,
+        "classes": names,
         "target_spacing": [float(t) for t in target],
         "median_shape": median_shape,
         "patch_size": patch,
         "batch_size": batch,
         "memory_budget_mb": float(memory_budget_mb),
         "estimated_memory_mb": round(estimate_memory_mb(patch, batch, dims, n_channels), 1),
-        "normalisation": normalisation,
-        "network": network,
+        "normalisation": _normalisation(scheme, fp),
+        "network": network_settings(network, dims, n_channels, len(names), strides, features),
         "fingerprint": fp,
     }

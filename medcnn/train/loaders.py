@@ -87,17 +87,26 @@ def classifier_loader(
 def segmenter_loader(
     train_items: Sequence[Mapping[str, Any]],
     plans: Mapping[str, Any],
-    task_cfg: Mapping[str, Any],
-    samples: int,
+    settings: Mapping[str, Any],
     device: torch.device,
 ) -> tuple[CacheDataset, DataLoader, torch.Generator]:
-    """The cached training cases and their loader; each case gives ``samples`` patches, so a
-    batch of ``plans["batch_size"]`` patches takes ``batch_size // samples`` cases."""
+    """The cached training cases and their loader. ``settings``: the trainer's
+    (:func:`medcnn.train.segmenter.settings_of`); each case gives ``samples_per_image``
+    patches, so a batch of ``plans["batch_size"]`` patches takes ``batch_size // samples``
+    cases."""
+    samples = int(settings["samples_per_image"])
+    augmentation = train_transforms(
+        plans,
+        samples_per_image=samples,
+        positive_fraction=float(settings["positive_fraction"]),
+        scale_range=settings["scale_range"],
+        augment=bool(settings["augment"]),
+    )
     # Reading the arrays, padding and listing foreground/background voxels are done once
     # and cached; an epoch then costs only the random crops and augmentation.
     dataset = CacheDataset(
         list(train_items),
-        transform=Compose([LoadArraysd(), *train_transforms(plans, task_cfg).transforms]),
+        transform=Compose([LoadArraysd(), *augmentation.transforms]),
         num_workers=None,
         progress=False,
     )

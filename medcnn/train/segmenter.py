@@ -58,12 +58,16 @@ log = logging.getLogger(__name__)
 #: Trainer settings that are not configuration (the schema has no key for them).
 FIXED_SETTINGS: dict[str, Any] = {"warmup_epochs": 1, "val_every": 1, "class_weights": None}
 #: Keys of the task's ``segmentation:`` section that the trainer reads with ``train:``.
-SEGMENTATION_KEYS = ("samples_per_image", "overlap")
+SEGMENTATION_KEYS = ("samples_per_image", "positive_fraction", "scale_range", "overlap")
+#: Optimiser steps per epoch where ``train.iterations_per_epoch`` is null (the schema's "Null: 25").
+ITERATIONS_PER_EPOCH = 25
 
 
 def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The training settings: the schema's defaults (``train:`` and :data:`SEGMENTATION_KEYS`),
-    :data:`FIXED_SETTINGS`, then ``task_cfg["train"]`` over them.
+    """The training settings: the schema's defaults (``train:`` and :data:`SEGMENTATION_KEYS`
+    of ``segmentation:``), :data:`FIXED_SETTINGS`, then the task's ``train:`` and the
+    :data:`SEGMENTATION_KEYS` of its ``segmentation:`` over them (the configured task's own
+    key names).
 
     The workflow passes every key (the validated task); the defaults serve a direct caller,
     and are the schema's, so they cannot disagree with the workflow's.
@@ -72,7 +76,15 @@ def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
         **section_defaults("train"),
         **{k: v for k, v in section_defaults("segmentation").items() if k in SEGMENTATION_KEYS},
     }
-    return {**defaults, **FIXED_SETTINGS, **(task_cfg.get("train") or {})}
+    segmentation = task_cfg.get("segmentation") or {}
+    settings = {
+        **defaults,
+        **FIXED_SETTINGS,
+        **(task_cfg.get("train") or {}),
+        **{k: segmentation[k] for k in SEGMENTATION_KEYS if k in segmentation},
+    }
+    settings["iterations_per_epoch"] = settings["iterations_per_epoch"] or ITERATIONS_PER_EPOCH
+    return settings
 
 
 def train_segmenter(
@@ -97,7 +109,8 @@ def train_segmenter(
         val_items: the same, validated every ``val_every`` epochs (and after the last) by
             sliding-window inference; empty: the last epoch's model is kept.
         plans: the task's plans (``patch_size``, ``batch_size``, ``classes``, ``network``).
-        task_cfg: the task's config; ``train`` settings over :func:`settings_of`'s defaults.
+        task_cfg: the configured task (its own key names): ``train`` and ``segmentation``
+            settings over :func:`settings_of`'s defaults.
         out_dir: the fold folder (created).
         device: training device.
         threads: CPU threads for torch.
@@ -140,10 +153,8 @@ def train_segmenter(
         batch=True,
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
     )
-    dataset, loader, generator = segmenter_loader(
-        train_items, plans, task_cfg, int(settings["samples_per_image"]), device
-    )
-    iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
+    dataset, loader, generator = segmenter_loader(train_items, plans, settings, device)
+    iterations = int(settings["iterations_per_epoch"])
     epochs = int(settings["epochs"])
     optimizer = torch.optim.AdamW(
         model.parameters(),

@@ -261,35 +261,14 @@ class RandInvertd(RandomizableTransform, MapTransform):
         return d
 
 
-def train_transforms(
-    plans: Mapping[str, Any], task_cfg: Mapping[str, Any] | None = None
-) -> Compose:
-    """Random patches and augmentation of preprocessed ``{"image", "label"}`` arrays.
+#: Probability of :class:`RandInvertd` in the chain of an RGB task (not a configuration key).
+INVERT_PROB = 0.2
 
-    Padding to the patch and the foreground/background voxel lists come first (deterministic:
-    a :class:`~monai.data.CacheDataset` computes them once). Patches by
-    :class:`~monai.transforms.RandCropByPosNegLabeld` (a third centred on foreground, as
-    nnU-Net's oversampling), then flips on every axis, rotation and scaling
-    (affine, prob 0.3), cheap elastic deformation (prob 0.1), intensity scale/shift, gamma,
-    noise; RGB plans add colour jitter and polarity inversion. Label interpolation is
-    nearest.
 
-    Args:
-        plans: the task's plans (``dims``, ``patch_size``, ``normalisation``).
-        task_cfg: optional; ``train.samples_per_image`` (patches drawn per image and visit,
-            default 2), ``train.scale_range`` (the affine's zoom factors, default 0.85-1.15;
-            nnU-Net draws 0.7-1.4), ``train.augment`` (False: crops only).
-
-    Returns:
-        Transform of ``{"image": float32 (C, *spatial), "label": uint8 (1, *spatial)}`` to a
-        list of ``samples_per_image`` patch dicts.
-    """
-    train_cfg = (task_cfg or {}).get("train", {}) or {}
-    dims = int(plans["dims"])
-    patch = [int(p) for p in plans["patch_size"]]
-    samples = int(train_cfg.get("samples_per_image", 2))
+def _crops(patch: list[int], samples_per_image: int, positive_fraction: float) -> list[Transform]:
+    """Pad to the patch, list foreground/background voxels, draw the patches."""
     keys = [IMAGE, LABEL]
-    crop = [
+    return [
         SpatialPadd(keys=keys, spatial_size=patch, mode="constant"),
         # Deterministic, so a CacheDataset keeps it: the crop then needs no search per draw.
         FgBgToIndicesd(keys=LABEL),
@@ -297,19 +276,25 @@ def train_transforms(
             keys=keys,
             label_key=LABEL,
             spatial_size=patch,
-            # a third of the patches on foreground by default (nnU-Net's oversampling)
-            pos=float(train_cfg.get("positive_fraction", 1 / 3)),
-            neg=1.0 - float(train_cfg.get("positive_fraction", 1 / 3)),
-            num_samples=samples,
+            pos=float(positive_fraction),
+            neg=1.0 - float(positive_fraction),
+            num_samples=int(samples_per_image),
             fg_indices_key=f"{LABEL}_fg_indices",
             bg_indices_key=f"{LABEL}_bg_indices",
             allow_smaller=False,
         ),
         DeleteItemsd(keys=[f"{LABEL}_fg_indices", f"{LABEL}_bg_indices"]),
     ]
-    if train_cfg.get("augment", True) is False:
-        return Compose([*crop, EnsureTyped(keys=keys, track_meta=False)])
-    lo, hi = (float(x) for x in train_cfg.get("scale_range", (0.85, 1.15)))
+
+
+def _spatial(
+    plans: Mapping[str, Any], patch: list[int], scale_range: Sequence[float]
+) -> list[Transform]:
+    """Flips on every axis, quarter turns (square 2D patches), rotation and scaling, and the
+    elastic deformation."""
+    keys = [IMAGE, LABEL]
+    dims = int(plans["dims"])
+    lo, hi = (float(x) for x in scale_range)
     if not 0 < lo <= hi:
         raise ValueError(f"scale_range {[lo, hi]} must be two factors 0 < min <= max")
     rotate = np.deg2rad(30.0) if dims == 3 else np.pi
@@ -341,7 +326,12 @@ def train_transforms(
     else:
         deform, grid = Rand3DElasticd, {"prob": 0.05, "sigma_range": (5, 7)}
         grid["magnitude_range"] = (20, 50)
-    elastic = deform(keys=keys, mode=("bilinear", "nearest"), padding_mode="zeros", **grid)
+    spatial.append(deform(keys=keys, mode=("bilinear", "nearest"), padding_mode="zeros", **grid))
+    return spatial
+
+
+def _intensity(plans: Mapping[str, Any]) -> list[Transform]:
+    """Intensity scale/shift, noise, gamma; RGB plans add colour jitter and inversion."""
     intensity: list[Any] = [
         RandScaleIntensityd(keys=IMAGE, prob=0.3, factors=0.15),
         RandShiftIntensityd(keys=IMAGE, prob=0.3, offsets=0.1),
@@ -351,9 +341,48 @@ def train_transforms(
     if plans["normalisation"]["scheme"] == "rgb":
         intensity += [
             RandChannelScaleShiftd(keys=IMAGE, prob=0.5),
-            RandInvertd(keys=IMAGE, prob=float(train_cfg.get("invert_prob", 0.2))),
+            RandInvertd(keys=IMAGE, prob=INVERT_PROB),
         ]
-    return Compose([*crop, *spatial, elastic, *intensity, EnsureTyped(keys=keys, track_meta=False)])
+    return intensity
+
+
+def train_transforms(
+    plans: Mapping[str, Any],
+    *,
+    samples_per_image: int,
+    positive_fraction: float,
+    scale_range: Sequence[float],
+    augment: bool,
+) -> Compose:
+    """Random patches and augmentation of preprocessed ``{"image", "label"}`` arrays.
+
+    Padding to the patch and the foreground/background voxel lists come first (deterministic:
+    a :class:`~monai.data.CacheDataset` computes them once). Patches by
+    :class:`~monai.transforms.RandCropByPosNegLabeld` (``positive_fraction`` centred on
+    foreground, as nnU-Net's oversampling), then flips on every axis, rotation and scaling
+    (affine, prob 0.3), cheap elastic deformation (prob 0.1), intensity scale/shift, gamma,
+    noise; RGB plans add colour jitter and polarity inversion. Label interpolation is
+    nearest.
+
+    Args:
+        plans: the task's plans (``dims``, ``patch_size``, ``normalisation``,
+            ``target_spacing``).
+        samples_per_image: ``segmentation.samples_per_image``, patches per image and visit.
+        positive_fraction: ``segmentation.positive_fraction``, the share centred on
+            foreground.
+        scale_range: ``segmentation.scale_range``, the affine's zoom factors (min, max).
+        augment: ``train.augment``; False: crops only.
+
+    Returns:
+        Transform of ``{"image": float32 (C, *spatial), "label": uint8 (1, *spatial)}`` to a
+        list of ``samples_per_image`` patch dicts.
+    """
+    patch = [int(p) for p in plans["patch_size"]]
+    crop = _crops(patch, samples_per_image, positive_fraction)
+    ensure = EnsureTyped(keys=[IMAGE, LABEL], track_meta=False)
+    if augment is False:
+        return Compose([*crop, ensure])
+    return Compose([*crop, *_spatial(plans, patch, scale_range), *_intensity(plans), ensure])
 
 
 class _RandGammad(RandAdjustContrastd):

@@ -15,9 +15,9 @@ from medcnn.inference.segmentation import (
 )
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
-from medcnn.planning.segmentation import make_seg_plans
 from medcnn.transforms.segmentation import preprocess_case
 from medcnn.transforms.spatial import SegmentationInputError
+from tests.planning.settings import plan
 
 
 def oblique_affine() -> np.ndarray:
@@ -52,8 +52,8 @@ def labelled_volume(tmp_path, shape=(30, 11, 24)):
 
 def test_round_trip_of_labels_is_exact_on_an_oblique_flipped_anisotropic_grid(tmp_path):
     image_path, label_path, label, affine = labelled_volume(tmp_path)
-    task = {"kind": "segmentation", "classes": ["background", "a", "b"], "modalities": ["MR"]}
-    plans = make_seg_plans("t", task, [{"image": image_path, "label": label_path}])
+    case = {"image": image_path, "label": label_path}
+    plans = plan("t", [case], kind="segmentation", classes=["a", "b"], modalities=["MR"])
     image, pre_label, meta = preprocess_case(image_path, label_path, plans)
     # Canonical order: i runs to -x (flipped to R), j to +z (becomes the third axis, S),
     # k to -y (flipped to A, becomes the second); spacing its own (the cohort median).
@@ -76,8 +76,8 @@ def test_round_trip_through_a_coarser_spacing(tmp_path):
     label[label == 2] = 0
     label[30:38, 3:9, 25:35] = 2
     nib.save(nib.Nifti1Image(label, nib.load(label_path).affine), label_path)
-    task = {"classes": ["background", "a", "b"], "preprocess": {"spacing": [1.8, 2.6, 3.5]}}
-    plans = make_seg_plans("t", task, [{"image": image_path, "label": label_path}])
+    case = {"image": image_path, "label": label_path}
+    plans = plan("t", [case], classes=["a", "b"], target_spacing=[1.8, 2.6, 3.5])
     _, pre_label, meta = preprocess_case(image_path, label_path, plans)
     assert pre_label.shape == (1, 20, 20, 12)
     np.testing.assert_allclose(meta["spacing"], [1.8, 2.6, 3.5])
@@ -95,7 +95,9 @@ def test_round_trip_through_a_coarser_spacing(tmp_path):
 
 def test_wrong_reference_is_refused(tmp_path):
     image_path, label_path, _, _ = labelled_volume(tmp_path)
-    plans = make_seg_plans("t", {}, [{"image": image_path, "label": label_path}])
+    # the label's values 1 and 2: two classes
+    case = {"image": image_path, "label": label_path}
+    plans = plan("t", [case], classes=["class1", "class2"])
     _, pre_label, meta = preprocess_case(image_path, label_path, plans)
     other = nib.Nifti1Image(np.zeros((30, 11, 24), np.float32), np.eye(4))
     with pytest.raises(SegmentationInputError, match="does not match"):
@@ -111,7 +113,7 @@ def test_fold_ensemble_and_instances_on_the_2d_grid(tmp_path):
     nib.save(nib.Nifti1Image(image, affine), tmp_path / "tile.nii.gz")
     nib.save(nib.Nifti1Image(instances, affine), tmp_path / "inst.nii.gz")
     case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
-    plans = make_seg_plans("nuclei", {"kind": "instance_segmentation"}, [case])
+    plans = plan("nuclei", [case], kind="instance_segmentation")
     assert plans["patch_size"] == [40, 32]  # three poolings: multiples of 8
     plans["network"]["channels"] = [4, 8, 16, 32]  # small: the test is about the plumbing
     torch.manual_seed(0)

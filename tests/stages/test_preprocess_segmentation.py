@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from medcnn.config import validate_config
-from medcnn.stages.preprocess.segmentation import library_settings, seg_cases
+from medcnn.planning.segmentation import plan_classes
+from medcnn.stages.preprocess.segmentation import seg_cases
 
 
 def _row(subject, study, series, modality, role, shape, description="", dims=3):
@@ -77,16 +78,13 @@ def test_the_series_filter_chooses_images_by_description():
     assert len(cases) == 3
 
 
-def test_library_settings_name_the_classes_of_each_kind():
-    settings = library_settings(_task(classes=["tumour"], target_spacing=[2, 2, 2]))
-    assert settings["classes"] == ["background", "tumour"]
-    assert settings["preprocess"]["spacing"] == [2, 2, 2]
+def test_the_plans_name_the_classes_of_each_kind():
+    def classes(task):
+        seg = task["segmentation"]
+        return plan_classes(task["kind"], seg["classes"], seg["touching_class"])
+
+    assert classes(_task(classes=["tumour"])) == ["background", "tumour"]
     instance = {**_task(), "kind": "instance_segmentation"}
-    assert library_settings(instance)["classes"] == [
-        "background",
-        "interior",
-        "boundary",
-        "touching",
-    ]
+    assert classes(instance) == ["background", "interior", "boundary", "touching"]
     three = {**instance, "segmentation": {**instance["segmentation"], "touching_class": False}}
-    assert library_settings(three)["classes"] == ["background", "interior", "boundary"]
+    assert classes(three) == ["background", "interior", "boundary"]

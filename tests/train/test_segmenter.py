@@ -40,9 +40,9 @@ TASK = {
         "iterations_per_epoch": 6,
         "learning_rate": 0.01,
         "warmup_epochs": 0,
-        "samples_per_image": 2,
         "seed": 3,
     },
+    "segmentation": {"samples_per_image": 2},
 }
 
 
@@ -98,7 +98,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     # precision auto times bf16 against fp32 in each run; on a loaded CPU the reference and
     # the interrupted run can choose differently, and then their weights differ by rounding.
     train = {**TASK["train"], "epochs": 3, "iterations_per_epoch": 3, "precision": "fp32"}
-    task = {"train": train}
+    task = {**TASK, "train": train}
     train_segmenter(items[:3], items[3:], PLANS, task, tmp_path / "reference", threads=1)
 
     save = segmenter.save_checkpoint

@@ -6,9 +6,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medcnn.planning.segmentation import estimate_memory_mb, fingerprint, make_seg_plans
+from medcnn.planning.segmentation import estimate_memory_mb, fingerprint
 from medcnn.transforms.segmentation import normalise, preprocess_case, train_transforms
 from medcnn.transforms.spatial import SegmentationInputError
+from tests.planning.settings import plan
+
+#: The augmentation settings the transforms tests draw patches with, unless they say otherwise.
+AUGMENTATION = {"positive_fraction": 1 / 3, "scale_range": (0.85, 1.15), "augment": True}
 
 
 def save(path, data, affine):
@@ -40,7 +44,7 @@ def mr_cohort(tmp_path, spacings, shape=(40, 36, 12), seed=0):
 
 def test_plans_anisotropic_mr(tmp_path):
     cases = mr_cohort(tmp_path, [(1.0, 1.0, 3.0), (1.0, 1.0, 3.0), (0.8, 0.8, 2.5)])
-    plans = make_seg_plans("lesion", {"kind": "segmentation", "modalities": ["MR"]}, cases, 4000)
+    plans = plan("lesion", cases, kind="segmentation", modalities=["MR"], memory_budget_mb=4000)
     assert plans["dims"] == 3
     # The median spacing, kept anisotropic; the median shape at that spacing.
     assert plans["target_spacing"] == [1.0, 1.0, 3.0]
@@ -60,8 +64,8 @@ def test_plans_anisotropic_mr(tmp_path):
 
 def test_plans_memory_budget_shrinks_the_patch(tmp_path):
     cases = mr_cohort(tmp_path, [(1.0, 1.0, 1.0)], shape=(64, 64, 64))
-    big = make_seg_plans("t", {"modalities": ["MR"]}, cases, memory_budget_mb=4000)
-    small = make_seg_plans("t", {"modalities": ["MR"]}, cases, memory_budget_mb=300)
+    big = plan("t", cases, modalities=["MR"], memory_budget_mb=4000)
+    small = plan("t", cases, modalities=["MR"], memory_budget_mb=300)
     assert big["patch_size"] == [64, 64, 64]
     assert big["network"]["strides"] == [2, 2, 2, 2]
     assert big["estimated_memory_mb"] == pytest.approx(
@@ -88,7 +92,7 @@ def test_ct_normalisation_uses_foreground_percentiles_and_stats(tmp_path):
             "label": save(tmp_path / "l.nii.gz", label, affine),
         }
     ]
-    plans = make_seg_plans("ct", {"modalities": ["CT"]}, cases)
+    plans = plan("ct", cases, modalities=["CT"])
     fg = image[label > 0].astype(np.float64)  # 400 voxels: all are sampled
     norm = plans["normalisation"]
     assert norm["scheme"] == "ct"
@@ -105,7 +109,7 @@ def test_ct_normalisation_uses_foreground_percentiles_and_stats(tmp_path):
 
 def test_mr_normalisation_inside_nonzero(tmp_path):
     cases = mr_cohort(tmp_path, [(1.0, 1.0, 3.0)])
-    plans = make_seg_plans("mr", {"modalities": ["MR"]}, cases)
+    plans = plan("mr", cases, modalities=["MR"])
     out, _, _ = preprocess_case(cases[0]["image"], None, plans)
     raw = np.asarray(nib.load(cases[0]["image"]).dataobj)
     inside = raw != 0
@@ -165,7 +169,7 @@ def test_rgb_and_instances(tmp_path):
             "label": save(tmp_path / "inst.nii.gz", instances, affine),
         },
     ]
-    plans = make_seg_plans("nuclei", {"kind": "instance_segmentation"}, cases)
+    plans = plan("nuclei", cases, kind="instance_segmentation")
     assert plans["n_channels"] == 3
     assert plans["normalisation"] == {"scheme": "rgb"}
     assert plans["classes"] == ["background", "interior", "boundary"]
@@ -183,14 +187,12 @@ def test_rgb_and_instances(tmp_path):
     grey_out, _, _ = preprocess_case(cases[1]["image"], None, plans)
     assert grey_out.shape == (3, 48, 40)
     np.testing.assert_array_equal(grey_out[0], grey_out[2])
-    samples = train_transforms(plans, {"train": {"samples_per_image": 3}})(
+    samples = train_transforms(plans, samples_per_image=3, **AUGMENTATION)(
         {"image": out, "label": lab}
     )
     assert len(samples) == 3
     # touching_class: a fourth class where the two nuclei meet, the rest as before.
-    four = make_seg_plans(
-        "nuclei", {"kind": "instance_segmentation", "touching_class": True}, cases
-    )
+    four = plan("nuclei", cases, kind="instance_segmentation", touching_class=True)
     assert four["classes"] == ["background", "interior", "boundary", "touching"]
     assert four["network"]["out_channels"] == 4
     _, lab4, _ = preprocess_case(cases[0]["image"], cases[0]["label"], four)
@@ -219,7 +221,9 @@ def test_scale_range_sets_the_affine_zoom():
     image[label > 0] = 1.0
 
     def areas(scale_range):
-        t = train_transforms(plans, {"train": {"samples_per_image": 1, "scale_range": scale_range}})
+        t = train_transforms(
+            plans, samples_per_image=1, **{**AUGMENTATION, "scale_range": scale_range}
+        )
         t.set_random_state(seed=0)
         return [
             int(np.asarray(t({"image": image, "label": label})[0]["label"]).sum())
@@ -230,7 +234,7 @@ def test_scale_range_sets_the_affine_zoom():
     assert any(20 <= a <= 35 for a in shrunk) and max(shrunk) < 200  # 100 / 4
     assert any(380 <= a <= 460 for a in grown) and min(grown) > 80  # 100 * 4
     with pytest.raises(ValueError, match="scale_range"):
-        train_transforms(plans, {"train": {"scale_range": [1.2, 0.8]}})
+        train_transforms(plans, samples_per_image=2, **{**AUGMENTATION, "scale_range": [1.2, 0.8]})
 
 
 def test_bad_inputs_name_the_file(tmp_path):

@@ -3,7 +3,7 @@
 A segmentation task takes the manifest's images of its modalities and dimensionality (and, with
 ``segmentation.series``, whose ``description`` matches), each paired with the label map of the
 same subject and study (role ``mask`` for ``segmentation``, ``instances`` for
-``instance_segmentation``). The plans (:func:`medcnn.transforms.segmentation.make_seg_plans`)
+``instance_segmentation``). The plans (:func:`medcnn.planning.segmentation.make_seg_plans`)
 come from the labelled cases; every case, labelled or not, is preprocessed with them.
 
 Outputs under ``results/preprocess/{task}/``: ``plans.json``, ``index.tsv`` (columns of
@@ -36,34 +36,6 @@ SEG_COLUMNS = ("label", "source", "label_source", "meta")
 def label_role(task: dict[str, Any]) -> str:
     """The manifest role that holds a task's labels."""
     return "instances" if task["kind"] == "instance_segmentation" else "mask"
-
-
-def library_settings(task: dict[str, Any]) -> dict[str, Any]:
-    """The task's settings as :mod:`medcnn.transforms.segmentation` and the trainer read them."""
-    from medcnn.transforms.segmentation import instance_classes
-
-    seg = task["segmentation"]
-    return {
-        **task,
-        "classes": ["background", *seg["classes"]]
-        if task["kind"] == "segmentation"
-        else instance_classes(seg["touching_class"]),
-        "touching_class": seg["touching_class"],
-        "network": {**task["network"], "features": seg["features"]},
-        "preprocess": {
-            "spacing": seg["target_spacing"],
-            "normalisation": seg["normalisation"],
-            "patch_size": seg["patch_size"],
-        },
-        "train": {
-            **task["train"],
-            "iterations_per_epoch": task["train"].get("iterations_per_epoch") or 25,
-            "samples_per_image": seg["samples_per_image"],
-            "positive_fraction": seg["positive_fraction"],
-            "scale_range": seg["scale_range"],
-            "overlap": seg["overlap"],
-        },
-    }
 
 
 def seg_cases(manifest: pd.DataFrame, task: dict[str, Any], name: str = "") -> list[dict]:
@@ -163,14 +135,24 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
             f"{label_role(task)} label in its study (inputs' `masks`/`instances`, or a label "
             "series) - nothing to train on"
         )
+    seg = task["segmentation"]
     plans = make_seg_plans(
         name,
-        library_settings(task),
         [
             {"image": str(results / c["image"]["path"]), "label": str(results / c["label"]["path"])}
             for c in labelled
         ],
-        task["segmentation"]["memory_mb"],
+        kind=task["kind"],
+        modalities=task["modalities"],
+        classes=seg["classes"],
+        touching_class=seg["touching_class"],
+        target_spacing=seg["target_spacing"],
+        patch_size=seg["patch_size"],
+        normalisation=seg["normalisation"],
+        network=task["network"]["name"],
+        features=seg["features"],
+        batch_size=task["train"]["batch_size"],
+        memory_budget_mb=seg["memory_mb"],
     )
     index = _preprocess_cases(cases, plans, results, out, with_labels=True)
     write_index(out / "index.tsv", index, extra_columns=SEG_COLUMNS)

@@ -14,7 +14,6 @@ from typing import Any
 
 from medcnn.data.index import read_index
 from medcnn.data.split import subject_role
-from medcnn.stages.preprocess.segmentation import library_settings
 from medcnn.stages.split import fold_split
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def run_train_segmentation(
         train_items,
         val_items,
         plans,
-        library_settings(task),
+        task,
         out,
         device=device,
         threads=threads,
