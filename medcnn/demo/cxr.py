@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.demo.cxr_cohort import FINDINGS, draw_patients, draw_studies
+from medcnn.demo.cxr_cohort import FINDINGS, DemoStudy, draw_patients, draw_studies
 from medcnn.demo.cxr_dicom import (
     CR_IMAGE_STORAGE,
     DX_IMAGE_STORAGE_PRESENTATION,
@@ -157,23 +157,7 @@ def write_demo_cohort(
             is too long or has characters not allowed in the identifiers.
         FileExistsError: If ``out_dir/dicom`` exists and is not empty.
     """
-    if n_patients < _MIN_PATIENTS:
-        raise ValueError(
-            f"n_patients must be at least {_MIN_PATIENTS} (got {n_patients}): the demo "
-            "cohort needs both findings, both photometric interpretations and a two-study "
-            "patient"
-        )
-    if image_size < 32:
-        raise ValueError(f"image_size must be at least 32 pixels (got {image_size})")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer (got {seed})")
-    if len(identifier_suffix) > _MAX_SUFFIX_LEN or not _SUFFIX_RE.match(identifier_suffix):
-        raise ValueError(
-            f"identifier_suffix must be at most {_MAX_SUFFIX_LEN} characters of "
-            f"[A-Za-z0-9_-] (AccessionNumber is limited to 16 characters); "
-            f"got {identifier_suffix!r}"
-        )
-
+    _check_arguments(n_patients, image_size, seed, identifier_suffix)
     out_dir = Path(out_dir)
     dicom_root = out_dir / "dicom"
     if dicom_root.exists() and any(dicom_root.iterdir()):
@@ -196,45 +180,9 @@ def write_demo_cohort(
 
     n_files = len(studies) + (2 if broken_files else 0)
     folders = _draw_folders(rng, dicom_root, n_files)
-    names = _draw_file_names(rng, n_files)
-    used: set[Path] = set()
+    place = _Placer(rng, folders, _draw_file_names(rng, n_files))
 
-    def place(k: int) -> Path:
-        folder = folders[int(rng.integers(len(folders)))]
-        path = folder / names[k]
-        while path in used:  # practically never: names are unique by construction
-            path = folder / f"{names[k]}_{len(used)}"
-        used.add(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    images: list[DemoImage] = []
-    for study in studies:
-        uids = study_uids(uid_base, study.patient.patient_id, study.number)
-        pixels, opacity = render_study(seed, study)
-        ds = build_dataset(
-            study, uids, pixels, draw_study_id(rng), np.random.default_rng((seed, 3, study.index))
-        )
-        path = place(study.index)
-        ds.save_as(path, enforce_file_format=True)
-        images.append(
-            DemoImage(
-                path=path,
-                patient_id=study.patient.patient_id,
-                patient_name=f"{study.patient.family}^{study.patient.given}",
-                birth_date=study.patient.birth.strftime("%Y%m%d"),
-                accession_number=study.accession,
-                study_uid=uids["study"],
-                series_uid=uids["series"],
-                sop_uid=uids["sop"],
-                finding=study.finding,
-                photometric=study.photometric,
-                modality=study.modality,
-                study_date=study.date.strftime("%Y%m%d"),
-                opacity_center_rc=None if opacity is None else (opacity[0], opacity[1]),
-                opacity_radius_px=None if opacity is None else opacity[2],
-            )
-        )
+    images = [_write_study(rng, seed, uid_base, study, place) for study in studies]
 
     if broken_files:
         write_broken_files(
@@ -250,13 +198,84 @@ def write_demo_cohort(
             folders,
         )
 
-    order = rng.permutation(len(studies))
-    with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+    _write_labels(out_dir / "labels.csv", studies, rng.permutation(len(studies)))
+    return images
+
+
+def _check_arguments(n_patients: int, image_size: int, seed: int, identifier_suffix: str) -> None:
+    """The ``ValueError`` checks of :func:`write_demo_cohort`."""
+    if n_patients < _MIN_PATIENTS:
+        raise ValueError(
+            f"n_patients must be at least {_MIN_PATIENTS} (got {n_patients}): the demo "
+            "cohort needs both findings, both photometric interpretations and a two-study "
+            "patient"
+        )
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels (got {image_size})")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (got {seed})")
+    if len(identifier_suffix) > _MAX_SUFFIX_LEN or not _SUFFIX_RE.match(identifier_suffix):
+        raise ValueError(
+            f"identifier_suffix must be at most {_MAX_SUFFIX_LEN} characters of "
+            f"[A-Za-z0-9_-] (AccessionNumber is limited to 16 characters); "
+            f"got {identifier_suffix!r}"
+        )
+
+
+class _Placer:
+    """Where file ``k`` goes: its drawn name in a folder drawn from ``rng`` (created), never
+    a path used before."""
+
+    def __init__(self, rng: np.random.Generator, folders: list[Path], names: list[str]) -> None:
+        self.rng, self.folders, self.names = rng, folders, names
+        self.used: set[Path] = set()
+
+    def __call__(self, k: int) -> Path:
+        folder = self.folders[int(self.rng.integers(len(self.folders)))]
+        path = folder / self.names[k]
+        while path in self.used:  # practically never: names are unique by construction
+            path = folder / f"{self.names[k]}_{len(self.used)}"
+        self.used.add(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def _write_study(
+    rng: np.random.Generator, seed: int, uid_base: list[str], study: DemoStudy, place: _Placer
+) -> DemoImage:
+    """Render one study, write it as a DICOM file where ``place`` says, and describe it."""
+    uids = study_uids(uid_base, study.patient.patient_id, study.number)
+    pixels, opacity = render_study(seed, study)
+    ds = build_dataset(
+        study, uids, pixels, draw_study_id(rng), np.random.default_rng((seed, 3, study.index))
+    )
+    path = place(study.index)
+    ds.save_as(path, enforce_file_format=True)
+    return DemoImage(
+        path=path,
+        patient_id=study.patient.patient_id,
+        patient_name=f"{study.patient.family}^{study.patient.given}",
+        birth_date=study.patient.birth.strftime("%Y%m%d"),
+        accession_number=study.accession,
+        study_uid=uids["study"],
+        series_uid=uids["series"],
+        sop_uid=uids["sop"],
+        finding=study.finding,
+        photometric=study.photometric,
+        modality=study.modality,
+        study_date=study.date.strftime("%Y%m%d"),
+        opacity_center_rc=None if opacity is None else (opacity[0], opacity[1]),
+        opacity_radius_px=None if opacity is None else opacity[2],
+    )
+
+
+def _write_labels(path: Path, studies: list[DemoStudy], order: np.ndarray) -> None:
+    """``labels.csv``: ``accession_number,finding``, one row per study in ``order``."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["accession_number", "finding"])
         for k in order:
             writer.writerow([studies[int(k)].accession, studies[int(k)].finding])
-    return images
 
 
 # --------------------------------------------------------------------------- metadata
