@@ -27,6 +27,31 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
+def seed_epoch(
+    seed: int,
+    epoch: int,
+    generator: torch.Generator,
+    dataset: Any,
+    sampler: Any = None,
+    offset: int = 0,
+) -> None:
+    """Seed everything random in one epoch from ``(seed, epoch)`` alone, so that a resumed run
+    replays the epochs it missed exactly: torch's global generator, the loader's
+    ``generator`` (its workers reseed from it), the ``sampler``'s epoch (a DDP sampler's
+    shuffle) and the random state of ``dataset``'s transforms, plus ``offset`` (a rank's own
+    augmentation draws)."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+    generator.manual_seed(epoch_seed(seed, epoch))
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    dataset.transform.set_random_state(seed=epoch_seed(seed, epoch) + offset)
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU (the best epoch's, kept for the end)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def settings_digest(*parts: Any) -> str:
     """SHA-256 of the data and settings of a run; a checkpoint with another digest is not
     resumed."""

@@ -22,35 +22,40 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 
 from medcnn.config import section_defaults
-from medcnn.hardware import autocast, resolve_precision
+from medcnn.hardware import resolve_precision
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
 from medcnn.train.checkpoint import (
     CHECKPOINT,
-    epoch_seed,
+    cpu_state,
     load_checkpoint,
     restore,
-    rng_state,
     save_checkpoint,
+    seed_epoch,
     set_rng_state,
     settings_digest,
     training_state,
 )
 from medcnn.train.loaders import segmenter_loader
 from medcnn.train.schedules import PolySchedule
+from medcnn.train.segmenter_epoch import (
+    EpochPlan,
+    SegmenterProgress,
+    SegmenterStep,
+    dice_columns,
+    train_epoch,
+)
 from medcnn.train.validation import validate_segmenter
-from medcnn.transforms.segmentation import IMAGE, LABEL
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +136,7 @@ def train_segmenter(
     )
     network = dict(plans["network"])
     model = build_network(**network).to(device)
-    weights = settings["class_weights"]
-    loss_fn = DiceCELoss(
-        to_onehot_y=True,
-        softmax=True,
-        include_background=False,
-        # Batch Dice: a patch without foreground does not make the Dice term meaningless.
-        batch=True,
-        weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
-    )
+    loss_fn = _loss_fn(settings["class_weights"], device)
     dataset, loader, generator = segmenter_loader(
         train_items, plans, task_cfg, int(settings["samples_per_image"]), device
     )
@@ -153,7 +150,106 @@ def train_segmenter(
     schedule = PolySchedule(
         optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
     )
-    budget_s = max_minutes * 60.0 if max_minutes else None
+    now = _clock(clock, threads)
+    checkpoint_path = out / CHECKPOINT
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    progress = SegmenterProgress.of(state, epochs)
+    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
+    if state is not None:
+        restore(state, resumable)
+        set_rng_state(state["rng"])
+        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+
+    step = SegmenterStep(model, loss_fn, optimizer, scaler, device, precision)
+    epoch_plan = EpochPlan(loader, schedule, iterations, epochs, _budget(max_minutes), now)
+    for epoch in range(progress.start_epoch, epochs + 1):
+        seed_epoch(seed, epoch, generator, dataset)
+        record = train_epoch(step, epoch_plan, epoch, progress.elapsed)
+        progress.elapsed += record["train_seconds"]
+        out_of_time = epoch_plan.budget_s is not None and progress.elapsed >= epoch_plan.budget_s
+        if val_items and (
+            epoch % int(settings["val_every"]) == 0 or epoch == epochs or out_of_time
+        ):
+            v0 = time.perf_counter()
+            val = validate_segmenter(
+                model, val_items, plans, device, precision, float(settings["overlap"])
+            )
+            record.update(dice_columns(val, plans["classes"]))
+            record["val_seconds"] = time.perf_counter() - v0
+            progress.consider(epoch, val, plans["classes"], model)
+        elif not val_items:
+            progress.best = {"epoch": epoch, "val_dice": float("nan")}
+            progress.best_state = cpu_state(model)
+        progress.history.append(record)
+        log.info(
+            "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
+            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
+            record["train_seconds"],
+        )
+        if out_of_time:
+            progress.stop_reason = f"time budget ({max_minutes} min)"
+        if settings["checkpoint"]:
+            saved = progress.saved(finished=out_of_time)
+            state = training_state(fingerprint, epoch, resumable, **saved, precision=precision)
+            save_checkpoint(checkpoint_path, state)
+        if out_of_time:
+            log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
+            break
+
+    model.load_state_dict(progress.best_state)
+    model.eval()
+    task_name = plans.get("task", "task")
+    metrics = {
+        "task": task_name,
+        "kind": plans.get("kind", "segmentation"),
+        "classes": list(plans["classes"]),
+        "best_epoch": progress.best["epoch"],
+        "val_dice": progress.best["val_dice"],
+        "best": progress.best,
+        "epochs_run": len(progress.history),
+        "stop_reason": progress.stop_reason,
+        "train_seconds": progress.elapsed,
+        "clock": clock,
+        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in progress.history),
+        "iterations_per_epoch": iterations,
+        "n_train_images": len(train_items),
+        "n_val_images": len(val_items),
+        "device": str(device),
+        "precision": precision,
+        "precision_info": precision_info,
+        "threads": threads,
+        "resumed_from_epoch": progress.resumed_from,
+        "final_train_loss": progress.history[-1]["train_loss"] if progress.history else None,
+    }
+    bundle_name = name or f"{task_name}-{network['name']}"
+    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, progress.history)
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _loss_fn(weights: Sequence[float] | None, device: torch.device) -> torch.nn.Module:
+    """Dice + cross-entropy over the softmax, labels one-hot, background left out of the Dice;
+    ``weights``: the cross-entropy's class weights."""
+    return DiceCELoss(
+        to_onehot_y=True,
+        softmax=True,
+        include_background=False,
+        # Batch Dice: a patch without foreground does not make the Dice term meaningless.
+        batch=True,
+        weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
+    )
+
+
+def _budget(max_minutes: float | None) -> float | None:
+    return max_minutes * 60.0 if max_minutes else None
+
+
+def _clock(clock: str, threads: int) -> Callable[[], float]:
+    """What the time budget counts: seconds on the clock (``wall``) or this process's CPU
+    seconds divided by ``threads`` (``cpu``)."""
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock {clock!r} must be 'wall' or 'cpu'")
 
@@ -162,145 +258,7 @@ def train_segmenter(
             return time.process_time() / max(1, int(threads))
         return time.perf_counter()
 
-    checkpoint_path = out / CHECKPOINT
-    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
-    best_state: dict[str, torch.Tensor] = {}
-    start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
-    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
-    if state is not None:
-        restore(state, resumable)
-        history, best, best_state = state["history"], state["best"], state["best_state"]
-        elapsed = float(state["elapsed"])
-        set_rng_state(state["rng"])
-        start_epoch = resumed_from = int(state["epoch"]) + 1
-        stop_reason = state.get("stop_reason", "epochs")
-        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
-        if state.get("finished"):
-            start_epoch = epochs + 1
-
-    total_steps = epochs * iterations
-    for epoch in range(start_epoch, epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch))
-        generator.manual_seed(epoch_seed(seed, epoch))
-        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
-        model.train()
-        started = now()
-        wall_started = time.perf_counter()
-        losses: list[float] = []
-        step = (epoch - 1) * iterations
-        batches = iter(loader)
-        for _ in range(iterations):
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                batch = next(batches)
-            progress = step / total_steps
-            if budget_s:
-                progress = max(progress, (elapsed + now() - started) / budget_s)
-            schedule.step(progress)
-            loss, patches = _step(model, batch, loss_fn, optimizer, scaler, device, precision)
-            losses.append(loss)
-            step += 1
-        train_seconds = now() - started
-        wall_seconds = time.perf_counter() - wall_started
-        elapsed += train_seconds
-        out_of_time = budget_s is not None and elapsed >= budget_s
-        last = epoch == epochs or out_of_time
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_seconds": train_seconds,
-            "wall_seconds": wall_seconds,
-            "patches": len(losses) * patches,
-            "val_dice": float("nan"),
-        }
-        if val_items and (epoch % int(settings["val_every"]) == 0 or last):
-            v0 = time.perf_counter()
-            val = validate_segmenter(
-                model, val_items, plans, device, precision, float(settings["overlap"])
-            )
-            record["val_dice"] = val["dice"]
-            for k, d in enumerate(val["dice_per_class"], start=1):
-                record[f"val_dice_{plans['classes'][k]}"] = d
-            record["val_seconds"] = time.perf_counter() - v0
-            if val["dice"] > best["val_dice"]:
-                best = {
-                    "epoch": epoch,
-                    "val_dice": val["dice"],
-                    **{
-                        f"val_dice_{plans['classes'][k]}": d
-                        for k, d in enumerate(val["dice_per_class"], start=1)
-                    },
-                }
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        elif not val_items:
-            best = {"epoch": epoch, "val_dice": float("nan")}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        history.append(record)
-        log.info(
-            "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
-            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
-            train_seconds,
-        )
-        if out_of_time:
-            stop_reason = f"time budget ({max_minutes} min)"
-        if settings["checkpoint"]:
-            save_checkpoint(
-                checkpoint_path,
-                training_state(
-                    fingerprint,
-                    epoch,
-                    resumable,
-                    history=history,
-                    best=best,
-                    best_state=best_state,
-                    elapsed=elapsed,
-                    rng=rng_state(),
-                    finished=out_of_time,
-                    stop_reason=stop_reason,
-                    precision=precision,
-                ),
-            )
-        if out_of_time:
-            log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
-            break
-
-    model.load_state_dict(best_state)
-    model.eval()
-    task_name = plans.get("task", "task")
-    metrics = {
-        "task": task_name,
-        "kind": plans.get("kind", "segmentation"),
-        "classes": list(plans["classes"]),
-        "best_epoch": best["epoch"],
-        "val_dice": best["val_dice"],
-        "best": best,
-        "epochs_run": len(history),
-        "stop_reason": stop_reason,
-        "train_seconds": elapsed,
-        "clock": clock,
-        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
-        "iterations_per_epoch": iterations,
-        "n_train_images": len(train_items),
-        "n_val_images": len(val_items),
-        "device": str(device),
-        "precision": precision,
-        "precision_info": precision_info,
-        "threads": threads,
-        "resumed_from_epoch": resumed_from,
-        "final_train_loss": history[-1]["train_loss"] if history else None,
-    }
-    bundle_name = name or f"{task_name}-{network['name']}"
-    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, history)
-    # The bundle is whole: the checkpoint has done its job.
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
+    return now
 
 
 def _precision(
@@ -322,30 +280,6 @@ def _precision(
         device=device,
     )
     return resolve_precision(setting, device, model, example, repeats=2)
-
-
-def _step(
-    model: torch.nn.Module,
-    batch: Mapping[str, torch.Tensor],
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-    precision: str,
-) -> tuple[float, int]:
-    """One optimiser step on a batch of patches; (its loss, the patches in it)."""
-    images = batch[IMAGE].to(device, non_blocking=True).float()
-    labels = batch[LABEL].to(device, non_blocking=True).long()
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(device, precision):
-        logits = model(images)
-    loss = loss_fn(logits.float(), labels)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-    scaler.step(optimizer)
-    scaler.update()
-    return float(loss.detach()), int(images.shape[0])
 
 
 def _write_fold(
