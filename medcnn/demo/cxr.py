@@ -159,19 +159,10 @@ def write_demo_cohort(
     """
     _check_arguments(n_patients, image_size, seed, identifier_suffix)
     out_dir = Path(out_dir)
-    dicom_root = out_dir / "dicom"
-    if dicom_root.exists() and any(dicom_root.iterdir()):
-        raise FileExistsError(f"{dicom_root} exists and is not empty; use a fresh out_dir")
-    dicom_root.mkdir(parents=True, exist_ok=True)
-
+    dicom_root = _fresh_folder(out_dir / "dicom")
     rng = np.random.default_rng(seed)
-    uid_base = [
-        "medcnn-demo",
-        f"seed={seed}",
-        f"n={n_patients}",
-        f"size={image_size}",
-        f"suffix={identifier_suffix}",
-    ]
+    uid_base = [f"seed={seed}", f"n={n_patients}", f"size={image_size}"]
+    uid_base = ["medcnn-demo", *uid_base, f"suffix={identifier_suffix}"]
 
     # One extra patient owns the broken files; drawn with the others so IDs stay unique.
     patients = draw_patients(rng, n_patients + 1, identifier_suffix, seed)
@@ -185,21 +176,21 @@ def write_demo_cohort(
     images = [_write_study(rng, seed, uid_base, study, place) for study in studies]
 
     if broken_files:
-        write_broken_files(
-            rng,
-            seed,
-            uid_base,
-            stray,
-            image_size,
-            identifier_suffix,
-            {s.accession for s in studies},
-            place(len(studies)),
-            place(len(studies) + 1),
-            folders,
-        )
+        taken = {s.accession for s in studies}
+        paths = (place(len(studies)), place(len(studies) + 1))
+        drawn = (rng, seed, uid_base, stray, image_size, identifier_suffix, taken)
+        write_broken_files(*drawn, *paths, folders)
 
     _write_labels(out_dir / "labels.csv", studies, rng.permutation(len(studies)))
     return images
+
+
+def _fresh_folder(folder: Path) -> Path:
+    """``folder``, created; it must not exist yet or be empty."""
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} exists and is not empty; use a fresh out_dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _check_arguments(n_patients: int, image_size: int, seed: int, identifier_suffix: str) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,31 @@ def restore(state: Mapping[str, Any], resumable: Mapping[str, Any]) -> None:
     """Load each resumable part back from a checkpoint of :func:`training_state`."""
     for key, part in resumable.items():
         part.load_state_dict(state[key])
+
+
+@dataclass
+class Checkpointer:
+    """Writes a loop's checkpoint after each epoch (when ``enabled``, ``train.checkpoint``):
+    :func:`training_state` of the ``resumable`` parts, the loop's progress, then ``extra``
+    (what the run chose once, such as its precision)."""
+
+    path: Path
+    fingerprint: str
+    resumable: Mapping[str, Any]
+    extra: Mapping[str, Any]
+    enabled: bool = True
+    #: What writes the file (a loop passes its own module's name for it, which a test may
+    #: replace to kill a run after an epoch).
+    write: Callable[[Path, dict[str, Any]], None] = save_checkpoint
+
+    def __call__(self, epoch: int, **progress: Any) -> None:
+        if not self.enabled:
+            return
+        state = training_state(self.fingerprint, epoch, self.resumable, **progress, **self.extra)
+        self.write(self.path, state)
+
+
+def resume(state: Mapping[str, Any], resumable: Mapping[str, Any], path: Path) -> None:
+    """Load the resumable parts back from the checkpoint ``state`` read from ``path``."""
+    restore(state, resumable)
+    log.info("resuming from %s after epoch %d", path, state["epoch"])

@@ -19,6 +19,8 @@ the network has one logit per label.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,10 @@ from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
 from medcnn.train.checkpoint import (
     CHECKPOINT,
+    Checkpointer,
     load_checkpoint,
-    restore,
-    save_checkpoint,
+    resume,
     seed_epoch,
-    training_state,
 )
 from medcnn.train.classifier_epoch import ClassifierStep, FoldProgress, finish_record, train_epoch
 from medcnn.train.loaders import classifier_loader
@@ -107,11 +108,8 @@ def train_fold(
         epoch, an empty summary and history.
     """
     settings = task["train"]
-    seed = int(settings["seed"])
-    set_determinism(seed=seed)
-    model, network, initial = _network(task, scheme.n_outputs)
-    memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    set_determinism(seed=int(settings["seed"]))
+    model, network, initial, memory_format = _network(task, scheme.n_outputs, device)
 
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
@@ -122,32 +120,59 @@ def train_fold(
     dataset, sampler, loader, generator, workers = classifier_loader(
         train_items, draw_weights, settings, size=int(plans["size"]), device=device, threads=threads
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
-    )
-    scheduler = lr_schedule(optimizer, settings, settings["epochs"] * max(1, len(loader)))
+    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch=max(1, len(loader)))
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
         state, settings, device, model, val_images, memory_format
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
     progress = FoldProgress.of(scheme.n_outputs, state)
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if state is not None:
-        restore(state, resumable)
-        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+        resume(state, resumable, checkpoint_path)
     # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
     # constructor sends rank 0's weights to every rank.
     trained = distributed.wrap(model, device)
     model = distributed.unwrap(trained)  # validated and saved without the ``module.`` prefix
-    multiclass = scheme.kind == "multiclass"
     step = ClassifierStep(
-        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format, multiclass
+        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format
     )
+    step.multiclass = scheme.kind == "multiclass"
+    validate = partial(
+        validate_classifier, model, val_images, val_targets, scheme, device, precision
+    )
+    extra = {"precision": precision, "precision_info": precision_info}
+    save = Checkpointer(checkpoint_path, fingerprint, resumable, extra, settings["checkpoint"])
+    data = (dataset, sampler, loader, generator)
+    _run_epochs(progress, step, data, validate, save, settings)
+    distributed.check_replicas(trained)
+    model.eval()
+    if not distributed.is_main():
+        return model, {}, []
+    model.load_state_dict(progress.best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
+    summary = {
+        **_fold_result(network, progress, val_targets, precision, precision_info),
+        **_settings_used(settings, workers, initial),
+        **_run_summary(progress),
+    }
+    return model, summary, progress.history
 
-    patience = settings["patience"]
+
+def _run_epochs(
+    progress: FoldProgress,
+    step: ClassifierStep,
+    data: tuple[Any, Any, torch.utils.data.DataLoader, torch.Generator],
+    validate: Callable[[bool], tuple[np.ndarray, float, float]],
+    save: Checkpointer,
+    settings: dict[str, Any],
+) -> None:
+    r"""The epochs of :func:`train_fold` from ``progress.start_epoch`` to ``train.epochs``, or
+    until it stops early: every rank trains; rank 0 validates, keeps the best, decides
+    whether to stop, writes the checkpoint (``save``) and tells the other ranks."""
+    dataset, sampler, loader, generator = data
+    seed, patience = int(settings["seed"]), settings["patience"]
+    model = distributed.unwrap(step.model)
     for epoch in range(progress.start_epoch, settings["epochs"] + 1):
         if progress.stopped:
             break
@@ -161,49 +186,73 @@ def train_fold(
             # Rank 0 validates and decides; the others wait for its decision.
             progress.stopped = distributed.broadcast(None)
             continue
-        probs, record["val_loss"], record["val_auroc"] = validate_classifier(
-            model, val_images, val_targets, scheme, device, precision, settings["channels_last"]
-        )
+        probs, record["val_loss"], record["val_auroc"] = validate(settings["channels_last"])
         record = finish_record(record)
         progress.add(record, model, probs)
         _log_epoch(record, settings["epochs"])
         progress.stopped = patience is not None and progress.bad_epochs >= patience
-        if settings["checkpoint"]:
-            extra = {"precision": precision, "precision_info": precision_info}
-            state = training_state(fingerprint, epoch, resumable, **progress.saved(), **extra)
-            save_checkpoint(checkpoint_path, state)
+        save(epoch, **progress.saved())
         if progress.stopped:
             log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
         distributed.broadcast(progress.stopped)
 
-    distributed.check_replicas(trained)
-    if not distributed.is_main():
-        model.eval()
-        return model, {}, []
-    model.load_state_dict(progress.best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
-    model.eval()
-    summary = {
+
+def _optimiser(
+    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW and its per-step learning-rate schedule over ``train.epochs``."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
+    )
+    return optimizer, lr_schedule(optimizer, settings, settings["epochs"] * steps_per_epoch)
+
+
+def _fold_result(
+    network: dict[str, Any],
+    progress: FoldProgress,
+    val_targets: np.ndarray,
+    precision: str,
+    precision_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The summary's network, best epoch (its validation probabilities with the targets)
+    and arithmetic precision."""
+    return {
         "network": network,
         "best": progress.best,
         "best_probabilities": progress.best_probs,
         "val_targets": val_targets,
         "precision": precision,
         "precision_info": precision_info,
+    }
+
+
+def _settings_used(settings: dict[str, Any], workers: int, initial: Any) -> dict[str, Any]:
+    """The summary's record of how the fold was trained: layout, loader workers, class
+    balance and initial weights."""
+    return {
         "channels_last": bool(settings["channels_last"]),
         "num_workers": workers,
         "balance": settings["balance"],
         "initial_weights": initial,
+    }
+
+
+def _run_summary(progress: FoldProgress) -> dict[str, Any]:
+    """The summary's record of the run: early stop, epochs, resume and throughput."""
+    return {
         "stopped_early": progress.stopped,
         "epochs_run": len(progress.history),
         "resumed_from_epoch": progress.resumed_from,
         **_throughput(progress.history),
     }
-    return model, summary, progress.history
 
 
-def _network(task: dict[str, Any], n_outputs: int) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+def _network(
+    task: dict[str, Any], n_outputs: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any], Any, torch.memory_format]:
     """The task's network (one logit per label) with its initial weights when the task names
-    some; (the network, its description for the bundle, what the weights were)."""
+    some, on ``device`` in its memory layout; (the network, its description for the bundle,
+    what the weights were, the layout)."""
     network = {
         "name": task["network"]["name"],
         "dims": 2,
@@ -214,7 +263,9 @@ def _network(task: dict[str, Any], n_outputs: int) -> tuple[torch.nn.Module, dic
     initial = None
     if task["network"].get("weights"):
         initial = load_initial_weights(model, task["network"]["weights"])
-    return model, network, initial
+    channels_last = task["train"]["channels_last"]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device=device, memory_format=memory_format), network, initial, memory_format
 
 
 def _loss_fn(

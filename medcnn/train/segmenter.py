@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,14 @@ from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
 from medcnn.train.checkpoint import (
     CHECKPOINT,
+    Checkpointer,
     cpu_state,
     load_checkpoint,
-    restore,
+    resume,
     save_checkpoint,
     seed_epoch,
     set_rng_state,
     settings_digest,
-    training_state,
 )
 from medcnn.train.loaders import segmenter_loader
 from medcnn.train.schedules import PolySchedule
@@ -52,10 +53,9 @@ from medcnn.train.segmenter_epoch import (
     EpochPlan,
     SegmenterProgress,
     SegmenterStep,
-    dice_columns,
+    SegmenterValidation,
     train_epoch,
 )
-from medcnn.train.validation import validate_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -129,105 +129,163 @@ def train_segmenter(
     device = torch.device(device)
     torch.set_num_threads(max(1, int(threads)))
     settings = settings_of(task_cfg)
-    seed = int(settings["seed"])
-    set_determinism(seed=seed)
-    fingerprint = fingerprint or settings_digest(
-        dict(plans), settings, len(train_items), len(val_items)
-    )
-    network = dict(plans["network"])
-    model = build_network(**network).to(device)
-    loss_fn = _loss_fn(settings["class_weights"], device)
-    dataset, loader, generator = segmenter_loader(
-        train_items, plans, task_cfg, int(settings["samples_per_image"]), device
-    )
-    iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
-    epochs = int(settings["epochs"])
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=float(settings["learning_rate"]),
-        weight_decay=float(settings["weight_decay"]),
-    )
-    schedule = PolySchedule(
-        optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
-    )
+    set_determinism(seed=int(settings["seed"]))
+    n_items = (len(train_items), len(val_items))
+    fingerprint = fingerprint or settings_digest(dict(plans), settings, *n_items)
+    parts = SegmenterParts.build(train_items, plans, task_cfg, settings, device)
     now = _clock(clock, threads)
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
+    precision, info = _precision(state, str(settings["precision"]), plans, device, parts.model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    progress = SegmenterProgress.of(state, epochs)
-    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
+    progress = SegmenterProgress.of(state, parts.epochs)
+    resumable = parts.resumable(scaler)
     if state is not None:
-        restore(state, resumable)
+        resume(state, resumable, checkpoint_path)
         set_rng_state(state["rng"])
-        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+    save = Checkpointer(checkpoint_path, fingerprint, resumable, {"precision": precision})
+    save.enabled, save.write = settings["checkpoint"], save_checkpoint  # (tests replace it)
+    step = SegmenterStep(parts.model, parts.loss_fn, parts.optimizer, scaler, device, precision)
+    validation = SegmenterValidation(
+        val_items, plans, device, precision, float(settings["overlap"]), int(settings["val_every"])
+    )
+    loop = (step, parts.plan(_budget(max_minutes), now), validation)
+    _run_epochs(progress, parts, *loop, save, max_minutes)
+    parts.model.load_state_dict(progress.best_state)
+    parts.model.eval()
+    run = dict(device=str(device), precision=precision, precision_info=info, threads=threads)
+    metrics = _fold_metrics(plans, progress, clock, parts.iterations, n_items, run)
+    bundle_name = name or f"{metrics['task']}-{plans['network']['name']}"
+    _write_fold(out, parts.model, bundle_name, plans, task_cfg, metrics, progress.history)
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
 
-    step = SegmenterStep(model, loss_fn, optimizer, scaler, device, precision)
-    epoch_plan = EpochPlan(loader, schedule, iterations, epochs, _budget(max_minutes), now)
-    for epoch in range(progress.start_epoch, epochs + 1):
-        seed_epoch(seed, epoch, generator, dataset)
-        record = train_epoch(step, epoch_plan, epoch, progress.elapsed)
+
+@dataclass
+class SegmenterParts:
+    """The segmenter's network, loss, training data and optimisation, built from the plans
+    and the settings."""
+
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    dataset: Any
+    loader: torch.utils.data.DataLoader
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    schedule: PolySchedule
+    iterations: int
+    epochs: int
+    seed: int
+
+    @classmethod
+    def build(
+        cls,
+        train_items: Sequence[Mapping[str, Any]],
+        plans: Mapping[str, Any],
+        task_cfg: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        device: torch.device,
+    ) -> SegmenterParts:
+        """The plans' network (AdamW, the poly schedule with its warm-up) and the loader of
+        the training patches; ``iterations`` per epoch: the setting, or one pass."""
+        model = build_network(**dict(plans["network"])).to(device)
+        loss_fn = _loss_fn(settings["class_weights"], device)
+        dataset, loader, generator = segmenter_loader(
+            train_items, plans, task_cfg, int(settings["samples_per_image"]), device
+        )
+        iterations = int(settings["iterations_per_epoch"] or max(1, len(loader)))
+        epochs = int(settings["epochs"])
+        optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=float(settings["learning_rate"]),
+            weight_decay=float(settings["weight_decay"]),
+        )
+        schedule = PolySchedule(
+            optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
+        )
+        parts = (dataset, loader, generator, optimizer, schedule, iterations, epochs)
+        return cls(model, loss_fn, *parts, seed=int(settings["seed"]))
+
+    def resumable(self, scaler: torch.amp.GradScaler) -> dict[str, Any]:
+        """The parts a checkpoint holds the ``state_dict`` of."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.schedule,
+            "scaler": scaler,
+        }
+
+    def plan(self, budget_s: float | None, now: Callable[[], float]) -> EpochPlan:
+        return EpochPlan(self.loader, self.schedule, self.iterations, self.epochs, budget_s, now)
+
+
+def _run_epochs(
+    progress: SegmenterProgress,
+    parts: SegmenterParts,
+    step: SegmenterStep,
+    plan: EpochPlan,
+    validation: SegmenterValidation,
+    save: Checkpointer,
+    max_minutes: float | None,
+) -> None:
+    """The epochs of :func:`train_segmenter` from ``progress.start_epoch``: train, validate
+    when due (without validation items every epoch is the best), ``save`` the checkpoint;
+    stop after the last epoch or the one in which the time budget ran out."""
+    for epoch in range(progress.start_epoch, plan.epochs + 1):
+        seed_epoch(parts.seed, epoch, parts.generator, parts.dataset)
+        record = train_epoch(step, plan, epoch, progress.elapsed)
         progress.elapsed += record["train_seconds"]
-        out_of_time = epoch_plan.budget_s is not None and progress.elapsed >= epoch_plan.budget_s
-        if val_items and (
-            epoch % int(settings["val_every"]) == 0 or epoch == epochs or out_of_time
-        ):
-            v0 = time.perf_counter()
-            val = validate_segmenter(
-                model, val_items, plans, device, precision, float(settings["overlap"])
-            )
-            record.update(dice_columns(val, plans["classes"]))
-            record["val_seconds"] = time.perf_counter() - v0
-            progress.consider(epoch, val, plans["classes"], model)
-        elif not val_items:
+        out_of_time = plan.budget_s is not None and progress.elapsed >= plan.budget_s
+        if validation.due(epoch, last=epoch == plan.epochs or out_of_time):
+            record.update(validation(parts.model, epoch, progress))
+        elif not validation.items:
             progress.best = {"epoch": epoch, "val_dice": float("nan")}
-            progress.best_state = cpu_state(model)
+            progress.best_state = cpu_state(parts.model)
         progress.history.append(record)
         log.info(
             "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
-            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
+            *(epoch, plan.epochs, record["train_loss"], record["val_dice"], record["lr"]),
             record["train_seconds"],
         )
         if out_of_time:
             progress.stop_reason = f"time budget ({max_minutes} min)"
-        if settings["checkpoint"]:
-            saved = progress.saved(finished=out_of_time)
-            state = training_state(fingerprint, epoch, resumable, **saved, precision=precision)
-            save_checkpoint(checkpoint_path, state)
+        save(epoch, **progress.saved(finished=out_of_time))
         if out_of_time:
             log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
             break
 
-    model.load_state_dict(progress.best_state)
-    model.eval()
-    task_name = plans.get("task", "task")
-    metrics = {
-        "task": task_name,
+
+def _fold_metrics(
+    plans: Mapping[str, Any],
+    progress: SegmenterProgress,
+    clock: str,
+    iterations: int,
+    n_items: tuple[int, int],
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """``metrics.json``: the best epoch, how the run went and where it ran (``run``: device,
+    precision, its reason, threads)."""
+    history = progress.history
+    return {
+        "task": plans.get("task", "task"),
         "kind": plans.get("kind", "segmentation"),
         "classes": list(plans["classes"]),
         "best_epoch": progress.best["epoch"],
         "val_dice": progress.best["val_dice"],
         "best": progress.best,
-        "epochs_run": len(progress.history),
+        "epochs_run": len(history),
         "stop_reason": progress.stop_reason,
         "train_seconds": progress.elapsed,
         "clock": clock,
-        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in progress.history),
+        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
         "iterations_per_epoch": iterations,
-        "n_train_images": len(train_items),
-        "n_val_images": len(val_items),
-        "device": str(device),
-        "precision": precision,
-        "precision_info": precision_info,
-        "threads": threads,
+        "n_train_images": n_items[0],
+        "n_val_images": n_items[1],
+        **run,
         "resumed_from_epoch": progress.resumed_from,
-        "final_train_loss": progress.history[-1]["train_loss"] if progress.history else None,
+        "final_train_loss": history[-1]["train_loss"] if history else None,
     }
-    bundle_name = name or f"{task_name}-{network['name']}"
-    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, progress.history)
-    # The bundle is whole: the checkpoint has done its job.
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
 
 
 def _loss_fn(weights: Sequence[float] | None, device: torch.device) -> torch.nn.Module:

@@ -16,6 +16,7 @@ import torch
 from medcnn.hardware import autocast
 from medcnn.train.checkpoint import cpu_state, rng_state
 from medcnn.train.schedules import PolySchedule
+from medcnn.train.validation import validate_segmenter
 from medcnn.transforms.segmentation import IMAGE, LABEL
 
 
@@ -156,3 +157,33 @@ def dice_columns(val: Mapping[str, Any], classes: Sequence[str]) -> dict[str, fl
         "val_dice": val["dice"],
         **{f"val_dice_{classes[k]}": d for k, d in enumerate(val["dice_per_class"], start=1)},
     }
+
+
+@dataclass
+class SegmenterValidation:
+    """Sliding-window validation of the segmenter on ``items`` every ``every`` epochs (and
+    after the last), with ``overlap`` between windows."""
+
+    items: Sequence[Mapping[str, Any]]
+    plans: Mapping[str, Any]
+    device: torch.device
+    precision: str
+    overlap: float
+    every: int
+
+    def due(self, epoch: int, last: bool) -> bool:
+        return bool(self.items) and (epoch % self.every == 0 or last)
+
+    def __call__(
+        self, model: torch.nn.Module, epoch: int, progress: SegmenterProgress
+    ) -> dict[str, float]:
+        """Validate ``model`` after ``epoch`` and keep it in ``progress`` when it is the best;
+        the history row's ``val_dice`` columns and ``val_seconds``."""
+        started = time.perf_counter()
+        val = validate_segmenter(
+            model, self.items, self.plans, self.device, self.precision, self.overlap
+        )
+        columns = dice_columns(val, self.plans["classes"])
+        columns["val_seconds"] = time.perf_counter() - started
+        progress.consider(epoch, val, self.plans["classes"], model)
+        return columns
