@@ -8,7 +8,7 @@ Three figures, from one run on one machine:
 * **tutorial** - the loop of MONAI's classification tutorials (MedNIST): images read from
   PNG files every epoch through ``LoadImage``/``ScaleIntensity``/``RandRotate``/``RandFlip``/
   ``RandZoom`` in DataLoader workers, ``Adam``, ``CrossEntropyLoss``, fp32, NCHW.
-* **medcnn** - :func:`medcnn.train.classifier.train_one_epoch` as training runs it: arrays
+* **medcnn** - :func:`medcnn.train.classifier_epoch.train_one_epoch` as training runs it: arrays
   cached by ``CacheDataset`` (only augmentation each epoch), channels-last, bf16 autocast where
   :func:`~medcnn.hardware.resolve_precision` measures that it pays, AdamW + one-cycle.
 * **ceiling** - the model's training FLOPs per image (forward + backward, counted by
@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medcnn.hardware import autocast, resolve_precision, resolve_workers
 from medcnn.models.factory import build_network
-from medcnn.train.classifier import train_one_epoch
+from medcnn.train.classifier_epoch import ClassifierStep, train_one_epoch
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 
@@ -146,18 +146,12 @@ def medcnn_setup(arrays: list[str], labels: list[int], batch: int, network: str,
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
+    step = ClassifierStep(
+        model, loss_fn, optimizer, scheduler, scaler, device, precision, torch.channels_last
+    )
+
     def epoch() -> int:
-        _, seen, _ = train_one_epoch(
-            model,
-            loader,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scaler,
-            device,
-            precision,
-            torch.channels_last,
-        )
+        _, seen, _ = train_one_epoch(step, loader)
         return seen
 
     return epoch, precision, info, workers

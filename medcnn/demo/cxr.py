@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcnn.demo.cxr_cohort import FINDINGS, draw_patients, draw_studies
+from medcnn.demo.cxr_cohort import FINDINGS, DemoStudy, draw_patients, draw_studies
 from medcnn.demo.cxr_dicom import (
     CR_IMAGE_STORAGE,
     DX_IMAGE_STORAGE_PRESENTATION,
@@ -157,6 +157,44 @@ def write_demo_cohort(
             is too long or has characters not allowed in the identifiers.
         FileExistsError: If ``out_dir/dicom`` exists and is not empty.
     """
+    _check_arguments(n_patients, image_size, seed, identifier_suffix)
+    out_dir = Path(out_dir)
+    dicom_root = _fresh_folder(out_dir / "dicom")
+    rng = np.random.default_rng(seed)
+    uid_base = [f"seed={seed}", f"n={n_patients}", f"size={image_size}"]
+    uid_base = ["medcnn-demo", *uid_base, f"suffix={identifier_suffix}"]
+
+    # One extra patient owns the broken files; drawn with the others so IDs stay unique.
+    patients = draw_patients(rng, n_patients + 1, identifier_suffix, seed)
+    stray = patients.pop()
+    studies = draw_studies(rng, patients, image_size, identifier_suffix)
+
+    n_files = len(studies) + (2 if broken_files else 0)
+    folders = _draw_folders(rng, dicom_root, n_files)
+    place = _Placer(rng, folders, _draw_file_names(rng, n_files))
+
+    images = [_write_study(rng, seed, uid_base, study, place) for study in studies]
+
+    if broken_files:
+        taken = {s.accession for s in studies}
+        paths = (place(len(studies)), place(len(studies) + 1))
+        drawn = (rng, seed, uid_base, stray, image_size, identifier_suffix, taken)
+        write_broken_files(*drawn, *paths, folders)
+
+    _write_labels(out_dir / "labels.csv", studies, rng.permutation(len(studies)))
+    return images
+
+
+def _fresh_folder(folder: Path) -> Path:
+    """``folder``, created; it must not exist yet or be empty."""
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} exists and is not empty; use a fresh out_dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_arguments(n_patients: int, image_size: int, seed: int, identifier_suffix: str) -> None:
+    """The ``ValueError`` checks of :func:`write_demo_cohort`."""
     if n_patients < _MIN_PATIENTS:
         raise ValueError(
             f"n_patients must be at least {_MIN_PATIENTS} (got {n_patients}): the demo "
@@ -174,89 +212,61 @@ def write_demo_cohort(
             f"got {identifier_suffix!r}"
         )
 
-    out_dir = Path(out_dir)
-    dicom_root = out_dir / "dicom"
-    if dicom_root.exists() and any(dicom_root.iterdir()):
-        raise FileExistsError(f"{dicom_root} exists and is not empty; use a fresh out_dir")
-    dicom_root.mkdir(parents=True, exist_ok=True)
 
-    rng = np.random.default_rng(seed)
-    uid_base = [
-        "medcnn-demo",
-        f"seed={seed}",
-        f"n={n_patients}",
-        f"size={image_size}",
-        f"suffix={identifier_suffix}",
-    ]
+class _Placer:
+    """Where file ``k`` goes: its drawn name in a folder drawn from ``rng`` (created), never
+    a path used before."""
 
-    # One extra patient owns the broken files; drawn with the others so IDs stay unique.
-    patients = draw_patients(rng, n_patients + 1, identifier_suffix, seed)
-    stray = patients.pop()
-    studies = draw_studies(rng, patients, image_size, identifier_suffix)
+    def __init__(self, rng: np.random.Generator, folders: list[Path], names: list[str]) -> None:
+        self.rng, self.folders, self.names = rng, folders, names
+        self.used: set[Path] = set()
 
-    n_files = len(studies) + (2 if broken_files else 0)
-    folders = _draw_folders(rng, dicom_root, n_files)
-    names = _draw_file_names(rng, n_files)
-    used: set[Path] = set()
-
-    def place(k: int) -> Path:
-        folder = folders[int(rng.integers(len(folders)))]
-        path = folder / names[k]
-        while path in used:  # practically never: names are unique by construction
-            path = folder / f"{names[k]}_{len(used)}"
-        used.add(path)
+    def __call__(self, k: int) -> Path:
+        folder = self.folders[int(self.rng.integers(len(self.folders)))]
+        path = folder / self.names[k]
+        while path in self.used:  # practically never: names are unique by construction
+            path = folder / f"{self.names[k]}_{len(self.used)}"
+        self.used.add(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    images: list[DemoImage] = []
-    for study in studies:
-        uids = study_uids(uid_base, study.patient.patient_id, study.number)
-        pixels, opacity = render_study(seed, study)
-        ds = build_dataset(
-            study, uids, pixels, draw_study_id(rng), np.random.default_rng((seed, 3, study.index))
-        )
-        path = place(study.index)
-        ds.save_as(path, enforce_file_format=True)
-        images.append(
-            DemoImage(
-                path=path,
-                patient_id=study.patient.patient_id,
-                patient_name=f"{study.patient.family}^{study.patient.given}",
-                birth_date=study.patient.birth.strftime("%Y%m%d"),
-                accession_number=study.accession,
-                study_uid=uids["study"],
-                series_uid=uids["series"],
-                sop_uid=uids["sop"],
-                finding=study.finding,
-                photometric=study.photometric,
-                modality=study.modality,
-                study_date=study.date.strftime("%Y%m%d"),
-                opacity_center_rc=None if opacity is None else (opacity[0], opacity[1]),
-                opacity_radius_px=None if opacity is None else opacity[2],
-            )
-        )
 
-    if broken_files:
-        write_broken_files(
-            rng,
-            seed,
-            uid_base,
-            stray,
-            image_size,
-            identifier_suffix,
-            {s.accession for s in studies},
-            place(len(studies)),
-            place(len(studies) + 1),
-            folders,
-        )
+def _write_study(
+    rng: np.random.Generator, seed: int, uid_base: list[str], study: DemoStudy, place: _Placer
+) -> DemoImage:
+    """Render one study, write it as a DICOM file where ``place`` says, and describe it."""
+    uids = study_uids(uid_base, study.patient.patient_id, study.number)
+    pixels, opacity = render_study(seed, study)
+    ds = build_dataset(
+        study, uids, pixels, draw_study_id(rng), np.random.default_rng((seed, 3, study.index))
+    )
+    path = place(study.index)
+    ds.save_as(path, enforce_file_format=True)
+    return DemoImage(
+        path=path,
+        patient_id=study.patient.patient_id,
+        patient_name=f"{study.patient.family}^{study.patient.given}",
+        birth_date=study.patient.birth.strftime("%Y%m%d"),
+        accession_number=study.accession,
+        study_uid=uids["study"],
+        series_uid=uids["series"],
+        sop_uid=uids["sop"],
+        finding=study.finding,
+        photometric=study.photometric,
+        modality=study.modality,
+        study_date=study.date.strftime("%Y%m%d"),
+        opacity_center_rc=None if opacity is None else (opacity[0], opacity[1]),
+        opacity_radius_px=None if opacity is None else opacity[2],
+    )
 
-    order = rng.permutation(len(studies))
-    with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+
+def _write_labels(path: Path, studies: list[DemoStudy], order: np.ndarray) -> None:
+    """``labels.csv``: ``accession_number,finding``, one row per study in ``order``."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["accession_number", "finding"])
         for k in order:
             writer.writerow([studies[int(k)].accession, studies[int(k)].finding])
-    return images
 
 
 # --------------------------------------------------------------------------- metadata

@@ -160,42 +160,12 @@ def write_dicom_seg(
             on the source grid, or label values without a segment name.
     """
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
-    data = np.asarray(label_img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"{out_path.name}: label image of shape {data.shape} is not 3D")
-    if not np.array_equal(data, np.round(data)) or data.min() < 0:
-        raise ValueError(f"{out_path.name}: label image has non-integer or negative values")
-    labels = data.astype(np.uint16)
-    if int(labels.max()) > len(segment_names):
-        raise ValueError(
-            f"{out_path.name}: label {int(labels.max())} has no segment name "
-            f"({len(segment_names)} given)"
-        )
+    labels = _label_volume(label_img, out_path.name, len(segment_names))
     sources = source_datasets(label_img, sidecar)
     # (i, j, k) -> (k, rows, columns): frame k on source slice k.
     frames = np.ascontiguousarray(labels.transpose(2, 1, 0))
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="medcnn",
-        family=codes.cid7162.ArtificialIntelligence,
-        version=__version__,
-    )
-    descriptions = []
-    for number, name in enumerate(segment_names, start=1):
-        category, kind = _property_codes(name)
-        descriptions.append(
-            hd.seg.SegmentDescription(
-                segment_number=number,
-                segment_label=str(name)[:64],
-                segmented_property_category=category,
-                segmented_property_type=kind,
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=algorithm,
-            )
-        )
+    descriptions = _segment_descriptions(segment_names)
     content = hashlib.sha256(frames.tobytes() + "|".join(segment_names).encode()).hexdigest()
     entropy = [sidecar["SeriesInstanceUID"], content, "medcnn-seg"]
     seg = hd.seg.Segmentation(
@@ -218,3 +188,48 @@ def write_dicom_seg(
     seg.save_as(tmp)
     tmp.replace(out_path)
     return out_path
+
+
+def _label_volume(label_img: nib.Nifti1Image, name: str, n_segments: int) -> np.ndarray:
+    """The label image as a 3D uint16 array, checked: integer, non-negative, no label beyond
+    the ``n_segments`` named ones (``name``: the file, for the messages)."""
+    data = np.asarray(label_img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{name}: label image of shape {data.shape} is not 3D")
+    if not np.array_equal(data, np.round(data)) or data.min() < 0:
+        raise ValueError(f"{name}: label image has non-integer or negative values")
+    labels = data.astype(np.uint16)
+    if int(labels.max()) > n_segments:
+        raise ValueError(
+            f"{name}: label {int(labels.max())} has no segment name ({n_segments} given)"
+        )
+    return labels
+
+
+def _segment_descriptions(segment_names: Sequence[str]) -> list[Any]:
+    """One highdicom ``SegmentDescription`` per name (segment 1, 2, ...), made by medcnn's
+    automatic algorithm."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="medcnn",
+        family=codes.cid7162.ArtificialIntelligence,
+        version=__version__,
+    )
+    descriptions = []
+    for number, name in enumerate(segment_names, start=1):
+        category, kind = _property_codes(name)
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=str(name)[:64],
+                segmented_property_category=category,
+                segmented_property_type=kind,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+            )
+        )
+    return descriptions

@@ -242,36 +242,11 @@ def evaluate(
     per_label: dict[str, Any] = {}
     aucs = []
     for k, label in enumerate(labels):
-        y, p, t = targets[:, k], probabilities[:, k], float(thresholds[k])
-        auc = _fast_auroc(y, p) if len(y) else float("nan")
+        entry, auc = _label_metrics(
+            targets[:, k], probabilities[:, k], float(thresholds[k]), boot[:, k], n_bins
+        )
+        entry["subgroups"] = _subgroup_aurocs(targets[:, k], probabilities[:, k], subgroups)
         aucs.append(auc)
-        counts = confusion_counts(y, p >= t)
-        sens, spec = sensitivity_specificity(y, p, t) if len(y) else (np.nan, np.nan)
-        cal = calibration(y, p, n_bins)
-        entry = {
-            "auroc": _nan_to_none(auc),
-            "auroc_ci": percentile_interval(boot[:, k]) if len(boot) else [None, None],
-            "threshold": t,
-            "sensitivity": _nan_to_none(sens),
-            "specificity": _nan_to_none(spec),
-            "f1": _nan_to_none(f1_score(counts)),
-            "ece": _nan_to_none(cal["ece"]),
-            "reliability": cal["bins"],
-            "confusion": counts,
-            "positives": int(y.sum()),
-            "negatives": int(len(y) - y.sum()),
-            "subgroups": {},
-        }
-        for column, values in (subgroups or {}).items():
-            values = np.asarray(values)
-            entry["subgroups"][column] = {
-                str(v): {
-                    "auroc": _nan_to_none(_fast_auroc(y[values == v], p[values == v])),
-                    "images": int((values == v).sum()),
-                    "positives": int(y[values == v].sum()),
-                }
-                for v in sorted(set(values.tolist()))
-            }
         per_label[label] = entry
     finite = [a for a in aucs if np.isfinite(a)]
     with warnings.catch_warnings():
@@ -287,13 +262,66 @@ def evaluate(
         "labels": per_label,
     }
     if kind == "multiclass" and len(targets):
-        true = targets.argmax(axis=1)
-        predicted = probabilities.argmax(axis=1)
-        matrix = np.zeros((len(labels), len(labels)), dtype=int)
-        np.add.at(matrix, (true, predicted), 1)
-        result["confusion_matrix"] = {
+        result.update(_multiclass_confusion(targets, probabilities, labels))
+    return result
+
+
+def _label_metrics(
+    y: np.ndarray, p: np.ndarray, t: float, boot: np.ndarray, n_bins: int
+) -> tuple[dict[str, Any], float]:
+    """One label's entry of :func:`evaluate` (without ``subgroups``) and its AUROC (NaN when
+    undefined), from its targets ``y``, probabilities ``p``, threshold ``t`` and bootstrap
+    AUROCs ``boot``."""
+    auc = _fast_auroc(y, p) if len(y) else float("nan")
+    counts = confusion_counts(y, p >= t)
+    sens, spec = sensitivity_specificity(y, p, t) if len(y) else (np.nan, np.nan)
+    cal = calibration(y, p, n_bins)
+    entry = {
+        "auroc": _nan_to_none(auc),
+        "auroc_ci": percentile_interval(boot) if len(boot) else [None, None],
+        "threshold": t,
+        "sensitivity": _nan_to_none(sens),
+        "specificity": _nan_to_none(spec),
+        "f1": _nan_to_none(f1_score(counts)),
+        "ece": _nan_to_none(cal["ece"]),
+        "reliability": cal["bins"],
+        "confusion": counts,
+        "positives": int(y.sum()),
+        "negatives": int(len(y) - y.sum()),
+    }
+    return entry, auc
+
+
+def _subgroup_aurocs(
+    y: np.ndarray, p: np.ndarray, subgroups: dict[str, np.ndarray] | None
+) -> dict[str, Any]:
+    """Column -> value -> AUROC, images and positives of one label within that subgroup."""
+    result: dict[str, Any] = {}
+    for column, values in (subgroups or {}).items():
+        values = np.asarray(values)
+        result[column] = {
+            str(v): {
+                "auroc": _nan_to_none(_fast_auroc(y[values == v], p[values == v])),
+                "images": int((values == v).sum()),
+                "positives": int(y[values == v].sum()),
+            }
+            for v in sorted(set(values.tolist()))
+        }
+    return result
+
+
+def _multiclass_confusion(
+    targets: np.ndarray, probabilities: np.ndarray, labels: list[str]
+) -> dict[str, Any]:
+    """The class confusion matrix of the arg-max and its accuracy."""
+    true = targets.argmax(axis=1)
+    predicted = probabilities.argmax(axis=1)
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    np.add.at(matrix, (true, predicted), 1)
+    return {
+        "confusion_matrix": {
             "rows_true_columns_predicted": labels,
             "counts": matrix.tolist(),
-        }
-        result["accuracy"] = float((true == predicted).mean())
-    return result
+        },
+        "accuracy": float((true == predicted).mean()),
+    }

@@ -154,38 +154,13 @@ def lesion_detection(
     pred_size, ref_size = table.sum(axis=1), table.sum(axis=0)
     overlap = table[1:, 1:]
 
-    def describe(size: int, covered: int, matches: np.ndarray, key: str, ok: bool) -> dict:
-        row: dict[str, Any] = {"voxels": int(size)}
-        if voxel_ml is not None:
-            row["volume_ml"] = size * voxel_ml
-        row["overlap_fraction"] = covered / size
-        row[key] = ok
-        row["matches"] = [int(m) + 1 for m in matches]
-        return row
-
-    lesions, predicted = [], []
-    for b in range(n_ref):
-        size, covered = int(ref_size[b + 1]), int(overlap[:, b].sum())
-        ok = covered >= max(1.0, min_overlap * size)
-        lesions.append(
-            {"id": b + 1} | describe(size, covered, np.flatnonzero(overlap[:, b]), "detected", ok)
-        )
-    for a in range(n_pred):
-        size, covered = int(pred_size[a + 1]), int(overlap[a, :].sum())
-        ok = covered >= max(1.0, min_overlap * size)
-        predicted.append(
-            {"id": a + 1} | describe(size, covered, np.flatnonzero(overlap[a, :]), "confirmed", ok)
-        )
+    lesions = _component_rows(ref_size, overlap.T, "detected", min_overlap, voxel_ml)
+    predicted = _component_rows(pred_size, overlap, "confirmed", min_overlap, voxel_ml)
     tp = sum(row["detected"] for row in lesions)
     tp_pred = sum(row["confirmed"] for row in predicted)
     sensitivity = tp / n_ref if n_ref else math.nan
     precision = tp_pred / n_pred if n_pred else math.nan
-    if n_ref == 0 and n_pred == 0:
-        f1 = 1.0
-    elif n_ref == 0 or n_pred == 0 or sensitivity + precision == 0:
-        f1 = 0.0
-    else:
-        f1 = 2 * sensitivity * precision / (sensitivity + precision)
+    f1 = _detection_f1(sensitivity, precision, n_ref, n_pred)
     return {
         "tp": tp,
         "fp": n_pred - tp_pred,
@@ -199,6 +174,41 @@ def lesion_detection(
         "lesions": lesions,
         "predicted": predicted,
     }
+
+
+def _component_rows(
+    sizes: np.ndarray, overlap: np.ndarray, key: str, min_overlap: float, voxel_ml: float | None
+) -> list[dict[str, Any]]:
+    """One row per connected component of one side of :func:`lesion_detection`.
+
+    Args:
+        sizes: voxels per component label of this side (index 0: background).
+        overlap: ``(this side's components, the other side's)`` voxels in common.
+        key: the flag's name, ``detected`` (reference) or ``confirmed`` (prediction).
+        min_overlap: the covered fraction that sets the flag (and at least one voxel).
+        voxel_ml: millilitres per voxel; None leaves ``volume_ml`` out.
+    """
+    rows = []
+    for c in range(overlap.shape[0]):
+        size, covered = int(sizes[c + 1]), int(overlap[c, :].sum())
+        row: dict[str, Any] = {"id": c + 1, "voxels": size}
+        if voxel_ml is not None:
+            row["volume_ml"] = size * voxel_ml
+        row["overlap_fraction"] = covered / size
+        row[key] = covered >= max(1.0, min_overlap * size)
+        row["matches"] = [int(m) + 1 for m in np.flatnonzero(overlap[c, :])]
+        rows.append(row)
+    return rows
+
+
+def _detection_f1(sensitivity: float, precision: float, n_ref: int, n_pred: int) -> float:
+    """Harmonic mean of lesion sensitivity and precision: 1.0 when both masks are empty, 0.0
+    when exactly one is."""
+    if n_ref == 0 and n_pred == 0:
+        return 1.0
+    if n_ref == 0 or n_pred == 0 or sensitivity + precision == 0:
+        return 0.0
+    return 2 * sensitivity * precision / (sensitivity + precision)
 
 
 def volumes_ml(label: np.ndarray, spacing: Sequence[float]) -> dict[int, float]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,31 @@ CHECKPOINT = "checkpoint.pt"
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffling, sampling and augmentation."""
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def seed_epoch(
+    seed: int,
+    epoch: int,
+    generator: torch.Generator,
+    dataset: Any,
+    sampler: Any = None,
+    offset: int = 0,
+) -> None:
+    """Seed everything random in one epoch from ``(seed, epoch)`` alone, so that a resumed run
+    replays the epochs it missed exactly: torch's global generator, the loader's
+    ``generator`` (its workers reseed from it), the ``sampler``'s epoch (a DDP sampler's
+    shuffle) and the random state of ``dataset``'s transforms, plus ``offset`` (a rank's own
+    augmentation draws)."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+    generator.manual_seed(epoch_seed(seed, epoch))
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    dataset.transform.set_random_state(seed=epoch_seed(seed, epoch) + offset)
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU (the best epoch's, kept for the end)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def settings_digest(*parts: Any) -> str:
@@ -94,3 +120,31 @@ def restore(state: Mapping[str, Any], resumable: Mapping[str, Any]) -> None:
     """Load each resumable part back from a checkpoint of :func:`training_state`."""
     for key, part in resumable.items():
         part.load_state_dict(state[key])
+
+
+@dataclass
+class Checkpointer:
+    """Writes a loop's checkpoint after each epoch (when ``enabled``, ``train.checkpoint``):
+    :func:`training_state` of the ``resumable`` parts, the loop's progress, then ``extra``
+    (what the run chose once, such as its precision)."""
+
+    path: Path
+    fingerprint: str
+    resumable: Mapping[str, Any]
+    extra: Mapping[str, Any]
+    enabled: bool = True
+    #: What writes the file (a loop passes its own module's name for it, which a test may
+    #: replace to kill a run after an epoch).
+    write: Callable[[Path, dict[str, Any]], None] = save_checkpoint
+
+    def __call__(self, epoch: int, **progress: Any) -> None:
+        if not self.enabled:
+            return
+        state = training_state(self.fingerprint, epoch, self.resumable, **progress, **self.extra)
+        self.write(self.path, state)
+
+
+def resume(state: Mapping[str, Any], resumable: Mapping[str, Any], path: Path) -> None:
+    """Load the resumable parts back from the checkpoint ``state`` read from ``path``."""
+    restore(state, resumable)
+    log.info("resuming from %s after epoch %d", path, state["epoch"])

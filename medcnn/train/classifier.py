@@ -19,7 +19,8 @@ the network has one logit per label.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,65 +29,23 @@ import torch
 from monai.utils import set_determinism
 
 from medcnn.data.labels import LabelScheme
-from medcnn.hardware import autocast, resolve_precision
+from medcnn.hardware import resolve_precision
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
 from medcnn.train.checkpoint import (
     CHECKPOINT,
-    epoch_seed,
+    Checkpointer,
     load_checkpoint,
-    restore,
-    save_checkpoint,
-    training_state,
+    resume,
+    seed_epoch,
 )
+from medcnn.train.classifier_epoch import ClassifierStep, FoldProgress, finish_record, train_epoch
 from medcnn.train.loaders import classifier_loader
 from medcnn.train.schedules import lr_schedule
 from medcnn.train.validation import validate_classifier
 from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
-
-
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader,
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-    precision: str = "fp32",
-    memory_format: torch.memory_format = torch.contiguous_format,
-    multiclass: bool = False,
-) -> tuple[list[float], int, float]:
-    """One pass over ``loader`` (batches ``{"image": (B, 1, H, W), "label": (B, labels)}``).
-
-    Returns:
-        (loss per step, images seen, seconds spent waiting for the loader).
-    """
-    model.train()
-    losses: list[float] = []
-    seen, wait = 0, 0.0
-    waited = time.perf_counter()
-    for batch in loader:
-        wait += time.perf_counter() - waited
-        images = batch[KEY].to(device, non_blocking=True)
-        images = images.contiguous(memory_format=memory_format)
-        labels = batch["label"].float().to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            logits = model(images)
-        # The loss in fp32: bf16 logits would round the small differences it is made of.
-        logits = logits.float()
-        loss = loss_fn(logits, labels.argmax(dim=1)) if multiclass else loss_fn(logits, labels)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        seen += len(images)
-        waited = time.perf_counter()
-    return losses, seen, wait
 
 
 def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -149,170 +108,175 @@ def train_fold(
         epoch, an empty summary and history.
     """
     settings = task["train"]
-    seed = int(settings["seed"])
-    set_determinism(seed=seed)
-    size = int(plans["size"])
-    network = {
-        "name": task["network"]["name"],
-        "dims": 2,
-        "in_channels": 1,
-        "out_channels": scheme.n_outputs,
-    }
-    model = build_network(**network)
-    initial = None
-    if task["network"].get("weights"):
-        initial = load_initial_weights(model, task["network"]["weights"])
-    memory_format = torch.channels_last if settings["channels_last"] else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    set_determinism(seed=int(settings["seed"]))
+    model, network, initial, memory_format = _network(task, scheme.n_outputs, device)
 
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
     # Validation images are few and fixed: hold them as one array, predicted in batches.
     val_images = np.stack([np.load(it[KEY]) for it in val_items])
     loss_weights, draw_weights = class_balance(train_targets, scheme.kind)
-    balance = settings["balance"]
-    weight = torch.as_tensor(loss_weights, device=device) if balance == "pos_weight" else None
-    if scheme.kind == "multiclass":
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
-    else:
-        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
+    loss_fn = _loss_fn(scheme.kind, settings["balance"], loss_weights, device)
     dataset, sampler, loader, generator, workers = classifier_loader(
-        train_items, draw_weights, settings, size, device, threads
+        train_items, draw_weights, settings, size=int(plans["size"]), device=device, threads=threads
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
-    )
-    scheduler = lr_schedule(optimizer, settings, settings["epochs"] * max(1, len(loader)))
+    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch=max(1, len(loader)))
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
         state, settings, device, model, val_images, memory_format
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
-    best_state: dict[str, torch.Tensor] = {}
-    best_probs = np.zeros((0, scheme.n_outputs))
-    start_epoch, bad_epochs, resumed_from = 1, 0, None
+    progress = FoldProgress.of(scheme.n_outputs, state)
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if state is not None:
-        restore(state, resumable)
-        history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
-        best_state, best_probs = state["best_state"], state["best_probs"].numpy()
-        start_epoch = resumed_from = state["epoch"] + 1
-        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
+        resume(state, resumable, checkpoint_path)
     # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
     # constructor sends rank 0's weights to every rank.
     trained = distributed.wrap(model, device)
     model = distributed.unwrap(trained)  # validated and saved without the ``module.`` prefix
+    step = ClassifierStep(
+        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format
+    )
+    step.multiclass = scheme.kind == "multiclass"
+    validate = partial(
+        validate_classifier, model, val_images, val_targets, scheme, device, precision
+    )
+    extra = {"precision": precision, "precision_info": precision_info}
+    save = Checkpointer(checkpoint_path, fingerprint, resumable, extra, settings["checkpoint"])
+    data = (dataset, sampler, loader, generator)
+    _run_epochs(progress, step, data, validate, save, settings)
+    distributed.check_replicas(trained)
+    model.eval()
+    if not distributed.is_main():
+        return model, {}, []
+    model.load_state_dict(progress.best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
+    summary = {
+        **_fold_result(network, progress, val_targets, precision, precision_info),
+        **_settings_used(settings, workers, initial),
+        **_run_summary(progress),
+    }
+    return model, summary, progress.history
 
-    patience = settings["patience"]
-    stopped_early = bool(state and state.get("stopped"))
-    for epoch in range(start_epoch, settings["epochs"] + 1):
-        if stopped_early:
+
+def _run_epochs(
+    progress: FoldProgress,
+    step: ClassifierStep,
+    data: tuple[Any, Any, torch.utils.data.DataLoader, torch.Generator],
+    validate: Callable[[bool], tuple[np.ndarray, float, float]],
+    save: Checkpointer,
+    settings: dict[str, Any],
+) -> None:
+    r"""The epochs of :func:`train_fold` from ``progress.start_epoch`` to ``train.epochs``, or
+    until it stops early: every rank trains; rank 0 validates, keeps the best, decides
+    whether to stop, writes the checkpoint (``save``) and tells the other ranks."""
+    dataset, sampler, loader, generator = data
+    seed, patience = int(settings["seed"]), settings["patience"]
+    model = distributed.unwrap(step.model)
+    for epoch in range(progress.start_epoch, settings["epochs"] + 1):
+        if progress.stopped:
             break
         # Everything random in an epoch follows from (seed, epoch): a resumed run replays
         # the epochs it missed exactly. (Workers reseed from the generator, see MONAI's
-        # worker_init_fn; without workers the transforms are reseeded here.)
-        torch.manual_seed(epoch_seed(seed, epoch))
-        generator.manual_seed(epoch_seed(seed, epoch))
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        # Each rank its own augmentation draws (rank 0's are those of a single process).
-        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch) + distributed.rank())
-        start = time.perf_counter()
-        losses, epoch_images, epoch_wait = train_one_epoch(
-            trained,
-            loader,
-            loss_fn,
-            optimizer,
-            scheduler,
-            scaler,
-            device,
-            precision,
-            memory_format,
-            multiclass=scheme.kind == "multiclass",
-        )
-        seconds = time.perf_counter() - start
-        train_loss = distributed.all_reduce_mean(np.mean(losses) if losses else float("nan"))
-        epoch_images = int(distributed.all_reduce_sum(epoch_images))
+        # worker_init_fn; without workers the transforms are reseeded here.) Each rank its
+        # own augmentation draws (rank 0's are those of a single process).
+        seed_epoch(seed, epoch, generator, dataset, sampler, offset=distributed.rank())
+        record = train_epoch(step, loader, epoch)
         if not distributed.is_main():
             # Rank 0 validates and decides; the others wait for its decision.
-            stopped_early = distributed.broadcast(None)
+            progress.stopped = distributed.broadcast(None)
             continue
-        probs, val_loss, val_auc = validate_classifier(
-            model, val_images, val_targets, scheme, device, precision, settings["channels_last"]
-        )
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_auroc": val_auc,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - start,
-            "train_seconds": seconds,
-            "images": epoch_images,
-            "images_per_second": epoch_images / seconds if seconds else 0.0,
-            "data_wait_seconds": epoch_wait,
-        }
-        history.append(record)
+        probs, record["val_loss"], record["val_auroc"] = validate(settings["channels_last"])
+        record = finish_record(record)
+        progress.add(record, model, probs)
         _log_epoch(record, settings["epochs"])
-        # Best by validation AUROC, ties broken by the lower loss.
-        # (An undefined AUROC, one class in validation, counts as 0 so a model is still kept.)
-        score = val_auc if np.isfinite(val_auc) else 0.0
-        if (score, -val_loss) > (best["val_auroc"], -best["val_loss"]):
-            best = {"epoch": epoch, "val_auroc": score, "val_loss": val_loss}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            best_probs = probs
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        stopped_early = patience is not None and bad_epochs >= patience
-        if settings["checkpoint"]:
-            save_checkpoint(
-                checkpoint_path,
-                training_state(
-                    fingerprint,
-                    epoch,
-                    resumable,
-                    history=history,
-                    best=best,
-                    best_state=best_state,
-                    best_probs=torch.as_tensor(best_probs),
-                    bad_epochs=bad_epochs,
-                    stopped=stopped_early,
-                    precision=precision,
-                    precision_info=precision_info,
-                ),
-            )
-        if stopped_early:
+        progress.stopped = patience is not None and progress.bad_epochs >= patience
+        save(epoch, **progress.saved())
+        if progress.stopped:
             log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
-        distributed.broadcast(stopped_early)
+        distributed.broadcast(progress.stopped)
 
-    distributed.check_replicas(trained)
-    if not distributed.is_main():
-        model.eval()
-        return model, {}, []
-    model.load_state_dict(best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
-    model.eval()
-    summary = {
+
+def _optimiser(
+    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW and its per-step learning-rate schedule over ``train.epochs``."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
+    )
+    return optimizer, lr_schedule(optimizer, settings, settings["epochs"] * steps_per_epoch)
+
+
+def _fold_result(
+    network: dict[str, Any],
+    progress: FoldProgress,
+    val_targets: np.ndarray,
+    precision: str,
+    precision_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The summary's network, best epoch (its validation probabilities with the targets)
+    and arithmetic precision."""
+    return {
         "network": network,
-        "best": best,
-        "best_probabilities": best_probs,
+        "best": progress.best,
+        "best_probabilities": progress.best_probs,
         "val_targets": val_targets,
         "precision": precision,
         "precision_info": precision_info,
+    }
+
+
+def _settings_used(settings: dict[str, Any], workers: int, initial: Any) -> dict[str, Any]:
+    """The summary's record of how the fold was trained: layout, loader workers, class
+    balance and initial weights."""
+    return {
         "channels_last": bool(settings["channels_last"]),
         "num_workers": workers,
-        "balance": balance,
+        "balance": settings["balance"],
         "initial_weights": initial,
-        "stopped_early": stopped_early,
-        "epochs_run": len(history),
-        "resumed_from_epoch": resumed_from,
-        **_throughput(history),
     }
-    return model, summary, history
+
+
+def _run_summary(progress: FoldProgress) -> dict[str, Any]:
+    """The summary's record of the run: early stop, epochs, resume and throughput."""
+    return {
+        "stopped_early": progress.stopped,
+        "epochs_run": len(progress.history),
+        "resumed_from_epoch": progress.resumed_from,
+        **_throughput(progress.history),
+    }
+
+
+def _network(
+    task: dict[str, Any], n_outputs: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any], Any, torch.memory_format]:
+    """The task's network (one logit per label) with its initial weights when the task names
+    some, on ``device`` in its memory layout; (the network, its description for the bundle,
+    what the weights were, the layout)."""
+    network = {
+        "name": task["network"]["name"],
+        "dims": 2,
+        "in_channels": 1,
+        "out_channels": n_outputs,
+    }
+    model = build_network(**network)
+    initial = None
+    if task["network"].get("weights"):
+        initial = load_initial_weights(model, task["network"]["weights"])
+    channels_last = task["train"]["channels_last"]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device=device, memory_format=memory_format), network, initial, memory_format
+
+
+def _loss_fn(
+    kind: str, balance: str, loss_weights: np.ndarray, device: torch.device
+) -> torch.nn.Module:
+    """Cross-entropy (multi-class) or BCE with logits, weighted by ``loss_weights`` when
+    ``train.balance`` is ``pos_weight``."""
+    weight = torch.as_tensor(loss_weights, device=device) if balance == "pos_weight" else None
+    if kind == "multiclass":
+        return torch.nn.CrossEntropyLoss(weight=weight)
+    return torch.nn.BCEWithLogitsLoss(pos_weight=weight)
 
 
 def _precision(

@@ -22,35 +22,40 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 
 from medcnn.config import section_defaults
-from medcnn.hardware import autocast, resolve_precision
+from medcnn.hardware import resolve_precision
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
 from medcnn.train.checkpoint import (
     CHECKPOINT,
-    epoch_seed,
+    Checkpointer,
+    cpu_state,
     load_checkpoint,
-    restore,
-    rng_state,
+    resume,
     save_checkpoint,
+    seed_epoch,
     set_rng_state,
     settings_digest,
-    training_state,
 )
 from medcnn.train.loaders import segmenter_loader
 from medcnn.train.schedules import PolySchedule
-from medcnn.train.validation import validate_segmenter
-from medcnn.transforms.segmentation import IMAGE, LABEL
+from medcnn.train.segmenter_epoch import (
+    EpochPlan,
+    SegmenterProgress,
+    SegmenterStep,
+    SegmenterValidation,
+    train_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +142,167 @@ def train_segmenter(
     device = torch.device(device)
     torch.set_num_threads(max(1, int(threads)))
     settings = settings_of(task_cfg)
-    seed = int(settings["seed"])
-    set_determinism(seed=seed)
-    fingerprint = fingerprint or settings_digest(
-        dict(plans), settings, len(train_items), len(val_items)
+    set_determinism(seed=int(settings["seed"]))
+    n_items = (len(train_items), len(val_items))
+    fingerprint = fingerprint or settings_digest(dict(plans), settings, *n_items)
+    parts = SegmenterParts.build(train_items, plans, task_cfg, settings, device)
+    now = _clock(clock, threads)
+    checkpoint_path = out / CHECKPOINT
+    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
+    precision, info = _precision(state, str(settings["precision"]), plans, device, parts.model)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    progress = SegmenterProgress.of(state, parts.epochs)
+    resumable = parts.resumable(scaler)
+    if state is not None:
+        resume(state, resumable, checkpoint_path)
+        set_rng_state(state["rng"])
+    save = Checkpointer(checkpoint_path, fingerprint, resumable, {"precision": precision})
+    save.enabled, save.write = settings["checkpoint"], save_checkpoint  # (tests replace it)
+    step = SegmenterStep(parts.model, parts.loss_fn, parts.optimizer, scaler, device, precision)
+    validation = SegmenterValidation(
+        val_items, plans, device, precision, float(settings["overlap"]), int(settings["val_every"])
     )
-    network = dict(plans["network"])
-    model = build_network(**network).to(device)
-    weights = settings["class_weights"]
-    loss_fn = DiceCELoss(
+    loop = (step, parts.plan(_budget(max_minutes), now), validation)
+    _run_epochs(progress, parts, *loop, save, max_minutes)
+    parts.model.load_state_dict(progress.best_state)
+    parts.model.eval()
+    run = dict(device=str(device), precision=precision, precision_info=info, threads=threads)
+    metrics = _fold_metrics(plans, progress, clock, parts.iterations, n_items, run)
+    bundle_name = name or f"{metrics['task']}-{plans['network']['name']}"
+    _write_fold(out, parts.model, bundle_name, plans, task_cfg, metrics, progress.history)
+    # The bundle is whole: the checkpoint has done its job.
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+@dataclass
+class SegmenterParts:
+    """The segmenter's network, loss, training data and optimisation, built from the plans
+    and the settings."""
+
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    dataset: Any
+    loader: torch.utils.data.DataLoader
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    schedule: PolySchedule
+    iterations: int
+    epochs: int
+    seed: int
+
+    @classmethod
+    def build(
+        cls,
+        train_items: Sequence[Mapping[str, Any]],
+        plans: Mapping[str, Any],
+        task_cfg: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        device: torch.device,
+    ) -> SegmenterParts:
+        """The plans' network (AdamW, the poly schedule with its warm-up) and the loader of
+        the training patches; ``iterations`` per epoch: the setting (null: 25, by settings_of)."""
+        model = build_network(**dict(plans["network"])).to(device)
+        loss_fn = _loss_fn(settings["class_weights"], device)
+        dataset, loader, generator = segmenter_loader(train_items, plans, settings, device)
+        iterations = int(settings["iterations_per_epoch"])
+        epochs = int(settings["epochs"])
+        optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=float(settings["learning_rate"]),
+            weight_decay=float(settings["weight_decay"]),
+        )
+        schedule = PolySchedule(
+            optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
+        )
+        parts = (dataset, loader, generator, optimizer, schedule, iterations, epochs)
+        return cls(model, loss_fn, *parts, seed=int(settings["seed"]))
+
+    def resumable(self, scaler: torch.amp.GradScaler) -> dict[str, Any]:
+        """The parts a checkpoint holds the ``state_dict`` of."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.schedule,
+            "scaler": scaler,
+        }
+
+    def plan(self, budget_s: float | None, now: Callable[[], float]) -> EpochPlan:
+        return EpochPlan(self.loader, self.schedule, self.iterations, self.epochs, budget_s, now)
+
+
+def _run_epochs(
+    progress: SegmenterProgress,
+    parts: SegmenterParts,
+    step: SegmenterStep,
+    plan: EpochPlan,
+    validation: SegmenterValidation,
+    save: Checkpointer,
+    max_minutes: float | None,
+) -> None:
+    """The epochs of :func:`train_segmenter` from ``progress.start_epoch``: train, validate
+    when due (without validation items every epoch is the best), ``save`` the checkpoint;
+    stop after the last epoch or the one in which the time budget ran out."""
+    for epoch in range(progress.start_epoch, plan.epochs + 1):
+        seed_epoch(parts.seed, epoch, parts.generator, parts.dataset)
+        record = train_epoch(step, plan, epoch, progress.elapsed)
+        progress.elapsed += record["train_seconds"]
+        out_of_time = plan.budget_s is not None and progress.elapsed >= plan.budget_s
+        if validation.due(epoch, last=epoch == plan.epochs or out_of_time):
+            record.update(validation(parts.model, epoch, progress))
+        elif not validation.items:
+            progress.best = {"epoch": epoch, "val_dice": float("nan")}
+            progress.best_state = cpu_state(parts.model)
+        progress.history.append(record)
+        log.info(
+            "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
+            *(epoch, plan.epochs, record["train_loss"], record["val_dice"], record["lr"]),
+            record["train_seconds"],
+        )
+        if out_of_time:
+            progress.stop_reason = f"time budget ({max_minutes} min)"
+        save(epoch, **progress.saved(finished=out_of_time))
+        if out_of_time:
+            log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
+            break
+
+
+def _fold_metrics(
+    plans: Mapping[str, Any],
+    progress: SegmenterProgress,
+    clock: str,
+    iterations: int,
+    n_items: tuple[int, int],
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """``metrics.json``: the best epoch, how the run went and where it ran (``run``: device,
+    precision, its reason, threads)."""
+    history = progress.history
+    return {
+        "task": plans.get("task", "task"),
+        "kind": plans.get("kind", "segmentation"),
+        "classes": list(plans["classes"]),
+        "best_epoch": progress.best["epoch"],
+        "val_dice": progress.best["val_dice"],
+        "best": progress.best,
+        "epochs_run": len(history),
+        "stop_reason": progress.stop_reason,
+        "train_seconds": progress.elapsed,
+        "clock": clock,
+        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
+        "iterations_per_epoch": iterations,
+        "n_train_images": n_items[0],
+        "n_val_images": n_items[1],
+        **run,
+        "resumed_from_epoch": progress.resumed_from,
+        "final_train_loss": history[-1]["train_loss"] if history else None,
+    }
+
+
+def _loss_fn(weights: Sequence[float] | None, device: torch.device) -> torch.nn.Module:
+    """Dice + cross-entropy over the softmax, labels one-hot, background left out of the Dice;
+    ``weights``: the cross-entropy's class weights."""
+    return DiceCELoss(
         to_onehot_y=True,
         softmax=True,
         include_background=False,
@@ -153,18 +310,15 @@ def train_segmenter(
         batch=True,
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device) if weights else None,
     )
-    dataset, loader, generator = segmenter_loader(train_items, plans, settings, device)
-    iterations = int(settings["iterations_per_epoch"])
-    epochs = int(settings["epochs"])
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=float(settings["learning_rate"]),
-        weight_decay=float(settings["weight_decay"]),
-    )
-    schedule = PolySchedule(
-        optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
-    )
-    budget_s = max_minutes * 60.0 if max_minutes else None
+
+
+def _budget(max_minutes: float | None) -> float | None:
+    return max_minutes * 60.0 if max_minutes else None
+
+
+def _clock(clock: str, threads: int) -> Callable[[], float]:
+    """What the time budget counts: seconds on the clock (``wall``) or this process's CPU
+    seconds divided by ``threads`` (``cpu``)."""
     if clock not in ("wall", "cpu"):
         raise ValueError(f"clock {clock!r} must be 'wall' or 'cpu'")
 
@@ -173,145 +327,7 @@ def train_segmenter(
             return time.process_time() / max(1, int(threads))
         return time.perf_counter()
 
-    checkpoint_path = out / CHECKPOINT
-    state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
-    precision, precision_info = _precision(state, str(settings["precision"]), plans, device, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_dice": -1.0}
-    best_state: dict[str, torch.Tensor] = {}
-    start_epoch, elapsed, resumed_from, stop_reason = 1, 0.0, None, "epochs"
-    resumable = {"model": model, "optimizer": optimizer, "scheduler": schedule, "scaler": scaler}
-    if state is not None:
-        restore(state, resumable)
-        history, best, best_state = state["history"], state["best"], state["best_state"]
-        elapsed = float(state["elapsed"])
-        set_rng_state(state["rng"])
-        start_epoch = resumed_from = int(state["epoch"]) + 1
-        stop_reason = state.get("stop_reason", "epochs")
-        log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
-        if state.get("finished"):
-            start_epoch = epochs + 1
-
-    total_steps = epochs * iterations
-    for epoch in range(start_epoch, epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch))
-        generator.manual_seed(epoch_seed(seed, epoch))
-        dataset.transform.set_random_state(seed=epoch_seed(seed, epoch))
-        model.train()
-        started = now()
-        wall_started = time.perf_counter()
-        losses: list[float] = []
-        step = (epoch - 1) * iterations
-        batches = iter(loader)
-        for _ in range(iterations):
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                batch = next(batches)
-            progress = step / total_steps
-            if budget_s:
-                progress = max(progress, (elapsed + now() - started) / budget_s)
-            schedule.step(progress)
-            loss, patches = _step(model, batch, loss_fn, optimizer, scaler, device, precision)
-            losses.append(loss)
-            step += 1
-        train_seconds = now() - started
-        wall_seconds = time.perf_counter() - wall_started
-        elapsed += train_seconds
-        out_of_time = budget_s is not None and elapsed >= budget_s
-        last = epoch == epochs or out_of_time
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_seconds": train_seconds,
-            "wall_seconds": wall_seconds,
-            "patches": len(losses) * patches,
-            "val_dice": float("nan"),
-        }
-        if val_items and (epoch % int(settings["val_every"]) == 0 or last):
-            v0 = time.perf_counter()
-            val = validate_segmenter(
-                model, val_items, plans, device, precision, float(settings["overlap"])
-            )
-            record["val_dice"] = val["dice"]
-            for k, d in enumerate(val["dice_per_class"], start=1):
-                record[f"val_dice_{plans['classes'][k]}"] = d
-            record["val_seconds"] = time.perf_counter() - v0
-            if val["dice"] > best["val_dice"]:
-                best = {
-                    "epoch": epoch,
-                    "val_dice": val["dice"],
-                    **{
-                        f"val_dice_{plans['classes'][k]}": d
-                        for k, d in enumerate(val["dice_per_class"], start=1)
-                    },
-                }
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        elif not val_items:
-            best = {"epoch": epoch, "val_dice": float("nan")}
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        history.append(record)
-        log.info(
-            "epoch %d/%d loss %.4f val_dice %.4f lr %.2e (%.1fs)",
-            *(epoch, epochs, record["train_loss"], record["val_dice"], record["lr"]),
-            train_seconds,
-        )
-        if out_of_time:
-            stop_reason = f"time budget ({max_minutes} min)"
-        if settings["checkpoint"]:
-            save_checkpoint(
-                checkpoint_path,
-                training_state(
-                    fingerprint,
-                    epoch,
-                    resumable,
-                    history=history,
-                    best=best,
-                    best_state=best_state,
-                    elapsed=elapsed,
-                    rng=rng_state(),
-                    finished=out_of_time,
-                    stop_reason=stop_reason,
-                    precision=precision,
-                ),
-            )
-        if out_of_time:
-            log.info("time budget of %s min used after epoch %d", max_minutes, epoch)
-            break
-
-    model.load_state_dict(best_state)
-    model.eval()
-    task_name = plans.get("task", "task")
-    metrics = {
-        "task": task_name,
-        "kind": plans.get("kind", "segmentation"),
-        "classes": list(plans["classes"]),
-        "best_epoch": best["epoch"],
-        "val_dice": best["val_dice"],
-        "best": best,
-        "epochs_run": len(history),
-        "stop_reason": stop_reason,
-        "train_seconds": elapsed,
-        "clock": clock,
-        "train_wall_seconds": sum(h.get("wall_seconds", 0.0) for h in history),
-        "iterations_per_epoch": iterations,
-        "n_train_images": len(train_items),
-        "n_val_images": len(val_items),
-        "device": str(device),
-        "precision": precision,
-        "precision_info": precision_info,
-        "threads": threads,
-        "resumed_from_epoch": resumed_from,
-        "final_train_loss": history[-1]["train_loss"] if history else None,
-    }
-    bundle_name = name or f"{task_name}-{network['name']}"
-    _write_fold(out, model, bundle_name, plans, task_cfg, metrics, history)
-    # The bundle is whole: the checkpoint has done its job.
-    checkpoint_path.unlink(missing_ok=True)
-    return metrics
+    return now
 
 
 def _precision(
@@ -333,30 +349,6 @@ def _precision(
         device=device,
     )
     return resolve_precision(setting, device, model, example, repeats=2)
-
-
-def _step(
-    model: torch.nn.Module,
-    batch: Mapping[str, torch.Tensor],
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-    precision: str,
-) -> tuple[float, int]:
-    """One optimiser step on a batch of patches; (its loss, the patches in it)."""
-    images = batch[IMAGE].to(device, non_blocking=True).float()
-    labels = batch[LABEL].to(device, non_blocking=True).long()
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(device, precision):
-        logits = model(images)
-    loss = loss_fn(logits.float(), labels)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-    scaler.step(optimizer)
-    scaler.update()
-    return float(loss.detach()), int(images.shape[0])
 
 
 def _write_fold(
