@@ -23,6 +23,7 @@ from medcnn.inference.classification import predict_logits
 from medcnn.models.bundle import load_bundle
 from medcnn.train import distributed
 from tests.train.conftest import write_task
+from tests.train.resume_checks import assert_resumed_like_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -175,13 +176,4 @@ def test_ddp_job_killed_then_resumed_ends_like_uninterrupted(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {checkpoint} after epoch {saved}" in resumed.stderr
     ref_fold = tmp_path / "reference" / "results" / "models" / "cxr" / "fold0"
-    ref_metrics = json.loads((ref_fold / "metrics.json").read_text())
-    metrics = json.loads((fold / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == saved + 1
-    assert metrics["best_epoch"] == ref_metrics["best_epoch"]
-    for key in ("val_auroc", "val_loss", "threshold"):
-        assert abs(metrics[key] - ref_metrics[key]) < 1e-5, key
-    ref_weights = torch.load(ref_fold / "model.pt", weights_only=True)
-    weights = torch.load(fold / "model.pt", weights_only=True)
-    for name, tensor in ref_weights.items():
-        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+    assert_resumed_like_reference(fold, ref_fold, saved)

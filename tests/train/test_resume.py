@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from tests.train.conftest import write_task
+from tests.train.resume_checks import assert_resumed_like_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,13 +65,4 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert not (fold / "checkpoint.pt").exists()
 
     ref_fold = tmp_path / "reference" / "results" / "models" / "cxr" / "fold0"
-    ref_metrics = json.loads((ref_fold / "metrics.json").read_text())
-    metrics = json.loads((fold / "metrics.json").read_text())
-    assert metrics["resumed_from_epoch"] == saved + 1
-    assert metrics["best_epoch"] == ref_metrics["best_epoch"]
-    for key in ("val_auroc", "val_loss", "threshold"):
-        assert abs(metrics[key] - ref_metrics[key]) < 1e-5, key
-    ref_weights = torch.load(ref_fold / "model.pt", weights_only=True)
-    weights = torch.load(fold / "model.pt", weights_only=True)
-    for name, tensor in ref_weights.items():
-        torch.testing.assert_close(weights[name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+    assert_resumed_like_reference(fold, ref_fold, saved)
