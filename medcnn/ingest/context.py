@@ -36,6 +36,7 @@ class Entry:
     Attributes:
         phi: the patient's identifying values (name, IDs, birth date) to scrub from any
             text that leaves ingest; never written.
+        syntax: the file's TransferSyntaxUID ("" when it has no file meta).
     """
 
     path: Path
@@ -51,6 +52,7 @@ class Entry:
     dates: dict[str, str] = field(default_factory=dict)
     identifiers: dict[str, str] = field(default_factory=dict)
     phi: tuple[str, ...] = ()
+    syntax: str = ""
 
 
 @dataclass

@@ -32,9 +32,18 @@ from medcnn.io.deid import pseudonym
 from medcnn.io.dicom import DicomImage, DicomReadError, read_image
 from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_by_position
 from medcnn.io.files import sha256_file
+from medcnn.io.limits import NATIVE_SYNTAXES
 from medcnn.io.scrub import free_text
 
 log = logging.getLogger("medcnn.ingest.pipeline")
+
+
+def needs_worker(entries: list[Entry]) -> bool:
+    """Whether decoding these files needs the bounded worker: a codec is involved (or the
+    syntax is unknown). Native pixel data was already checked against the bytes present and
+    the size limit in the header pass, so it is decoded in-process (a fork per series cost
+    more than the decode itself)."""
+    return any(e.syntax not in NATIVE_SYNTAXES for e in entries)
 
 
 class LabelGridError(DicomReadError):
@@ -50,7 +59,7 @@ def convert_projections(members: list[Entry], ctx: Context) -> None:
             series = f"{entry.modality}-{pseudonym(series_uid, ctx.secret, '', 8)}"
             if len(members) > 1:
                 series += f"-{index + 1:03d}"
-            image = run_bounded(read_image, (entry.path,), ctx.limits)
+            image = run_bounded(read_image, (entry.path,), ctx.limits, needs_worker([entry]))
             sidecar = {
                 **image.meta,
                 "SOPInstanceUID": entry.sop_uid,
@@ -103,8 +112,9 @@ def _convert_part(
     options = ctx.options
     if role != "image":
         options = AssemblyOptions(uneven_spacing=options.uneven_spacing, labels=True)
-    image = run_bounded(assemble_series, (part.frames, options), ctx.limits)
-    entry = by_path[files[0]]
+    members = [by_path[f] for f in files]
+    image = run_bounded(assemble_series, (part.frames, options), ctx.limits, needs_worker(members))
+    entry = members[0]
     dtype = None
     if role != "image":
         role, dtype = _label_role(ctx, entry, image, (subject, study), len(files))

@@ -88,6 +88,7 @@ def read_entry(
         dates=dates,
         identifiers=identifiers if ctx.config["deid"]["keep_identifiers"] else {},
         phi=phi,
+        syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")),
     )
 
 

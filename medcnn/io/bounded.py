@@ -51,16 +51,28 @@ def _child(conn: Any, memory_bytes: int, func: Callable[..., Any], args: tuple) 
         conn.close()
 
 
-def run_bounded(func: Callable[..., T], args: tuple, limits: Limits) -> T:
-    """``func(*args)`` in a worker bounded by ``limits`` (in-process when not isolating).
+def _in_process(func: Callable[..., T], args: tuple) -> T:
+    """``func(*args)`` here, its errors reported as the worker reports them."""
+    try:
+        return func(*args)
+    except DicomReadError:
+        raise
+    except Exception as exc:  # the same message as from the worker
+        raise DicomReadError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def run_bounded(func: Callable[..., T], args: tuple, limits: Limits, isolate: bool = True) -> T:
+    """``func(*args)`` in a worker bounded by ``limits`` (in-process when not isolating:
+    ``limits.isolate`` off, or ``isolate`` false for work already bounded by its caller, such
+    as native pixel data whose size was checked against the bytes present).
 
     Raises:
         DecodeLimitError: out of time or memory, or the worker died.
         DicomReadError: what ``func`` raised, its message kept (other exception types
             arrive as a DicomReadError naming the type).
     """
-    if not limits.isolate or "fork" not in multiprocessing.get_all_start_methods():
-        return func(*args)
+    if not (isolate and limits.isolate) or "fork" not in multiprocessing.get_all_start_methods():
+        return _in_process(func, args)
     context = multiprocessing.get_context("fork")
     parent, child = context.Pipe(duplex=False)
     memory = int(limits.decode_memory_mb) << 20

@@ -27,6 +27,9 @@ PIXEL_DATA_TAG_BE = b"\x7f\xe0\x00\x10"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 #: Transfer syntaxes whose body is deflated: byte counts in the file say nothing then.
 DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+#: Uncompressed transfer syntaxes: pixel data read as it lies in the file, with no codec that
+#: could hang or allocate beyond the declared size (checked against the bytes present).
+NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 #: Smallest encapsulated frame: an item tag and its length.
 MIN_FRAGMENT_BYTES = 8
 

@@ -61,3 +61,13 @@ def test_errors_come_back_with_their_reason():
 def test_without_isolation_the_work_runs_here():
     assert run_bounded(os.getpid, (), Limits(isolate=False)) == os.getpid()
     assert run_bounded(os.getpid, (), Limits()) != os.getpid()
+
+
+def test_work_bounded_by_its_caller_runs_here_with_the_workers_messages():
+    assert run_bounded(os.getpid, (), Limits(), isolate=False) == os.getpid()
+    with pytest.raises(DicomReadError, match="ValueError: bad"):
+        run_bounded(_raise_value_error, (), Limits(), isolate=False)
+
+
+def _raise_value_error():
+    raise ValueError("bad")
