@@ -43,9 +43,14 @@ def identifier_parts(values: Iterable[str]) -> list[str]:
         text = str(value or "").strip()
         if not text:
             continue
-        parts.add(text)
-        parts.update(p for p in re.split(r"[\^\s,=_.-]+", text) if len(p) >= 2)
+        parts.update(p for p in [text, *re.split(r"[\^\s,=_.-]+", text)] if _can_identify(p))
     return sorted(parts, key=len, reverse=True)
+
+
+def _can_identify(part: str) -> bool:
+    """A piece worth redacting: two characters or more, and not a short number (a StudyID
+    "1" would otherwise eat every "1" of a message: sizes, counts, frame numbers)."""
+    return len(part) >= 2 and not re.fullmatch(r"\d{1,3}", part)
 
 
 def scrub_text(text: str, identifiers: Iterable[str] = ()) -> str:

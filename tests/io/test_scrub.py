@@ -99,3 +99,9 @@ def test_short_numeric_folders_do_not_eat_the_message():
         "1,024 bytes present, 131,072 declared (256 x 256 x 1 frame(s) x 1 sample(s))"
     )
     assert "Surname" not in out and shown in out
+
+
+def test_a_short_numeric_identifier_does_not_eat_the_numbers_of_a_message():
+    """StudyID "1" is an identifier by PS3.15, but redacting every "1" garbled the sizes."""
+    text = "256 x 256 x 1 frame(s) x 1 sample(s), study 12345"
+    assert scrub_text(text, ["1", "12345"]) == "256 x 256 x 1 frame(s) x 1 sample(s), study [x]"
