@@ -37,6 +37,9 @@ class Entry:
         phi: the patient's identifying values (name, IDs, birth date) to scrub from any
             text that leaves ingest; never written.
         syntax: the file's TransferSyntaxUID ("" when it has no file meta).
+        patient_source: what ``patient_id`` was taken from: ``PatientID``, ``folder layout``
+            (an input's pattern or table), or the fallback for an empty PatientID,
+            ``StudyInstanceUID`` then ``SeriesInstanceUID`` (see :func:`subject_ids`).
     """
 
     path: Path
@@ -53,6 +56,7 @@ class Entry:
     identifiers: dict[str, str] = field(default_factory=dict)
     phi: tuple[str, ...] = ()
     syntax: str = ""
+    patient_source: str = "PatientID"
 
 
 @dataclass

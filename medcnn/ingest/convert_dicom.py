@@ -10,6 +10,7 @@ written as an image (with a warning); radiographs are never taken for label maps
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,12 @@ def _convert_part(
     ``names`` is (subject, study, series, part number, number of parts).
     """
     subject, study, series, number, n_parts = names
-    options = ctx.options
+    ingest = ctx.config["ingest"]
+    options = replace(
+        ctx.options,
+        philips_scaling=ingest.get("philips_scaling", "precise"),
+        phase_units=ingest.get("phase_units", "radians"),
+    )
     if role != "image":
         options = AssemblyOptions(uneven_spacing=options.uneven_spacing, labels=True)
     members = [by_path[f] for f in files]
@@ -138,10 +144,49 @@ def _convert_part(
         }
     if len(files) == 1:
         sidecar["SOPInstanceUID"] = entry.sop_uid
+    if image.diffusion is not None and role == "image":
+        sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
     row = write_dicom(ctx, entry, subject, study, series, image, sidecar, dtype)
     row["role"] = role
+    if image.diffusion is not None and role == "image":
+        write_diffusion(ctx.results / row["path"], image.affine, *image.diffusion)
     ctx.rows.append(row)
     ctx.converted(files, subject, series)
+
+
+def bvecs_in_image_space(affine: np.ndarray, gradients_lps: np.ndarray) -> np.ndarray:
+    """FSL/dcm2niix b-vectors (3 x volumes) for a NIfTI with this affine.
+
+    Each gradient (patient LPS) is turned into RAS and expressed along the written voxel
+    axes (i, j, k); the i component is negated when the affine's determinant is positive
+    (FSL's radiological convention, as dcm2niix writes them). Unit length where non-zero.
+    """
+    axes = np.asarray(affine, dtype=float)[:3, :3]
+    axes = axes / np.linalg.norm(axes, axis=0)
+    ras = np.asarray(gradients_lps, dtype=float) * np.array([-1.0, -1.0, 1.0])
+    vox = np.linalg.solve(axes, ras.T)
+    if np.linalg.det(axes) > 0:
+        vox[0] *= -1
+    norms = np.linalg.norm(vox, axis=0)
+    vox = np.where(norms > 1e-6, vox / np.where(norms > 1e-6, norms, 1.0), 0.0)
+    return vox + 0.0
+
+
+def write_diffusion(
+    nii: Path, affine: np.ndarray, bvals: np.ndarray, gradients: np.ndarray
+) -> None:
+    """``.bval`` (one line) and ``.bvec`` (three lines) next to a diffusion NIfTI, as
+    dcm2niix writes them (b-values rounded to whole s/mm2, vectors to 6 digits)."""
+    stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
+    bvec = bvecs_in_image_space(affine, gradients)
+    bval_text = " ".join(f"{round(float(b)):d}" for b in bvals) + "\n"
+    bvec_text = "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in bvec)
+    for suffix, text in ((".bval", bval_text), (".bvec", bvec_text)):
+        target = nii.with_name(stem + suffix)
+        if not target.is_file() or target.read_text() != text:
+            tmp = target.with_name(target.name + ".part")
+            tmp.write_text(text)
+            tmp.replace(target)
 
 
 def _label_role(
@@ -219,6 +264,7 @@ def write_dicom(
         "Subject": subject,
         "Study": study,
         "Series": series,
+        "SubjectSource": entry.patient_source,
         "StudyInstanceUID": entry.study_uid,
         "SeriesInstanceUID": entry.series_uid,
         "Warnings": image.warnings,

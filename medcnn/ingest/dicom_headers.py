@@ -42,19 +42,21 @@ def read_entry(
         ctx.reject(cand.path, STAGE, f"duplicate SOPInstanceUID of {ctx.shown(seen_sop[sop])}")
         return None
     seen_sop[sop] = cand.path
-    patient_id = str(ds.get("PatientID", "") or "")
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    source = "PatientID"
     if not patient_id and cand.spec is not None and (cand.spec.pattern or cand.spec.table):
         # An anonymised export without PatientID: the folder layout can still say who it is.
         try:
             patient_id = identify(cand, tables)["subject"]
+            source = "folder layout"
         except ValueError:
             patient_id = ""
-    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID") if not ds.get(k)]
-    if not patient_id:
-        missing.insert(0, "PatientID")
-    if missing:
-        ctx.reject(cand.path, STAGE, f"missing {', '.join(missing)}")
+    if not ds.get("SeriesInstanceUID"):
+        ctx.reject(cand.path, STAGE, "missing SeriesInstanceUID")
         return None
+    study_uid = str(ds.get("StudyInstanceUID", "") or "")
+    if not patient_id:
+        patient_id, source = fallback_patient(study_uid, str(ds.SeriesInstanceUID))
     if not ds.get("Rows"):
         sop_class = ds.get("SOPClassUID")
         name = getattr(sop_class, "name", None) or str(sop_class or "unknown SOP class")
@@ -78,7 +80,8 @@ def read_entry(
         path=cand.path,
         modality=str(ds.get("Modality", "OT")) or "OT",
         patient_id=patient_id,
-        study_uid=str(ds.StudyInstanceUID),
+        patient_source=source,
+        study_uid=study_uid or str(ds.SeriesInstanceUID),
         series_uid=str(ds.SeriesInstanceUID),
         sop_uid=sop,
         instance=instance,
@@ -99,11 +102,32 @@ def is_projection(members: list[Entry]) -> bool:
     )
 
 
+#: The identifiers a subject falls back on when PatientID is empty or absent (and the
+#: input's folder layout does not name one), in order: the study, then the series. Each
+#: such series becomes its own subject (a study is never split between subjects), and its
+#: sidecar says which fallback was used (``SubjectSource``), never the value.
+PATIENT_FALLBACKS = ("StudyInstanceUID", "SeriesInstanceUID")
+
+
+def fallback_patient(study_uid: str, series_uid: str) -> tuple[str, str]:
+    """(the value a subject's pseudonym is keyed on, its source) for a file without
+    PatientID; the source is prefixed so a fallback never collides with a real PatientID."""
+    for keyword, value in zip(PATIENT_FALLBACKS, (study_uid, series_uid), strict=True):
+        if value:
+            return f"{keyword}:{value}", keyword
+    raise AssertionError("SeriesInstanceUID is checked before")  # pragma: no cover
+
+
 def subject_ids(entry: Entry, ctx: Context) -> tuple[str, str]:
-    """(subject, study) pseudonyms of an entry, recorded in the mapping."""
+    """(subject, study) pseudonyms of an entry, recorded in the mapping (the mapping names
+    the fallback used when PatientID was empty: :data:`PATIENT_FALLBACKS`)."""
     subject = pseudonym(entry.patient_id, ctx.secret, "sub-")
     study = pseudonym(entry.study_uid, ctx.secret, "ses-", 8)
-    ctx.mapping.append((subject, "PatientID", entry.patient_id))
+    if entry.patient_source in PATIENT_FALLBACKS:
+        value = entry.patient_id.split(":", 1)[1]
+        ctx.mapping.append((subject, f"{entry.patient_source} (no PatientID)", value))
+    else:
+        ctx.mapping.append((subject, "PatientID", entry.patient_id))
     ctx.mapping.append((study, "StudyInstanceUID", entry.study_uid))
     return subject, study
 

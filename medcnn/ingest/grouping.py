@@ -43,20 +43,35 @@ def _orientation_key(info: FrameInfo) -> str:
 
 
 def _file_key(info: FrameInfo) -> str:
-    # Frames of a multi-frame file are never mixed with other files' frames: each enhanced
-    # or cine file is its own volume (dcm2niix does the same).
-    return info.path.name if info.frame is not None else "single-frame files"
+    # The frames of a legacy multi-frame file (cine, NM, US: no functional groups) are never
+    # mixed with other files' frames. Enhanced multi-frame files of one series are stacked
+    # together: dcm2niix writes one 4D series (a time series of one volume per file, say),
+    # never one file per frame group.
+    if info.frame is None:
+        return "single-frame files"
+    return "enhanced multi-frame files" if info.enhanced else info.path.name
+
+
+def _component_key(info: FrameInfo) -> str:
+    return info.component or "magnitude"
+
+
+def _diffusion_key(info: FrameInfo) -> str:
+    return "derived (isotropic/trace)" if info.derived_diffusion else "acquired"
 
 
 _RULES: tuple[tuple[str, Callable[[FrameInfo], Any], str], ...] = (
+    ("series_number", lambda f: f.series_number, "SeriesNumber"),
     ("multiframe_file", _file_key, "multi-frame file"),
     ("stack", lambda f: f.stack, "stack ID"),
     ("localizer", lambda f: "localizer" if f.localizer else "image", "localizer vs volume"),
     ("image_size", lambda f: f"{f.columns}x{f.rows}", "image size (columns x rows)"),
     ("colour", lambda f: "colour" if f.colour else "grey", "colour vs greyscale"),
     ("orientation", _orientation_key, "image orientation (IOP)"),
+    ("component", _component_key, "image component (magnitude, phase, real, field map)"),
     ("echo", lambda f: f.echo, "echo"),
     ("pixel_spacing", lambda f: "x".join(f"{v:g}" for v in f.spacing), "pixel spacing"),
+    ("diffusion", _diffusion_key, "derived diffusion image (isotropic/trace) vs acquired"),
 )
 
 
@@ -71,9 +86,15 @@ def _partition(parts: list[SeriesPart], name: str, key: Callable[[FrameInfo], An
             continue
         for value, frames in sorted(buckets.items(), key=lambda kv: _first_instance(kv[1])):
             # A file name may carry a patient's name: the reason never repeats it.
-            shown = "separate file" if name == "multiframe_file" else str(value)
+            shown = "separate file" if value == info_name(frames[0]) else str(value)
             out.append(SeriesPart(frames, {**part.reasons, name: shown}))
     return out
+
+
+def info_name(info: FrameInfo) -> str:
+    """The file name of a legacy multi-frame file's frames (never shown: it may name a
+    patient); "" for other frames."""
+    return info.path.name if info.frame is not None and not info.enhanced else ""
 
 
 def _first_instance(frames: list[FrameInfo]) -> tuple:

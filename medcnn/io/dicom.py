@@ -43,6 +43,8 @@ class DicomImage:
         header: the dataset without pixel data (identifiers still in it: handle with care).
         meta: non-identifying acquisition facts for the sidecar.
         warnings: problems worth telling the user about (never fatal).
+        diffusion: for a diffusion series, (b-values, gradient directions in patient LPS),
+            one row per volume (a direction of zeros where a volume has none); else None.
     """
 
     data: np.ndarray
@@ -50,6 +52,7 @@ class DicomImage:
     header: Dataset
     meta: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    diffusion: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def looks_like_dicom(path: Path) -> bool:

@@ -6,6 +6,8 @@ frames of a legacy multi-frame file (time points), and Siemens mosaic files.
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,21 @@ class FrameInfo:
         samples: SamplesPerPixel.
         slope: RescaleSlope of this frame.
         intercept: RescaleIntercept of this frame.
+        series_number: SeriesNumber (0 when absent); dcm2niix writes one volume per number.
+        component: ``magnitude``, ``phase``, ``real``, ``imaginary``, ``fieldmap`` (a B0 map,
+            already in Hz or another unit) or ``""`` (unknown: taken for magnitude).
+        philips_scale: Philips' private scale slope (2005,100E) when present and non-zero.
+        units: the unit of the frame's values when its header names a physical one (the
+            real-world value mapping's or RescaleType, e.g. ``Hz``); ``""`` otherwise.
+        bvalue: diffusion b-value (s/mm2) when the header has one.
+        gradient: diffusion gradient direction in patient LPS, when present.
+        derived_diffusion: a derived (isotropic / trace / ADC) diffusion image stored with
+            the acquired ones (Philips): written apart from the diffusion series.
+        echo_number: EchoNumbers (0 when absent).
+        acquisition_time: AcquisitionTime (or the frame's acquisition time) in seconds since
+            midnight, for slice timing; None when absent.
+        enhanced: a frame of an enhanced multi-frame file (functional groups): the frames of
+            every such file of a series are stacked together (one 4D series, as dcm2niix).
     """
 
     path: Path
@@ -67,6 +84,16 @@ class FrameInfo:
     samples: int = 1
     slope: float = 1.0
     intercept: float = 0.0
+    series_number: int = 0
+    component: str = ""
+    philips_scale: float | None = None
+    units: str = ""
+    bvalue: float | None = None
+    gradient: tuple[float, float, float] | None = None
+    derived_diffusion: bool = False
+    echo_number: int = 0
+    acquisition_time: float | None = None
+    enhanced: bool = False
 
     @property
     def colour(self) -> bool:
@@ -109,6 +136,189 @@ def _functional(item: Dataset | None, shared: Dataset | None, sequence: str) -> 
     return _first(item, sequence) or _first(shared, sequence)
 
 
+#: Private tags read by raw number (their creators are checked where it matters).
+PHILIPS_SCALE_SLOPE = (0x2005, 0x100E)
+PHILIPS_PRIVATE_FRAME = (0x2005, 0x140F)
+PHILIPS_BVALUE = (0x2001, 0x1003)
+PHILIPS_DIRECTION = (0x2001, 0x1004)
+PHILIPS_GRADIENT = ((0x2005, 0x10B0), (0x2005, 0x10B1), (0x2005, 0x10B2))
+PHILIPS_COMPONENT = (0x2005, 0x1011)
+SIEMENS_BVALUE = (0x0019, 0x100C)
+SIEMENS_GRADIENT = (0x0019, 0x100E)
+GE_BVALUE = (0x0043, 0x1039)
+GE_COMPONENT = (0x0043, 0x102F)
+#: Units that say nothing physical (a real-world value mapping to "no units").
+NO_UNITS = frozenset({"", "1", "US", "NORMALIZED", "NO UNITS", "ARB", "{ARB'U}", "UNSPECIFIED"})
+
+
+def _private_float(ds: Dataset | None, tag: tuple[int, int], count: int = 1) -> list[float] | None:
+    """A private numeric element as floats; implicit-VR files hold it as raw bytes (UN)."""
+    if ds is None or tag not in ds:
+        return None
+    value = ds[tag].value
+    try:
+        if isinstance(value, bytes):
+            if len(value) == 4 * count:
+                items = list(struct.unpack(f"<{count}f", value))
+            elif len(value) == 8 * count:
+                items = list(struct.unpack(f"<{count}d", value))
+            else:
+                items = [float(v) for v in value.decode("ascii").strip("\x00 ").split("\\")]
+        elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+            items = [float(v) for v in value]
+        else:
+            items = [float(value)]
+    except (ValueError, TypeError, UnicodeDecodeError, struct.error):
+        return None
+    return items if items and all(math.isfinite(v) for v in items) else None
+
+
+def _private_text(ds: Dataset | None, tag: tuple[int, int]) -> str:
+    if ds is None or tag not in ds:
+        return ""
+    value = ds[tag].value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "ignore").strip("\x00 ")
+    return _text(value).strip()
+
+
+def _creator(ds: Dataset, group: int, block: int) -> str:
+    tag = (group, block)
+    return str(ds[tag].value) if tag in ds else ""
+
+
+def component_of(image_type: list[str], complex_component: str = "", private: str = "") -> str:
+    """magnitude/phase/real/imaginary/fieldmap from ImageType (or FrameType), the enhanced
+    ComplexImageComponent and a vendor's private component; "" when none says.
+
+    Siemens and GE put ``M``/``P``/``R``/``I`` in the third value, Philips in the third
+    (``M_FFE``, ``P_SE``) and fourth; ``PHASE``/``MAGNITUDE`` anywhere; a B0 map says
+    ``FIELD_MAP``/``B0 MAP``/``B0``.
+    """
+    words = [w.upper() for w in image_type]
+    tokens = {t for w in words for t in w.replace(" ", "_").split("_")}
+    if {"FIELD_MAP", "B0 MAP", "FIELDMAP"} & set(words) or "B0" in words[2:4]:
+        return "fieldmap"
+    if private.upper() == "B0":
+        return "fieldmap"
+    letters = {"M": "magnitude", "P": "phase", "R": "real", "I": "imaginary"}
+    for word in (private.upper(), *words[2:4]):
+        head = word.split("_")[0]
+        if head in letters:
+            return letters[head]
+    for name in ("PHASE", "MAGNITUDE", "REAL", "IMAGINARY"):
+        if name in tokens:
+            return name.lower()
+    value = complex_component.upper()
+    if value in ("MAGNITUDE", "PHASE", "REAL", "IMAGINARY"):
+        return value.lower()
+    return ""
+
+
+def _seconds(value: Any) -> float | None:
+    """A DICOM TM (or the time part of a DT) as seconds since midnight."""
+    text = _text(value).strip()
+    if len(text) > 14 and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.frac
+        text = text[8:]
+    text = text.split("+")[0].split("-")[0]
+    try:
+        hours = int(text[0:2]) if len(text) >= 2 else 0
+        minutes = int(text[2:4]) if len(text) >= 4 else 0
+        seconds = float(text[4:]) if len(text) > 4 else 0.0
+    except ValueError:
+        return None
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def diffusion_of(
+    ds: Dataset, item: Dataset | None = None, shared: Dataset | None = None
+) -> tuple[float | None, tuple[float, float, float] | None, bool]:
+    """(b-value, gradient direction in LPS, derived) of a file or one enhanced frame.
+
+    The standard's MR Diffusion macro first (per frame, shared, then top level), then the
+    vendors' private elements: Philips (2001,1003) and (2005,10B0-10B2), Siemens
+    (0019,100C/100E), GE (0043,1039, b-value only). A derived image is one the standard or
+    Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image without a direction.
+    """
+    bvalue = None
+    gradient = None
+    directionality = ""
+    sources = [s for s in (item, shared) if s is not None]
+    for source in sources:
+        diffusion = _first(source, "MRDiffusionSequence")
+        if diffusion is None:
+            continue
+        values = number_list(diffusion, "DiffusionBValue")
+        if values:
+            bvalue = values[0]
+        directionality = str(diffusion.get("DiffusionDirectionality", "") or "").upper()
+        direction = _first(diffusion, "DiffusionGradientDirectionSequence")
+        vector = number_list(direction, "DiffusionGradientOrientation") if direction else None
+        if vector and len(vector) >= 3:
+            gradient = (vector[0], vector[1], vector[2])
+        break
+    if bvalue is None:
+        values = number_list(ds, "DiffusionBValue")
+        if values:
+            bvalue = values[0]
+            vector = number_list(ds, "DiffusionGradientOrientation")
+            if vector and len(vector) >= 3:
+                gradient = (vector[0], vector[1], vector[2])
+            directionality = str(ds.get("DiffusionDirectionality", "") or "").upper()
+    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    private_source = item if item is not None and PHILIPS_BVALUE in item else ds
+    if bvalue is None and "PHILIPS" in manufacturer:
+        values = _private_float(private_source, PHILIPS_BVALUE)
+        if values:
+            bvalue = values[0]
+            parts = [_private_float(private_source, t) for t in PHILIPS_GRADIENT]
+            if all(parts):
+                gradient = tuple(p[0] for p in parts)  # type: ignore[assignment,index]
+    if "PHILIPS" in manufacturer and not directionality:
+        if _private_text(private_source, PHILIPS_DIRECTION).upper() == "I":
+            directionality = "ISOTROPIC"
+    if bvalue is None and "SIEMENS" in manufacturer:
+        values = _private_float(ds, SIEMENS_BVALUE)
+        if values is None and SIEMENS_BVALUE in ds:
+            values = number_list(ds, SIEMENS_BVALUE)  # type: ignore[arg-type]
+        if values:
+            bvalue = values[0]
+            vector = _private_float(ds, SIEMENS_GRADIENT, 3)
+            if vector and len(vector) >= 3:
+                gradient = (vector[0], vector[1], vector[2])
+    if bvalue is None and "GE" in manufacturer.split():
+        text = _private_text(ds, GE_BVALUE)
+        try:
+            bvalue = float(text.split("\\")[0]) % 1e9 if text else None
+        except ValueError:
+            bvalue = None
+    derived = False
+    if bvalue is not None and bvalue > 0:
+        no_direction = gradient is None or float(np.linalg.norm(gradient)) < 1e-6
+        derived = directionality == "ISOTROPIC" or (no_direction and directionality != "NONE")
+    return bvalue, gradient, derived
+
+
+def _units(item: Dataset | None, shared: Dataset | None) -> str:
+    """The physical unit of a frame's values, from its real-world value mapping (the code of
+    its MeasurementUnitsCodeSequence) or RescaleType; "" when neither names one."""
+    for source in (item, shared):
+        if source is None:
+            continue
+        mapping = _first(source, "RealWorldValueMappingSequence")
+        units = _first(mapping, "MeasurementUnitsCodeSequence") if mapping else None
+        if units is not None:
+            code = str(units.get("CodeValue", "") or "")
+            if code.upper() not in NO_UNITS:
+                return code
+        transform = _first(source, "PixelValueTransformationSequence")
+        for holder in (transform, source):
+            rescale = str(holder.get("RescaleType", "") or "") if holder is not None else ""
+            if rescale and rescale.upper() not in NO_UNITS:
+                return rescale
+    return ""
+
+
 def is_mosaic(ds: Dataset) -> bool:
     """A Siemens mosaic: ImageType contains MOSAIC."""
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
@@ -126,9 +336,31 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
         localizer="LOCALIZER" in image_type,
         photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         samples=to_int(ds.get("SamplesPerPixel", 1)) or 1,
+        series_number=to_int(ds.get("SeriesNumber")),
     )
+    philips = "PHILIPS" in str(ds.get("Manufacturer", "")).upper()
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if not per_frame:
+        bvalue, gradient, derived = diffusion_of(ds)
+        scale = _private_float(ds, PHILIPS_SCALE_SLOPE) if philips else None
+        private_component = _private_text(ds, PHILIPS_COMPONENT) if philips else ""
+        if not philips and "GE" in str(ds.get("Manufacturer", "")).upper().split():
+            ge = _private_float(ds, GE_COMPONENT) or (
+                number_list(ds, GE_COMPONENT) if GE_COMPONENT in ds else None  # type: ignore[arg-type]
+            )
+            private_component = {0: "M", 1: "P", 2: "R", 3: "I"}.get(int(ge[0]), "") if ge else ""
+        extra = dict(
+            component=component_of(list(image_type), "", private_component),
+            philips_scale=scale[0] if scale and scale[0] != 0 else None,
+            units=_units(ds, None),
+            bvalue=bvalue,
+            gradient=gradient,
+            derived_diffusion=derived,
+            echo_number=to_int(ds.get("EchoNumbers")),
+            acquisition_time=_seconds(ds.get("AcquisitionTime"))
+            if ds.get("AcquisitionTime")
+            else None,
+        )
         iop = orientation(ds)
         ipp = number_list(ds, "ImagePositionPatient")
         spacing, source = pixel_spacing(ds)
@@ -146,6 +378,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             slope=(number_list(ds, "RescaleSlope") or [1.0])[0],
             intercept=(number_list(ds, "RescaleIntercept") or [0.0])[0],
             **common,
+            **extra,
         )
         if n_frames == 1:
             return [base]
@@ -168,6 +401,33 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
         echo_item = _functional(item, shared, "MREchoSequence")
         iop = orientation(plane) if plane else None
         ipp = number_list(position, "ImagePositionPatient") if position else None
+        private = _first(item, PHILIPS_PRIVATE_FRAME) if philips else None  # type: ignore[arg-type]
+        if ipp is None and private is not None:
+            ipp = number_list(private, "ImagePositionPatient")  # the only position left
+        frame_type = _functional(item, shared, "MRImageFrameTypeSequence")
+        kinds = list(frame_type.get("FrameType") or []) if frame_type else []
+        complex_part = str(frame_type.get("ComplexImageComponent", "")) if frame_type else ""
+        bvalue, gradient, derived = diffusion_of(ds, item, shared)
+        scale = None
+        if philips:
+            scale = _private_float(private, PHILIPS_SCALE_SLOPE) or _private_float(
+                ds, PHILIPS_SCALE_SLOPE
+            )
+        acquired = content.get("FrameAcquisitionDateTime") if content else None
+        private_component = _private_text(private, PHILIPS_COMPONENT) if philips else ""
+        extra = dict(
+            component=component_of(
+                [str(v) for v in kinds] or list(image_type), complex_part, private_component
+            ),
+            philips_scale=scale[0] if scale and scale[0] != 0 else None,
+            units=_units(item, shared),
+            bvalue=bvalue,
+            gradient=gradient,
+            derived_diffusion=derived,
+            echo_number=to_int(private.get("EchoNumbers")) if private is not None else 0,
+            acquisition_time=_seconds(acquired) if acquired else None,
+            enhanced=True,
+        )
         if measures is not None and number_list(measures, "PixelSpacing"):
             spacing, source = pixel_spacing(measures)
         else:
@@ -185,7 +445,8 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
                 stack=_text(content.get("StackID")) if content else "",
                 slope=(number_list(transform, "RescaleSlope") or [1.0])[0],
                 intercept=(number_list(transform, "RescaleIntercept") or [0.0])[0],
-                **{**common, "instance": index + 1},
+                **common,
+                **extra,
             )
         )
     return frames

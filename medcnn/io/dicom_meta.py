@@ -81,6 +81,25 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
             meta[key] = str(value)
     if "SeriesNumber" in meta:
         meta["SeriesNumber"] = to_int(meta["SeriesNumber"])
+    if "ImageType" in meta:
+        # dcm2niix's form: the values split at "\\" and "_" (Philips' M_SE is M, SE).
+        meta["ImageType"] = [t for v in meta["ImageType"] for t in str(v).split("_") if t]
+    echo = number_list(ds, "EchoNumbers")
+    if echo:
+        meta["EchoNumber"] = int(echo[0])
+    direction = str(ds.get("InPlanePhaseEncodingDirection", "") or "").upper()
+    if not direction:
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        fov = shared[0].get("MRFOVGeometrySequence") if shared else None
+        direction = (
+            str(fov[0].get("InPlanePhaseEncodingDirection", "") or "").upper() if fov else ""
+        )
+    if direction in ("ROW", "COL"):
+        # NIfTI i runs along a row (the column index), j down a column: phase encoding
+        # along the columns (COL) is the j axis, as dcm2niix writes it (no polarity: the
+        # header does not say it).
+        meta["InPlanePhaseEncodingDirectionDICOM"] = direction
+        meta["PhaseEncodingAxis"] = "j" if direction == "COL" else "i"
     if "VOILUTSequence" in ds:
         meta["VOILUTSequence"] = True
     file_meta = getattr(ds, "file_meta", None)

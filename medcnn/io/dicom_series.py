@@ -52,7 +52,11 @@ __all__ = [
 
 
 def _frame_values(
-    pixels: np.ndarray, info: FrameInfo, ref: Dataset, own: Dataset | None
+    pixels: np.ndarray,
+    info: FrameInfo,
+    ref: Dataset,
+    own: Dataset | None,
+    options: AssemblyOptions | None = None,
 ) -> np.ndarray:
     """One frame after the modality LUT and MONOCHROME1 inversion, shape (rows, cols[, 3]).
 
@@ -63,7 +67,9 @@ def _frame_values(
         own: the frame's own dataset when the modality LUT is a table (then needed), or None
             when RescaleSlope/Intercept from ``info`` describe it (slopes vary per slice in
             PET and some CT, so they are always taken per frame).
+        options: the Philips scaling and phase units (defaults: precise, radians).
     """
+    options = options or AssemblyOptions()
     raw = pixels[info.frame or 0]
     if info.colour:
         return raw
@@ -76,7 +82,52 @@ def _frame_values(
             values = invert_monochrome1(values, own)
         else:
             values = invert_monochrome1(values, ref, slope=info.slope, intercept=info.intercept)
+    if philips_mode(info, options) == "precise":
+        # Philips' floating-point value FP = DV / (RS * SS), DV = PV * RS + RI (the display
+        # value): dcm2niix's default ("precise", -p y).
+        values = values / (info.slope * float(info.philips_scale or 1.0))
+    if info.component == "phase" and options.phase_units == "radians":
+        values = phase_radians(values, info, ref)
     return values
+
+
+def philips_mode(info: FrameInfo, options: AssemblyOptions) -> str:
+    """How a frame's values are scaled: ``precise`` (Philips FP values), ``display``
+    (RescaleSlope/Intercept only), ``real-world`` (the header gives physical units, such as a
+    B0 map in Hz: the rescaled values are those units) or ``standard`` (not Philips scaling)."""
+    if info.philips_scale is None:
+        return "standard"
+    if info.units:
+        return "real-world"
+    if options.philips_scaling == "display" or info.slope == 0:
+        return "display"
+    return "precise"
+
+
+#: Units a phase image's rescaled values may be stated in, with their factor to radians.
+PHASE_UNIT_FACTORS = {"RAD": 1.0, "RADIANS": 1.0, "MRAD": 1e-3, "MILLIRADIANS": 1e-3}
+
+
+def phase_radians(values: np.ndarray, info: FrameInfo, ref: Dataset) -> np.ndarray:
+    """Phase values in radians.
+
+    A unit in the header (``rad``, ``mrad``) is used as it is; values already within
+    [-pi, pi] are radians; otherwise the range the stored bits can hold (after the
+    rescale) is mapped linearly onto [-pi, pi), as Siemens (12 bits, slope 2, intercept
+    -4096: -4096..4094) and GE phase images intend.
+    """
+    factor = PHASE_UNIT_FACTORS.get(info.units.upper())
+    if factor is not None:
+        return values * factor
+    if values.size and float(np.abs(values).max()) <= np.pi + 1e-3:
+        return values
+    bits = int((number_list(ref, "BitsStored") or [12])[0])
+    signed = int((number_list(ref, "PixelRepresentation") or [0])[0]) == 1
+    lo = -(2 ** (bits - 1)) if signed else 0
+    levels = 2**bits
+    low = lo * info.slope + info.intercept
+    span = levels * abs(info.slope or 1.0)
+    return (values - low) / span * (2 * np.pi) - np.pi
 
 
 def _position_groups(frames: list[FrameInfo], normal: np.ndarray) -> list[list[FrameInfo]]:
@@ -120,10 +171,17 @@ class AssemblyOptions:
             ``keep`` (write the slices as they are with the mean gap, which misplaces some).
         labels: the series is a label map: ``resample`` takes the nearest slice instead of
             interpolating.
+        philips_scaling: ``precise`` (Philips' floating-point values, dcm2niix's default)
+            or ``display`` (RescaleSlope/Intercept only, dcm2niix ``-p n``). Frames whose
+            header gives physical units (a B0 map in Hz) keep those units either way.
+        phase_units: ``radians`` (phase images mapped onto [-pi, pi)) or ``stored`` (the
+            rescaled stored values, as dcm2niix writes them).
     """
 
     uneven_spacing: str = "resample"
     labels: bool = False
+    philips_scaling: str = "precise"
+    phase_units: str = "radians"
 
 
 @dataclass
@@ -174,7 +232,7 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     for group in by_position:
         group.sort(key=time_order)
     n_volumes = counts.pop()
-    data, first_ds = _stack_pixels(by_position, n_volumes)
+    data, first_ds = _stack_pixels(by_position, n_volumes, options)
     warnings: list[str] = []
     geo = SeriesGeometry(n_slices=len(by_position), n_volumes=n_volumes)
     data = _check_spacing(data, by_position, normal, options, geo, warnings)
@@ -202,12 +260,65 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         if keyword in header:
             delattr(header, keyword)
     meta = _series_meta(first_ds, first, iop, geo)
+    meta.update(scaling_meta([g[0] for g in by_position] + by_position[0], options))
+    diffusion = diffusion_table(by_position[0])
+    if diffusion is not None and geo.resampled:
+        warnings.append("diffusion series resampled between slices")
     return DicomImage(
-        data=compact(data), affine=affine, header=header, meta=meta, warnings=warnings
+        data=compact(data),
+        affine=affine,
+        header=header,
+        meta=meta,
+        warnings=warnings,
+        diffusion=diffusion,
     )
 
 
-def _stack_pixels(by_position: list[list[FrameInfo]], n_volumes: int) -> tuple[np.ndarray, Dataset]:
+def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(b-values, LPS gradient directions) of the volumes, given one frame of each in volume
+    order; None when no frame has a b-value (not a diffusion series)."""
+    if all(f.bvalue is None for f in volume_frames):
+        return None
+    bvals = np.array([f.bvalue or 0.0 for f in volume_frames], dtype=float)
+    vectors = np.array([f.gradient or (0.0, 0.0, 0.0) for f in volume_frames], dtype=float)
+    return bvals, vectors
+
+
+def scaling_meta(frames: list[FrameInfo], options: AssemblyOptions) -> dict[str, Any]:
+    """The sidecar record of how voxel values were scaled (Philips choice and factors, the
+    phase units), with dcm2niix's keys for Philips."""
+    first = frames[0]
+    out: dict[str, Any] = {}
+    if first.component:
+        out["ImageComponent"] = first.component
+    if first.units:
+        out["Units"] = first.units
+    mode = philips_mode(first, options)
+    if mode != "standard":
+        out["PhilipsRescaleSlope"] = first.slope
+        out["PhilipsRescaleIntercept"] = first.intercept
+        out["PhilipsScaleSlope"] = first.philips_scale
+        out["UsePhilipsFloatNotDisplayScaling"] = int(mode == "precise")
+        factors = {(f.slope, f.intercept, f.philips_scale) for f in frames}
+        out["IntensityScaling"] = {
+            "mode": mode,
+            "formula": {
+                "precise": "(stored * RescaleSlope + RescaleIntercept) / (RescaleSlope * "
+                "PhilipsScaleSlope)",
+                "display": "stored * RescaleSlope + RescaleIntercept",
+                "real-world": f"stored * RescaleSlope + RescaleIntercept (in {first.units})",
+            }[mode],
+            "option": "ingest.philips_scaling",
+            "factors_vary_per_frame": len(factors) > 1,
+        }
+    if first.component == "phase":
+        out["PhaseUnits"] = "rad" if options.phase_units == "radians" else "stored"
+    return out
+
+
+def _stack_pixels(
+    by_position: list[list[FrameInfo]], n_volumes: int, options: AssemblyOptions
+) -> tuple[np.ndarray, Dataset]:
     """Decode file by file into ``(i, j, k, t[, 3])``, and the first file's dataset.
 
     Only the datasets this series needs are kept (one series in memory): the full header is
@@ -232,7 +343,7 @@ def _stack_pixels(by_position: list[list[FrameInfo]], n_volumes: int) -> tuple[n
                 own, pixels = decode_file(info.path, header=lut_table)
                 cache = {info.path: (own, as_frames(pixels, info))}  # one file at a time
             own, pixels = cache[info.path]
-            values = _frame_values(pixels, info, first_ds, own)
+            values = _frame_values(pixels, info, first_ds, own, options)
             if values.shape[:2] != (first.rows, first.columns):
                 raise DicomReadError(
                     f"{info.path.name}: frame size {values.shape[:2]} differs from the series"
