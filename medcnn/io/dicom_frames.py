@@ -63,6 +63,8 @@ class FrameInfo:
             midnight, for slice timing; None when absent.
         enhanced: a frame of an enhanced multi-frame file (functional groups): the frames of
             every such file of a series are stacked together (one 4D series, as dcm2niix).
+        slice_step: SpacingBetweenSlices, else SliceThickness (mm), when given: the slice
+            step of a series without positions.
     """
 
     path: Path
@@ -94,6 +96,7 @@ class FrameInfo:
     echo_number: int = 0
     acquisition_time: float | None = None
     enhanced: bool = False
+    slice_step: float | None = None
 
     @property
     def colour(self) -> bool:
@@ -299,6 +302,14 @@ def diffusion_of(
     return bvalue, gradient, derived
 
 
+def _step(ds: Dataset | None) -> float | None:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        values = number_list(ds, keyword)
+        if values and values[0] > 0:
+            return abs(values[0])
+    return None
+
+
 def _units(item: Dataset | None, shared: Dataset | None) -> str:
     """The physical unit of a frame's values, from its real-world value mapping (the code of
     its MeasurementUnitsCodeSequence) or RescaleType; "" when neither names one."""
@@ -357,6 +368,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             gradient=gradient,
             derived_diffusion=derived,
             echo_number=to_int(ds.get("EchoNumbers")),
+            slice_step=_step(ds),
             acquisition_time=_seconds(ds.get("AcquisitionTime"))
             if ds.get("AcquisitionTime")
             else None,
@@ -427,6 +439,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             echo_number=to_int(private.get("EchoNumbers")) if private is not None else 0,
             acquisition_time=_seconds(acquired) if acquired else None,
             enhanced=True,
+            slice_step=_step(measures) or _step(ds),
         )
         if measures is not None and number_list(measures, "PixelSpacing"):
             spacing, source = pixel_spacing(measures)

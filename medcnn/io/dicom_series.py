@@ -14,7 +14,7 @@ data of one group and stacks it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,9 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         raise ValueError(f"uneven_spacing must be one of {UNEVEN_POLICIES}")
     if frames[0].mosaic:
         return assemble_mosaic(frames)
+    placed = all(f.ipp is None for f in frames)
+    if placed:
+        frames = centred_positions(frames)
     first = frames[0]
     iop = np.asarray(first.orientation(), dtype=float)
     normal = geometry.slice_normal(iop)
@@ -251,6 +254,11 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         warnings.append("no PixelSpacing or ImagerPixelSpacing: assuming 1 mm")
     if first.iop is None and geo.n_slices > 1:
         warnings.append("no ImageOrientationPatient: slice geometry assumed")
+    if placed:
+        warnings.append(
+            "no ImagePositionPatient: slices stacked in InstanceNumber order, the volume"
+            " centred on the scanner origin (as dcm2niix)"
+        )
     if first.colour:
         data = data.reshape(data.shape[:2] + (geo.n_slices, n_volumes, 3))
     elif n_volumes == 1:
@@ -272,6 +280,36 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         warnings=warnings,
         diffusion=diffusion,
     )
+
+
+def centred_positions(frames: list[FrameInfo]) -> list[FrameInfo]:
+    """Positions for frames that have none: one slice per file (per frame of an enhanced
+    file, within each time point) in InstanceNumber order, SpacingBetweenSlices (else
+    SliceThickness, else 1 mm) apart, with the centre of the volume at the origin, as
+    dcm2niix places such a series. Frames of a legacy multi-frame file stay at one position
+    (they are time points)."""
+    first = frames[0]
+    iop = np.asarray(first.orientation(), dtype=float)
+    row_dir, col_dir, normal = iop[:3], iop[3:6], geometry.slice_normal(iop)
+    row_mm, col_mm = first.spacing
+    step = first.slice_step or 1.0
+    slice_of: dict[int, int] = {}
+    counters: dict[Any, int] = {}
+    for info in sorted(frames, key=lambda f: (f.instance, str(f.path), f.frame or 0)):
+        key = info.temporal if info.enhanced else (info.path if info.frame is not None else 0)
+        if info.frame is not None and not info.enhanced:
+            slice_of[id(info)] = 0
+            continue
+        slice_of[id(info)] = counters.get(key, 0)
+        counters[key] = slice_of[id(info)] + 1
+    n_slices = max(slice_of.values()) + 1
+    corner = -(row_dir * col_mm * (first.columns - 1) + col_dir * row_mm * (first.rows - 1)) / 2
+    out = []
+    for info in frames:
+        k = slice_of[id(info)]
+        ipp = corner + normal * step * (k - (n_slices - 1) / 2)
+        out.append(replace(info, ipp=tuple(float(v) for v in ipp)))
+    return out
 
 
 def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
