@@ -34,6 +34,7 @@ from medcnn.io.dicom import DicomImage, DicomReadError, read_image
 from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_by_position
 from medcnn.io.files import sha256_file
 from medcnn.io.limits import NATIVE_SYNTAXES
+from medcnn.io.rgb import to_rgb24
 from medcnn.io.scrub import free_text
 
 log = logging.getLogger("medcnn.ingest.pipeline")
@@ -146,8 +147,15 @@ def _convert_part(
         sidecar["SOPInstanceUID"] = entry.sop_uid
     if image.diffusion is not None and role == "image":
         sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
+    colour = image.data.ndim == 5 and role == "image"
+    if colour and ingest.get("colour", "rgb24") == "rgb24":
+        # dcm2niix's colour layout: NIfTI RGB24 (datatype 128), no intent.
+        image.data = to_rgb24(image.data)
+        sidecar["ColourLayout"] = "RGB24"
     row = write_dicom(ctx, entry, subject, study, series, image, sidecar, dtype)
     row["role"] = role
+    if colour:
+        row["channels"] = 3
     if image.diffusion is not None and role == "image":
         write_diffusion(ctx.results / row["path"], image.affine, *image.diffusion)
     ctx.rows.append(row)

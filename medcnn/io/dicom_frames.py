@@ -331,9 +331,10 @@ def _units(item: Dataset | None, shared: Dataset | None) -> str:
 
 
 def is_mosaic(ds: Dataset) -> bool:
-    """A Siemens mosaic: ImageType contains MOSAIC."""
+    """A vendor mosaic (several slices tiled in one frame): ImageType contains MOSAIC
+    (Siemens) or VFRAME (United Imaging's grid)."""
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    return "MOSAIC" in image_type
+    return "MOSAIC" in image_type or "VFRAME" in image_type
 
 
 def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:

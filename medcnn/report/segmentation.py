@@ -25,6 +25,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from medcnn.io.rgb import as_vector  # noqa: E402
 from medcnn.report.thumbnail import display_window  # noqa: E402
 
 #: Colour of each label value of a mask (1 = red, 2 = yellow, ...), RGB 0..1.
@@ -131,7 +132,7 @@ def overlay_slices(
     out_png = Path(out_png)
     image, mask = _load_on_grid(image_nii_path, mask_nii_path, "label map")
     image, mask = nib.as_closest_canonical(image), nib.as_closest_canonical(mask)
-    data = np.asanyarray(image.dataobj).astype(np.float32)
+    data = as_vector(np.asanyarray(image.dataobj)).astype(np.float32)
     while data.ndim > 3:
         data = data[..., 0]
     labels = np.rint(np.asanyarray(mask.dataobj)).astype(np.int64)
@@ -225,7 +226,7 @@ def nuclei_contours(
 
     out_png = Path(out_png)
     image, labels = _load_on_grid(image_nii_path, instances_nii_path, "instance label image")
-    rgb = _tile_rgb(np.asanyarray(image.dataobj), percentiles)
+    rgb = _tile_rgb(as_vector(np.asanyarray(image.dataobj)), percentiles)
     instances = np.rint(np.asanyarray(labels.dataobj)).astype(np.int64)
     while instances.ndim > 2:
         instances = instances[..., 0]

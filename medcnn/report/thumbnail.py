@@ -14,6 +14,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from medcnn.io.rgb import as_vector
+
 
 def display_window(
     data: np.ndarray, sidecar: dict[str, Any], percentiles: Sequence[float] = (0.5, 99.5)
@@ -63,7 +65,7 @@ def windowed_slice(
         ValueError: the file cannot be read as an image.
     """
     try:
-        data = np.asanyarray(nib.load(str(nifti)).dataobj).astype(np.float32)
+        data = as_vector(np.asanyarray(nib.load(str(nifti)).dataobj)).astype(np.float32)
     except Exception as exc:  # nibabel raises several types for a broken file
         raise ValueError(f"{nifti}: cannot read image: {exc}") from exc
     while data.ndim > 3:

@@ -29,6 +29,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from medcnn.io.rgb import as_vector
+
 
 class SegmentationInputError(ValueError):
     """An image or label file that cannot be used (layout, grid mismatch, no data)."""
@@ -52,7 +54,7 @@ def load_channels(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """
     try:
         img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
+        data = as_vector(np.asanyarray(img.dataobj))  # RGB24 (dcm2niix colour) as vectors
     except Exception as exc:  # nibabel raises many types for damaged files
         raise SegmentationInputError(f"{path}: not a readable NIfTI file: {exc}") from exc
     if data.ndim == 2:
