@@ -21,7 +21,8 @@ path           the NIfTI image, relative to the results folder
 sidecar        its JSON sidecar, relative to the results folder
 warnings       ``;``-separated ingest warnings, empty when none
 volumes        (added) number of volumes t: 1, or more for a time series
-channels       (added) 1 for greyscale, 3 for RGB (stored as NIfTI vector ``(i, j, k, t, 3)``)
+channels       (added) 1 for greyscale, 3 for RGB (DICOM colour as NIfTI RGB24 under
+               ``ingest.colour: rgb24``, other RGB as NIfTI vector ``(i, j, k, t, 3)``)
 source         (added) what the image was made from: ``dicom``, ``nifti`` or ``image``
 role           (added) ``image``; ``mask`` for an integer label map (a label series, or a
                file matching its input's ``masks``); ``instances`` for an instance label map
