@@ -10,9 +10,9 @@ of ``Ref/`` (the files dcm2niix wrote with the flags of the suite's ``batch.sh``
 name stem) is one row:
 
 * a reference NIfTI must be matched by one output with the same shape, the same voxels
-  (integers exactly, floats within 1e-4 of the reference's range) and the same world geometry, all after
-  ``nibabel.as_closest_canonical``, the affine within 1e-3 mm; its ``.bval``/``.bvec``, when
-  present, are compared too (below);
+  (integers exactly, floats within 1e-4 of the reference's largest magnitude) and the same
+  world geometry, all after ``nibabel.as_closest_canonical``, the affine within 1e-3 mm;
+  its ``.bval``/``.bvec``, when present, are compared too (below);
 * a reference with only ``.json`` (and ``.bval``/``.bvec``) is matched by its sidecar
   (SeriesNumber, EchoNumber, the phase / field-map ImageType) and compared on the volume
   count, the b-values (exact to 0.5 s/mm2), the b-vectors (same direction up to sign, in
@@ -290,7 +290,9 @@ def _check_nifti(suite, stem, nii, ref_json, bval, bvec, outputs) -> Row:
         row.detail.append(f"no output of shape {ref.shape} (same series: {', '.join(shapes)})")
         row.voxels = row.geometry = False
         return row
-    same_voxels = [o for o in same_shape if _voxels_equal(np.asarray(o.canonical.dataobj), expected)]
+    same_voxels = [
+        o for o in same_shape if _voxels_equal(np.asarray(o.canonical.dataobj), expected)
+    ]
     row.voxels = bool(same_voxels)
     pool = same_voxels or same_shape
     gaps = [float(np.abs(o.canonical.affine - ref.affine).max()) for o in pool]
@@ -380,7 +382,7 @@ def print_table(rows: list[Row]) -> None:
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
-        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip())
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
     print()
     for r in rows:
         if r.detail and (not r.ok or not r.counted):
