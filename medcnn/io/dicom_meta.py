@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,88 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
         meta["PhaseEncodingAxis"] = "j" if direction == "COL" else "i"
     if "VOILUTSequence" in ds:
         meta["VOILUTSequence"] = True
+    siemens = siemens_csa(ds)
+    if siemens.get("PhaseEncodingDirectionPositive") is not None and "PhaseEncodingAxis" in meta:
+        # Polarity along our voxel axes (rows are not flipped here, unlike dcm2niix's
+        # layout, whose "j-" is our "j"): positive means along the DICOM row/column.
+        positive = siemens["PhaseEncodingDirectionPositive"] == 1
+        meta["PhaseEncodingDirection"] = meta["PhaseEncodingAxis"] + ("" if positive else "-")
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID", "") if file_meta is not None else ""
     meta["TransferSyntaxUID"] = str(syntax)
+    return meta
+
+
+def siemens_csa(ds: Dataset) -> dict[str, Any]:
+    """A few values of a Siemens CSA image header (0029,xx10): PhaseEncodingDirectionPositive
+    (0/1) and MosaicRefAcqTimes (ms, per stored slice); {} when absent or unreadable."""
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nibabel: "DICOM readers are experimental"
+            from nibabel.nicom import csareader
+
+            csa = csareader.get_csa_header(ds, "image")
+    except Exception:  # noqa: BLE001 - a damaged CSA header is only a missing fact
+        return {}
+    if not csa:
+        return {}
+    out: dict[str, Any] = {}
+    tags = csa.get("tags", {})
+    items = tags.get("PhaseEncodingDirectionPositive", {}).get("items") or []
+    if items:
+        try:
+            out["PhaseEncodingDirectionPositive"] = int(items[0])
+        except (TypeError, ValueError):
+            pass
+    times = tags.get("MosaicRefAcqTimes", {}).get("items") or []
+    try:
+        out["MosaicRefAcqTimes"] = [float(t) for t in times] or None
+    except (TypeError, ValueError):
+        pass
+    return out
+
+
+def _functional(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
+    for groups, index in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        seq = ds.get(groups)
+        if seq and len(seq) > index:
+            inner = seq[index].get(sequence)
+            if inner:
+                return inner[0]
+    return None
+
+
+def enhanced_meta(ds: Dataset, frame: int) -> dict[str, Any]:
+    """EchoTime, RepetitionTime, FlipAngle (s, degrees) and EchoNumber of one frame of an
+    enhanced file, from its functional groups (the top level of such files has none)."""
+    meta: dict[str, Any] = {}
+    echo = _functional(ds, frame, "MREchoSequence")
+    values = number_list(echo, "EffectiveEchoTime") if echo is not None else None
+    if values:
+        meta["EchoTime"] = values[0] * 0.001
+    timing = _functional(ds, frame, "MRTimingAndRelatedParametersSequence")
+    for keyword, factor in (("RepetitionTime", 0.001), ("FlipAngle", 1.0)):
+        values = number_list(timing, keyword) if timing is not None else None
+        if values:
+            meta[keyword] = values[0] * factor
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    private = (
+        per_frame[frame].get((0x2005, 0x140F)) if per_frame and len(per_frame) > frame else None
+    )
+    if private:
+        item = private[0]
+        for keyword, key, factor in (
+            ("EchoNumbers", "EchoNumber", None),
+            ("EchoTime", "EchoTime", 0.001),
+            ("RepetitionTime", "RepetitionTime", 0.001),
+            ("FlipAngle", "FlipAngle", 1.0),
+        ):
+            values = number_list(item, keyword)
+            if values and key not in meta:
+                meta[key] = int(values[0]) if factor is None else values[0] * factor
     return meta

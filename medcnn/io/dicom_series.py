@@ -14,6 +14,7 @@ data of one group and stacks it:
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from medcnn.io.dicom_frames import (
     is_mosaic,
     time_order,
 )
-from medcnn.io.dicom_meta import acquisition_meta, compact
+from medcnn.io.dicom_meta import acquisition_meta, compact, enhanced_meta
 from medcnn.io.mosaic import assemble_mosaic
 
 #: Also importable from here (their homes are the modules imported above).
@@ -268,7 +269,15 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         if keyword in header:
             delattr(header, keyword)
     meta = _series_meta(first_ds, first, iop, geo)
+    if first.enhanced:
+        for key, value in enhanced_meta(first_ds, first.frame or 0).items():
+            meta.setdefault(key, value)
     meta.update(scaling_meta([g[0] for g in by_position] + by_position[0], options))
+    _mark_component(meta, first)
+    if n_volumes > 1 and "SliceTiming" not in meta:
+        timing = ge_slice_timing(first_ds, by_position)
+        if timing is not None:
+            meta["SliceTiming"] = timing
     diffusion = diffusion_table(by_position[0])
     if diffusion is not None and geo.resampled:
         warnings.append("diffusion series resampled between slices")
@@ -280,6 +289,64 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         warnings=warnings,
         diffusion=diffusion,
     )
+
+
+def ge_protocol(ds: Dataset) -> dict[str, str]:
+    """GE's protocol data block (0025,101B): a 4-byte length, then gzip'd ``KEY "value"``
+    lines; {} when absent or unreadable."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper().split() or (0x0025, 0x101B) not in ds:
+        return {}
+    raw = ds[0x0025, 0x101B].value
+    try:
+        text = gzip.decompress(bytes(raw)[4:]).decode("latin-1")
+    except (OSError, EOFError, TypeError, ValueError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            out[key] = value.strip().strip('"')
+    return out
+
+
+def ge_slice_timing(ds: Dataset, by_position: list[list[FrameInfo]]) -> list[float] | None:
+    """Slice times (s, per NIfTI k) of a GE 2D time series, as dcm2niix derives them: GE
+    numbers slices spatially (InstanceNumber order within a volume), the protocol block's
+    SLICEORDER says sequential (0) or interleaved (1, every other slice first), and the
+    slices share the TR less DELACQ evenly."""
+    protocol = ge_protocol(ds)
+    order = protocol.get("SLICEORDER")
+    tr = number_list(ds, "RepetitionTime")
+    if order not in ("0", "1") or not tr or str(ds.get("MRAcquisitionType", "")).upper() == "3D":
+        return None
+    n = len(by_position)
+    try:
+        delay = float(protocol.get("DELACQ", "0") or 0)
+    except ValueError:
+        delay = 0.0
+    step = (tr[0] - delay) / 1000.0 / n
+    spatial = sorted(range(n), key=lambda k: (by_position[k][0].instance, k))
+    times = [0.0] * n
+    for j, k in enumerate(spatial):
+        rank = j if order == "0" else (j // 2 if j % 2 == 0 else (n + 1) // 2 + j // 2)
+        times[k] = round(rank * step, 6)
+    return times
+
+
+#: The ImageType value dcm2niix appends for each image component (magnitude is left as is:
+#: dcm2niix versions differ on it).
+COMPONENT_TYPES = {"phase": "PHASE", "real": "REAL", "imaginary": "IMAGINARY"}
+
+
+def _mark_component(meta: dict[str, Any], first: FrameInfo) -> None:
+    """ImageType as dcm2niix writes it: the component appended (PHASE, REAL, IMAGINARY, or
+    FIELDMAPHZ for a field map in Hz) unless it is there already."""
+    kinds = list(meta.get("ImageType") or [])
+    extra = COMPONENT_TYPES.get(first.component)
+    if first.component == "fieldmap" and first.units.upper() == "HZ":
+        extra = "FIELDMAPHZ"
+    if extra and extra not in kinds:
+        meta["ImageType"] = [*kinds, extra]
 
 
 def centred_positions(frames: list[FrameInfo]) -> list[FrameInfo]:

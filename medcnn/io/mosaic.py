@@ -23,7 +23,7 @@ from medcnn.io import geometry
 from medcnn.io.dicom import DicomImage, DicomReadError, number_list, pixel_spacing, read_header
 from medcnn.io.dicom_decode import decode_file
 from medcnn.io.dicom_frames import FrameInfo, time_order
-from medcnn.io.dicom_meta import acquisition_meta, compact
+from medcnn.io.dicom_meta import acquisition_meta, compact, siemens_csa
 
 
 def assemble_mosaic(frames: list[FrameInfo]) -> DicomImage:
@@ -57,9 +57,15 @@ def assemble_mosaic(frames: list[FrameInfo]) -> DicomImage:
         elif not np.allclose(affine, lps, atol=1e-3):
             raise DicomReadError(f"{info.path.name}: mosaic geometry differs within the series")
         volumes.append(volume)
+        last_ds = ds
     assert first_ds is not None and affine is not None  # frames is not empty
     data = np.stack(volumes, axis=-1) if len(volumes) > 1 else volumes[0]
     meta = acquisition_meta(first_ds)
+    # Slice times (CSA MosaicRefAcqTimes, ms, in stored slice order = our k order) of the
+    # last volume: the first volume's can be wrong (multiband; dcm2niix avoids it too).
+    times = siemens_csa(last_ds).get("MosaicRefAcqTimes")
+    if times and len(times) == data.shape[2]:
+        meta["SliceTiming"] = [round(t / 1000.0, 6) for t in times]
     spacing, source = pixel_spacing(first_ds)
     meta.update(
         {
