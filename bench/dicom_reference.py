@@ -87,7 +87,9 @@ class Row:
     geometry: bool | None = None
     diffusion: bool | None = None
     sidecar: bool | None = None
+    fields: bool | None = None  # a reference NIfTI's sidecar fields: shown, not counted
     detail: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def counted(self) -> bool:
@@ -320,6 +322,8 @@ def _check_nifti(suite, stem, nii, ref_json, bval, bvec, outputs) -> Row:
         row.diffusion, why = compare_diffusion(best, bval, bvec, _dcm2niix_affine(best.affine))
         if why:
             row.detail.append(why)
+    row.fields, problems = compare_fields(best.sidecar, ref_json)
+    row.notes.extend(problems)
     return row
 
 
@@ -375,7 +379,17 @@ def rates(rows: list[Row]) -> dict[str, tuple[int, int]]:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ("suite", "reference", "kind", "shape", "voxels", "geometry", "bval/bvec", "sidecar")
+    header = (
+        "suite",
+        "reference",
+        "kind",
+        "shape",
+        "voxels",
+        "geometry",
+        "bval/bvec",
+        "sidecar",
+        "fields*",
+    )
     lines = [header]
     for r in rows:
         lines.append(
@@ -388,6 +402,7 @@ def print_table(rows: list[Row]) -> None:
                 _mark(r.geometry),
                 _mark(r.diffusion),
                 _mark(r.sidecar),
+                _mark(r.fields),
             )
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
@@ -397,6 +412,15 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         if r.detail and (not r.ok or not r.counted):
             print(f"{r.suite}/{r.reference}: {'; '.join(r.detail)}")
+    for r in rows:
+        if r.notes:
+            print(f"{r.suite}/{r.reference} (fields*, not counted): {'; '.join(r.notes)}")
+    print()
+    print(
+        "* fields: a reference NIfTI's sidecar compared on "
+        + ", ".join(KEY_FIELDS)
+        + " (shown, not counted in the rate)"
+    )
     print()
     print("suite            matched  rate")
     for suite, (good, total) in rates(rows).items():

@@ -95,6 +95,7 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
         direction = (
             str(fov[0].get("InPlanePhaseEncodingDirection", "") or "").upper() if fov else ""
         )
+    direction = {"COLUMN": "COL"}.get(direction, direction)  # the enhanced macro's spelling
     if direction in ("ROW", "COL"):
         # NIfTI i runs along a row (the column index), j down a column: phase encoding
         # along the columns (COL) is the j axis, as dcm2niix writes it (no polarity: the
@@ -173,9 +174,17 @@ def enhanced_meta(ds: Dataset, frame: int) -> dict[str, Any]:
         if values:
             meta[keyword] = values[0] * factor
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    private = (
-        per_frame[frame].get((0x2005, 0x140F)) if per_frame and len(per_frame) > frame else None
-    )
+    own = per_frame[frame] if per_frame and len(per_frame) > frame else None
+    siemens = own.get((0x0021, 0x11FE)) if own is not None else None
+    if siemens and "SIEMENS" in str(ds.get("Manufacturer", "")).upper():
+        # Siemens XA: PhaseEncodingDirectionPositive (0021,111C) in the frame's SDI group.
+        tag = (0x0021, 0x111C)
+        try:
+            if tag in siemens[0]:
+                meta["PhaseEncodingDirectionPositive"] = int(siemens[0][tag].value)
+        except (TypeError, ValueError):
+            pass
+    private = own.get((0x2005, 0x140F)) if own is not None else None
     if private:
         item = private[0]
         for keyword, key, factor in (

@@ -270,12 +270,17 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             delattr(header, keyword)
     meta = _series_meta(first_ds, first, iop, geo)
     if first.enhanced:
-        for key, value in enhanced_meta(first_ds, first.frame or 0).items():
+        extra = enhanced_meta(first_ds, first.frame or 0)
+        positive = extra.pop("PhaseEncodingDirectionPositive", None)
+        if positive is not None and "PhaseEncodingAxis" in meta:
+            direction = meta["PhaseEncodingAxis"] + ("" if positive else "-")
+            meta.setdefault("PhaseEncodingDirection", direction)
+        for key, value in extra.items():
             meta.setdefault(key, value)
     meta.update(scaling_meta([g[0] for g in by_position] + by_position[0], options))
     _mark_component(meta, first)
     if n_volumes > 1 and "SliceTiming" not in meta:
-        timing = ge_slice_timing(first_ds, by_position)
+        timing = ge_slice_timing(first_ds, by_position) or acquisition_slice_timing(by_position)
         if timing is not None:
             meta["SliceTiming"] = timing
     diffusion = diffusion_table(by_position[0])
@@ -289,6 +294,23 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         warnings=warnings,
         diffusion=diffusion,
     )
+
+
+def acquisition_slice_timing(by_position: list[list[FrameInfo]]) -> list[float] | None:
+    """Slice times (s, per NIfTI k) of a 2D time series from each slice's acquisition time in
+    the first volume (per-frame FrameAcquisitionDateTime of enhanced files, AcquisitionTime of
+    single-frame files), relative to the earliest; None when they are missing, all equal (a
+    file-level time, as Philips writes) or spread over a volume's repetition or more."""
+    times = [group[0].acquisition_time for group in by_position]
+    if len(times) < 2 or any(t is None for t in times):
+        return None
+    zero = min(times)  # type: ignore[type-var]
+    relative = [round(float(t - zero), 6) for t in times]  # type: ignore[operator]
+    spread = max(relative)
+    repeat = by_position[0][1].acquisition_time if len(by_position[0]) > 1 else None
+    if spread <= 0 or (repeat is not None and repeat - times[0] <= spread):  # type: ignore[operator]
+        return None
+    return relative
 
 
 def ge_protocol(ds: Dataset) -> dict[str, str]:
