@@ -149,6 +149,8 @@ PHILIPS_COMPONENT = (0x2005, 0x1011)
 SIEMENS_BVALUE = (0x0019, 0x100C)
 SIEMENS_GRADIENT = (0x0019, 0x100E)
 GE_BVALUE = (0x0043, 0x1039)
+UIH_BVALUE = (0x0065, 0x1009)
+UIH_GRADIENT = (0x0065, 0x1037)
 GE_COMPONENT = (0x0043, 0x102F)
 #: Units that say nothing physical (a real-world value mapping to "no units").
 NO_UNITS = frozenset({"", "1", "US", "NORMALIZED", "NO UNITS", "ARB", "{ARB'U}", "UNSPECIFIED"})
@@ -161,7 +163,10 @@ def _private_float(ds: Dataset | None, tag: tuple[int, int], count: int = 1) -> 
     value = ds[tag].value
     try:
         if isinstance(value, bytes):
-            if len(value) == 4 * count:
+            text = value.decode("latin-1").strip("\x00 ")
+            if text and all(ch in "0123456789.-+eE \\" for ch in text):
+                items = [float(v) for v in text.split("\\")]  # IS/DS read without a VR
+            elif len(value) == 4 * count:
                 items = list(struct.unpack(f"<{count}f", value))
             elif len(value) == 8 * count:
                 items = list(struct.unpack(f"<{count}d", value))
@@ -240,8 +245,9 @@ def diffusion_of(
 
     The standard's MR Diffusion macro first (per frame, shared, then top level), then the
     vendors' private elements: Philips (2001,1003) and (2005,10B0-10B2), Siemens
-    (0019,100C/100E), GE (0043,1039, b-value only). A derived image is one the standard or
-    Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image without a direction.
+    (0019,100C/100E), UIH (0065,1009/1037), GE (0043,1039, b-value only). A derived image
+    is one the standard or Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image
+    without a direction.
     """
     bvalue = None
     gradient = None
@@ -287,6 +293,15 @@ def diffusion_of(
         if values:
             bvalue = values[0]
             vector = _private_float(ds, SIEMENS_GRADIENT, 3)
+            if vector and len(vector) >= 3:
+                gradient = (vector[0], vector[1], vector[2])
+    if bvalue is None and "UIH" in manufacturer.split():
+        values = _private_float(ds, UIH_BVALUE)
+        if values is None and UIH_BVALUE in ds:
+            values = number_list(ds, "DiffusionBValue")
+        if values:
+            bvalue = values[0]
+            vector = _private_float(ds, UIH_GRADIENT, 3)
             if vector and len(vector) >= 3:
                 gradient = (vector[0], vector[1], vector[2])
     if bvalue is None and "GE" in manufacturer.split():

@@ -82,8 +82,21 @@ def assemble_mosaic(frames: list[FrameInfo]) -> DicomImage:
     header = first_ds.copy()
     del header.PixelData
     return DicomImage(
-        data=compact(data), affine=geometry.LPS_TO_RAS @ affine, header=header, meta=meta
+        data=compact(data),
+        affine=geometry.LPS_TO_RAS @ affine,
+        header=header,
+        meta=meta,
+        diffusion=_diffusion(sorted(frames, key=time_order)),
     )
+
+
+def _diffusion(volumes: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(b-values, LPS gradients) of mosaic volumes (one file each, in time order)."""
+    if all(f.bvalue is None for f in volumes):
+        return None
+    bvals = np.array([f.bvalue or 0.0 for f in volumes], dtype=float)
+    vectors = np.array([f.gradient or (0.0, 0.0, 0.0) for f in volumes], dtype=float)
+    return bvals, vectors
 
 
 UIH_CREATOR = "Image Private Header"
@@ -199,7 +212,13 @@ def assemble_grid(frames: list[FrameInfo]) -> DicomImage:
         meta["SliceTiming"] = slice_times
     header = first_ds.copy()
     del header.PixelData
-    return DicomImage(data=compact(data), affine=affine, header=header, meta=meta)
+    return DicomImage(
+        data=compact(data),
+        affine=affine,
+        header=header,
+        meta=meta,
+        diffusion=_diffusion(sorted(frames, key=time_order)),
+    )
 
 
 def _tile_time(item: Dataset) -> float | None:

@@ -278,7 +278,9 @@ def test_magnitude_and_phase_apart_and_phase_in_radians(tmp_path):
     assert by_kind["phase"]["sidecar"]["SeriesSplit"]["by"] == {"component": "phase"}
 
 
-def uih_grid_file(path: Path, tiles: np.ndarray, corner, per_tile_positions=None) -> Path:
+def uih_grid_file(
+    path: Path, tiles: np.ndarray, corner, per_tile_positions=None, diffusion=None, **tags
+) -> Path:
     """A UIH VFRAME mosaic: ``tiles`` (n, rows, columns) in a ceil(sqrt(n)) grid."""
     n, rows, cols = tiles.shape
     grid = math.ceil(math.sqrt(n))
@@ -287,7 +289,7 @@ def uih_grid_file(path: Path, tiles: np.ndarray, corner, per_tile_positions=None
         r, c = divmod(k, grid)
         mosaic[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols] = tiles[k]
     ds = base_dataset(
-        InstanceNumber=1,
+        InstanceNumber=tags.pop("InstanceNumber", 1),
         SeriesNumber=3,
         Manufacturer="UIH",
         ImageType=["ORIGINAL", "PRIMARY", "M", "VFRAME"],
@@ -296,9 +298,14 @@ def uih_grid_file(path: Path, tiles: np.ndarray, corner, per_tile_positions=None
         PixelSpacing=[0.5, 0.8],
         SpacingBetweenSlices=3.0,
         SliceThickness=2.5,
+        **tags,
     )
     block = ds.private_block(0x0065, "Image Private Header", create=True)
     block.add_new(0x50, "DS", str(n))
+    if diffusion is not None:
+        bvalue, gradient = diffusion
+        block.add_new(0x09, "FD", float(bvalue))
+        block.add_new(0x37, "FD", [float(v) for v in gradient])
     if per_tile_positions is not None:
         items = []
         for ipp in per_tile_positions:
@@ -480,3 +487,27 @@ def test_series_without_positions_is_centred_on_the_origin(tmp_path):
     np.testing.assert_allclose(centre, 0.0, atol=1e-6)
     np.testing.assert_allclose(np.diag(img.affine)[:3], [-0.8, -0.5, 2.0], atol=1e-6)
     assert any("no ImagePositionPatient" in w for w in out["sidecar"]["Warnings"])
+
+
+def test_uih_grid_diffusion_series_gets_bval_and_bvec(tmp_path):
+    tiles = random_volume((2, 3, 4, 5), seed=11).astype(np.uint16)  # volume, tile, rows, cols
+    study, series = generate_uid(), generate_uid()
+    for v, (bvalue, gradient) in enumerate(((0.0, (0.0, 0.0, 0.0)), (1000.0, (0.0, 1.0, 0.0)))):
+        uih_grid_file(
+            tmp_path / "in" / f"v{v}.dcm",
+            tiles[v],
+            (-20.0, -30.0, 40.0),
+            diffusion=(bvalue, gradient),
+            InstanceNumber=v + 1,
+            AcquisitionNumber=v + 1,
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+        )
+    (out,) = ingest(tmp_path / "in", tmp_path)
+    data = np.asarray(out["img"].dataobj)
+    assert data.shape == (5, 4, 3, 2)
+    np.testing.assert_array_equal(data[..., 1], tiles[1].transpose(2, 1, 0))
+    assert out[".bval"].split() == ["0", "1000"]
+    bvec = np.array([line.split() for line in out[".bvec"].splitlines()], dtype=float)
+    # Axial: the LPS gradient (0, 1, 0) runs along our j axis (the DICOM column direction).
+    np.testing.assert_allclose(bvec[:, 1], [0.0, 1.0, 0.0], atol=1e-6)
