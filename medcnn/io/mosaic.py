@@ -4,11 +4,10 @@ Siemens mosaics go through nibabel's CSA-aware wrapper (the number of slices and
 positions are in the CSA header). United Imaging (UIH) writes a "VFRAME" grid: ImageType
 contains VFRAME, the number of tiles is in its private (0065,xx50) and each tile's own
 position, time and geometry in the private MRVFrameSequence (0065,xx51), whose items follow
-the tiles in row-major order. When that sequence is absent the tiles are placed as Siemens
-mosaics are: the header's ImagePositionPatient is the corner of the whole mosaic, so the
-first slice starts at it plus half the tiles not in a tile row (columns) and column (rows),
-and the others follow along the slice normal, SpacingBetweenSlices (else SliceThickness)
-apart.
+the tiles in row-major order. The header's ImagePositionPatient is the first tile's (checked
+against dcm2niix v1.0.20260724, which places UIH grids so); the tiles' own positions give the
+others relative to it, and without them the slices follow along the normal,
+SpacingBetweenSlices (else SliceThickness) apart.
 """
 
 from __future__ import annotations
@@ -155,20 +154,18 @@ def assemble_grid(frames: list[FrameInfo]) -> DicomImage:
                 f"{info.path.name}: {columns}x{rows} mosaic is not a {grid}x{grid} grid"
             )
         iop = np.asarray(info.orientation(), dtype=float)
-        row_dir, col_dir = iop[:3], iop[3:6]
         normal = geometry.slice_normal(iop)
-        row_mm, col_mm = info.spacing
+        # The header's ImagePositionPatient is the first tile's (unlike a Siemens mosaic's,
+        # which is the corner of the whole mosaic): dcm2niix places UIH grids so. The
+        # tiles' own positions (MRVFrameSequence) give the others relative to it; without
+        # them they follow along the normal, SpacingBetweenSlices apart.
+        start = info.position()
         tile_positions = [number_list(item, "ImagePositionPatient") for item in items[:count]]
         if len(tile_positions) == count and all(p and len(p) >= 3 for p in tile_positions):
-            ipps = np.array([p[:3] for p in tile_positions], dtype=float)  # type: ignore[index]
+            own = np.array([p[:3] for p in tile_positions], dtype=float)  # type: ignore[index]
+            ipps = start + (own - own[0])
         else:
-            positions_from = "mosaic corner"
-            corner = info.position()
-            start = (
-                corner
-                + row_dir * col_mm * (columns - tile_cols) / 2
-                + col_dir * row_mm * (rows - tile_rows) / 2
-            )
+            positions_from = "slice spacing"
             step = info.slice_step or 1.0
             ipps = np.array([start + normal * step * k for k in range(count)])
         raw = np.asarray(pixels, dtype=np.float64).reshape(rows, columns)

@@ -319,17 +319,20 @@ def uih_grid_file(
 @pytest.mark.parametrize("with_tile_positions", [False, True])
 def test_uih_vframe_mosaic_is_split_with_the_right_origin(tmp_path, with_tile_positions):
     tiles = random_volume((3, 4, 5), seed=6).astype(np.uint16)  # 3 tiles in a 2 x 2 grid
-    corner = np.array([-20.0, -30.0, 40.0])
-    # By hand: the mosaic is 10 columns x 8 rows of 0.8 x 0.5 mm; a tile is 5 x 4. The first
-    # slice's first pixel is the corner shifted by half the columns and rows not in a tile:
-    # x + (10 - 5) / 2 * 0.8 = +2 mm, y + (8 - 4) / 2 * 0.5 = +1 mm; slices 3 mm apart.
-    first = corner + np.array([2.0, 1.0, 0.0])
-    positions = [first + np.array([0.0, 0.0, 3.0 * k]) for k in range(3)]
+    header_ipp = np.array([-20.0, -30.0, 40.0])
+    # By hand: the 10 x 8 mosaic holds 5 x 4 tiles (0.8 x 0.5 mm); tile k (row-major) is
+    # slice k. The header's position is the first tile's (dcm2niix, checked with the PyPI
+    # binary: unlike a Siemens mosaic's, it is not the corner of the whole mosaic); the
+    # others are 3 mm apart along the normal (SpacingBetweenSlices, or the tiles' own
+    # positions, here written 3 mm apart too, from another origin that only their
+    # differences count from).
+    positions = [header_ipp + np.array([0.0, 0.0, 3.0 * k]) for k in range(3)]
+    own = [p + np.array([5.0, 7.0, 0.0]) for p in positions]
     uih_grid_file(
         tmp_path / "in" / "grid.dcm",
         tiles,
-        corner,
-        per_tile_positions=positions if with_tile_positions else None,
+        header_ipp,
+        per_tile_positions=own if with_tile_positions else None,
     )
     (out,) = ingest(tmp_path / "in", tmp_path)
     img = out["img"]
@@ -342,7 +345,7 @@ def test_uih_vframe_mosaic_is_split_with_the_right_origin(tmp_path, with_tile_po
             np.testing.assert_allclose(
                 world, expected_world(positions[k], AXIAL, (0.5, 0.8), i, j), atol=1e-4
             )
-    source = "tiles" if with_tile_positions else "mosaic corner"
+    source = "tiles" if with_tile_positions else "slice spacing"
     assert out["sidecar"]["MosaicLayout"].endswith(source)
 
 
