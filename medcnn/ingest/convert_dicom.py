@@ -147,6 +147,11 @@ def _convert_part(
         sidecar["SOPInstanceUID"] = entry.sop_uid
     if image.diffusion is not None and role == "image":
         sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
+        if np.isnan(image.diffusion[1]).any():
+            image.warnings.append(
+                "diffusion gradient directions not in the header in a form read here (GE"
+                " logical axes): .bval written, no .bvec"
+            )
     colour = image.data.ndim == 5 and role == "image"
     if colour and ingest.get("colour", "rgb24") == "rgb24":
         # dcm2niix's colour layout: NIfTI RGB24 (datatype 128), no intent.
@@ -186,10 +191,15 @@ def write_diffusion(
     """``.bval`` (one line) and ``.bvec`` (three lines) next to a diffusion NIfTI, as
     dcm2niix writes them (b-values rounded to whole s/mm2, vectors to 6 digits)."""
     stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
-    bvec = bvecs_in_image_space(affine, gradients)
     bval_text = " ".join(f"{round(float(b)):d}" for b in bvals) + "\n"
-    bvec_text = "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in bvec)
-    for suffix, text in ((".bval", bval_text), (".bvec", bvec_text)):
+    files = [(".bval", bval_text)]
+    if np.isnan(gradients).any():
+        # Unknown directions: no .bvec at all rather than a wrong one (a stale one goes).
+        nii.with_name(stem + ".bvec").unlink(missing_ok=True)
+    else:
+        bvec = bvecs_in_image_space(affine, gradients)
+        files.append((".bvec", "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in bvec)))
+    for suffix, text in files:
         target = nii.with_name(stem + suffix)
         if not target.is_file() or target.read_text() != text:
             tmp = target.with_name(target.name + ".part")

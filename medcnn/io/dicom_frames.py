@@ -247,7 +247,7 @@ def diffusion_of(
     vendors' private elements: Philips (2001,1003) and (2005,10B0-10B2), Siemens
     (0019,100C/100E), UIH (0065,1009/1037), GE (0043,1039, b-value only). A derived image
     is one the standard or Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image
-    without a direction.
+    whose direction is given as zeros.
     """
     bvalue = None
     gradient = None
@@ -312,7 +312,8 @@ def diffusion_of(
             bvalue = None
     derived = False
     if bvalue is not None and bvalue > 0:
-        no_direction = gradient is None or float(np.linalg.norm(gradient)) < 1e-6
+        # A direction of zeros (not an unknown one: GE's are not read) with b > 0 is derived.
+        no_direction = gradient is not None and float(np.linalg.norm(gradient)) < 1e-6
         derived = directionality == "ISOTROPIC" or (no_direction and directionality != "NONE")
     return bvalue, gradient, derived
 
@@ -483,3 +484,21 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
 
 def time_order(info: FrameInfo) -> tuple:
     return (info.temporal, info.acquisition, info.instance, info.frame or 0, str(info.path))
+
+
+def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(b-values, LPS gradient directions) of the volumes, given one frame of each in volume
+    order; None when no frame has a b-value (not a diffusion series). A b > 0 volume whose
+    direction the header does not give (GE's logical-axis vectors are not read) gets NaN."""
+    if all(f.bvalue is None for f in volume_frames):
+        return None
+    bvals = np.array([f.bvalue or 0.0 for f in volume_frames], dtype=float)
+    unknown = (float("nan"),) * 3
+    vectors = np.array(
+        [
+            f.gradient or (unknown if (f.bvalue or 0) > 0 else (0.0, 0.0, 0.0))
+            for f in volume_frames
+        ],
+        dtype=float,
+    )
+    return bvals, vectors

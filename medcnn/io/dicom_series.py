@@ -30,6 +30,7 @@ from medcnn.io.dicom_frames import (
     COLOUR_PHOTOMETRICS,
     DEFAULT_IOP,
     FrameInfo,
+    diffusion_table,
     frames_from_header,
     is_mosaic,
     time_order,
@@ -399,16 +400,6 @@ def centred_positions(frames: list[FrameInfo]) -> list[FrameInfo]:
         ipp = corner + normal * step * (k - (n_slices - 1) / 2)
         out.append(replace(info, ipp=tuple(float(v) for v in ipp)))
     return out
-
-
-def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(b-values, LPS gradient directions) of the volumes, given one frame of each in volume
-    order; None when no frame has a b-value (not a diffusion series)."""
-    if all(f.bvalue is None for f in volume_frames):
-        return None
-    bvals = np.array([f.bvalue or 0.0 for f in volume_frames], dtype=float)
-    vectors = np.array([f.gradient or (0.0, 0.0, 0.0) for f in volume_frames], dtype=float)
-    return bvals, vectors
 
 
 def scaling_meta(frames: list[FrameInfo], options: AssemblyOptions) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from medcnn.io import geometry
 from medcnn.io.dicom import DicomImage, DicomReadError, number_list, pixel_spacing, read_header
 from medcnn.io.dicom_decode import decode_file
-from medcnn.io.dicom_frames import FrameInfo, time_order
+from medcnn.io.dicom_frames import FrameInfo, diffusion_table, time_order
 from medcnn.io.dicom_meta import acquisition_meta, compact, siemens_csa
 
 
@@ -93,9 +93,7 @@ def _diffusion(volumes: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None
     """(b-values, LPS gradients) of mosaic volumes (one file each, in time order)."""
     if all(f.bvalue is None for f in volumes):
         return None
-    bvals = np.array([f.bvalue or 0.0 for f in volumes], dtype=float)
-    vectors = np.array([f.gradient or (0.0, 0.0, 0.0) for f in volumes], dtype=float)
-    return bvals, vectors
+    return diffusion_table(volumes)
 
 
 UIH_CREATOR = "Image Private Header"

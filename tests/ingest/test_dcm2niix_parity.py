@@ -514,3 +514,32 @@ def test_uih_grid_diffusion_series_gets_bval_and_bvec(tmp_path):
     bvec = np.array([line.split() for line in out[".bvec"].splitlines()], dtype=float)
     # Axial: the LPS gradient (0, 1, 0) runs along our j axis (the DICOM column direction).
     np.testing.assert_allclose(bvec[:, 1], [0.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_diffusion_without_readable_directions_stays_one_series_without_bvec(tmp_path):
+    """GE stores b in (0043,1039) and directions in logical axes (not read): the b > 0
+    volumes are not mistaken for derived ones, .bval is written and no wrong .bvec."""
+    study, series = generate_uid(), generate_uid()
+    stored = random_volume((2, 3, 4, 5), seed=12)  # slice, volume, rows, columns
+    instance = 0
+    for z, ipp in enumerate(slice_ipps(2)):
+        for v, bvalue in enumerate((0, 1000, 1000)):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                SeriesNumber=5,
+                Manufacturer="GE MEDICAL SYSTEMS",
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+            )
+            ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+            ds.add_new((0x0043, 0x1039), "IS", [1000000000 + bvalue, 0, 0, 0])
+            save(ds, stored[z, v], tmp_path / "in" / f"IM{instance:04d}.dcm")
+    (out,) = ingest(tmp_path / "in", tmp_path)
+    assert np.asarray(out["img"].dataobj).shape == (5, 4, 2, 3)
+    assert out[".bval"].split() == ["0", "1000", "1000"]
+    assert ".bvec" not in out
+    assert any("no .bvec" in w for w in out["sidecar"]["Warnings"])
