@@ -44,11 +44,13 @@ import pydicom
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
 from medcnn.ingest.context import Context, Entry
-from medcnn.ingest.convert_dicom import convert_projections, convert_volumes
+from medcnn.ingest.convert_dicom import convert_volumes
 from medcnn.ingest.convert_other import convert_instances, convert_other
-from medcnn.ingest.dicom_headers import is_projection, read_entry
+from medcnn.ingest.dicom_headers import is_projection
 from medcnn.ingest.discovery import Candidate, Skipped, discover, load_subject_table, parse_inputs
 from medcnn.ingest.manifest import write_files, write_manifest, write_quarantine
+from medcnn.ingest.passes import convert_series, read_headers
+from medcnn.ingest.workers import Workers, resolve_workers
 from medcnn.io.deid import resolve_secret, write_mapping
 from medcnn.io.dicom_series import AssemblyOptions
 from medcnn.io.limits import Limits
@@ -125,11 +127,13 @@ def _context(config: dict[str, Any], folders: list[Path]) -> Context:
     )
 
 
-def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
+def run_ingest(config: dict[str, Any], threads: int | None = None) -> tuple[int, int]:
     """Convert every image below ``config['inputs']`` and write the manifest.
 
     Args:
         config: the validated workflow configuration (defaults filled in).
+        threads: the job's threads (``medcnn ingest --threads``): the worker processes when
+            ``ingest.workers`` is 0; None for ``resources.ingest.threads``.
 
     Returns:
         (images or volumes written to the manifest, files quarantined).
@@ -139,7 +143,7 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
             missing, unreadable or lacks a column, or no file at all could be converted.
     """
     with _quiet_libraries():
-        return _run(config)
+        return _run(config, threads)
 
 
 @contextlib.contextmanager
@@ -165,7 +169,7 @@ def _quiet_libraries() -> Iterator[None]:
         logger.disabled = disabled
 
 
-def _run(config: dict[str, Any]) -> tuple[int, int]:
+def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
     try:
         specs = parse_inputs(config["inputs"])
     except ValueError as exc:
@@ -179,8 +183,13 @@ def _run(config: dict[str, Any]) -> tuple[int, int]:
                 tables[spec.table] = load_subject_table(spec.table)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{exc}: fix the input table or its path in the config") from None
-    entries, others = _discover(specs, ctx, tables)
-    _convert_dicom(entries, ctx)
+    count = resolve_workers(
+        config["ingest"]["workers"], threads, config["resources"]["ingest"]["threads"]
+    )
+    with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
+        candidates, others = _discover(specs, ctx)
+        entries = read_headers(candidates, ctx, workers)
+        _convert_dicom(entries, ctx, workers)
     by_role: dict[str, list[Candidate]] = defaultdict(list)
     for cand in others:
         by_role[cand.spec.role(cand.relative) if cand.spec is not None else "image"].append(cand)
@@ -190,37 +199,29 @@ def _run(config: dict[str, Any]) -> tuple[int, int]:
     return _finish(ctx)
 
 
-def _discover(
-    specs: list[Any], ctx: Context, tables: dict[Path, dict[str, dict[str, str]]]
-) -> tuple[list[Entry], list[Candidate]]:
-    """Walk the inputs and read DICOM headers: (DICOM entries, other scan files)."""
-    entries: list[Entry] = []
+def _discover(specs: list[Any], ctx: Context) -> tuple[list[Candidate], list[Candidate]]:
+    """Walk the inputs: (DICOM candidates, other scan files), each offered to ``ctx``."""
+    dicom: list[Candidate] = []
     others: list[Candidate] = []
-    seen_sop: dict[str, Path] = {}
     skipped: list[Skipped] = []
     ingest = ctx.config["ingest"]
     for cand in discover(specs, ingest["min_bytes"], skipped, ingest["follow_links"]):
         ctx.offered(cand.path)
-        if cand.kind in ("nifti", "image"):
-            others.append(cand)
-            continue
-        entry = None
-        with ctx.isolated([cand.path], "header"):
-            entry = read_entry(cand, ctx, seen_sop, tables)
-        if entry is not None:
-            entries.append(entry)
+        (others if cand.kind in ("nifti", "image") else dicom).append(cand)
     for item in skipped:
         ctx.skip(item.path, "discover", item.reason)
-    return entries, others
+    return dicom, others
 
 
-def _convert_dicom(entries: list[Entry], ctx: Context) -> None:
-    """Group entries into series and convert them: images first, then label series."""
+def _convert_dicom(entries: list[Entry], ctx: Context, workers: Workers) -> None:
+    """Group entries into series and convert them: images first (in parallel), then label
+    series (in this process: each is checked against the images of its subject)."""
     by_series: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
     for entry in entries:
         by_series[(entry.patient_id, entry.study_uid, entry.series_uid)].append(entry)
     label_series = re.compile(ctx.config["ingest"].get("label_series") or r"(?!)")
     ordered = sorted(by_series.values(), key=lambda members: members[0].sop_uid)
+    images: list[tuple[str, list[Entry]]] = []
     label_groups = []
     for members in ordered:
         members.sort(key=lambda e: (e.instance, e.sop_uid))
@@ -231,10 +232,9 @@ def _convert_dicom(entries: list[Entry], ctx: Context) -> None:
             and label_series.search(members[0].description)
         ):
             label_groups.append(members)  # after the images, to check their grid
-        elif projection:
-            convert_projections(members, ctx)
         else:
-            convert_volumes(members, ctx)
+            images.append(("projections" if projection else "volumes", members))
+    convert_series(images, ctx, workers)
     for members in label_groups:
         convert_volumes(members, ctx, role="mask")
 
