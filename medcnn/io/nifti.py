@@ -11,14 +11,14 @@ import numpy as np
 from nibabel.fileholders import FileHolder
 from numpy.typing import DTypeLike
 
-try:  # ISA-L's deflate: about 3-5 times zlib's speed at a similar size (bench/ingest_vs_dcm2niix.py)
-    from isal import igzip as _gzip
-except ImportError:  # no wheel for this platform: the standard library's zlib
-    import gzip as _gzip
-
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
 from medcnn.io.limits import Limits, check_nifti_header
+
+try:  # ISA-L's deflate: several times zlib's speed at a similar size
+    from isal import igzip as _gzip
+except ImportError:  # no wheel for this platform: the standard library's zlib
+    import gzip as _gzip
 
 
 #: Compression level of written ``.nii.gz`` files (isal: 0-3; zlib: 1-9). Level 1 of ISA-L
