@@ -10,15 +10,20 @@ would.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medcnn.ingest.context import Context, Entry, Fate
 from medcnn.ingest.convert_dicom import convert_projections, convert_volumes
-from medcnn.ingest.dicom_headers import STAGE, read_entry
+from medcnn.ingest.dicom_headers import STAGE, read_entry, subject_ids
 from medcnn.ingest.discovery import Candidate
 from medcnn.ingest.workers import Workers, merge_grids, shared
+from medcnn.io.deid import pseudonym
 
 #: Files per header task: large enough that a task's overhead (pickling, a pipe round
 #: trip) is small against its header reads, small enough to spread over the workers.
@@ -145,15 +150,70 @@ def _convert_crash(payload: tuple[str, list[Entry], dict[Path, Fate]], reason: s
     return Converted([], [], {}, {e.path: ctx.fates[e.path] for e in members})
 
 
-def convert_series(groups: list[tuple[str, list[Entry]]], ctx: Context, workers: Workers) -> None:
-    """Convert series in parallel (the largest first, to spread the work) into ``ctx``."""
-    order = sorted(range(len(groups)), key=lambda i: -sum(len(e.frames) for e in groups[i][1]))
+def convert_series(
+    groups: list[tuple[str, list[Entry]]], ctx: Context, workers: Workers, cache: Any
+) -> None:
+    """Convert series in parallel (the largest first, to spread the work) into ``ctx``.
+
+    A series that ``cache`` (a :class:`medcnn.ingest.cache.ConvertCache`) holds unchanged
+    is restored from it instead, without decoding.
+    """
+    todo = []
+    for kind, members in groups:
+        first = members[0]
+        key = cache.key("dicom", kind, first.patient_id, first.study_uid, first.series_uid)
+        if cache.restore(key, [e.path for e in members]):
+            subject_ids(first, ctx)  # the mapping rows, as a conversion adds them
+        else:
+            todo.append((key, kind, members))
+    todo.sort(key=lambda item: -sum(len(e.frames) for e in item[2]))
     payloads = [
-        (groups[i][0], groups[i][1], {e.path: ctx.fates[e.path] for e in groups[i][1]})
-        for i in order
+        (kind, members, {e.path: ctx.fates[e.path] for e in members}) for _, kind, members in todo
     ]
-    for _, result in workers.run(convert_task, payloads, _convert_crash):
+    for index, result in workers.run(convert_task, payloads, _convert_crash):
         merge(ctx, result)
+        cache.store(todo[index][0], [e.path for e in todo[index][2]], result)
+
+
+def convert_labels(label_groups: list[list[Entry]], ctx: Context, cache: Any) -> None:
+    """Convert label series in this process, after the images they are checked against."""
+    for members in label_groups:
+        first = members[0]
+        key = cache.key("dicom", "mask", first.patient_id, first.study_uid, first.series_uid)
+        ids = (
+            pseudonym(first.patient_id, ctx.secret, "sub-"),
+            pseudonym(first.study_uid, ctx.secret, "ses-", 8),
+        )
+        extra = grids_digest(ctx.grids.get(ids, []))
+        paths = [e.path for e in members]
+        if cache.restore(key, paths, extra):
+            subject_ids(first, ctx)
+            continue
+        result = captured(ctx, paths, lambda m=members: convert_volumes(m, ctx, role="mask"))
+        cache.store(key, paths, result, extra)
+
+
+def captured(ctx: Context, paths: list[Path], work: Any) -> Converted:
+    """Run ``work()`` on ``ctx`` itself; what it added, as a task would return it."""
+    rows, mapping = len(ctx.rows), len(ctx.mapping)
+    grids = {k: len(v) for k, v in ctx.grids.items()}
+    work()
+    added = {k: v[grids.get(k, 0) :] for k, v in ctx.grids.items() if len(v) > grids.get(k, 0)}
+    return Converted(
+        ctx.rows[rows:],
+        ctx.mapping[mapping:],
+        added,
+        {p: ctx.fates[p] for p in paths if p in ctx.fates},  # a skipped file has none
+    )
+
+
+def grids_digest(grids: list[tuple[tuple[int, ...], np.ndarray]]) -> str:
+    """Digest of the image grids of a subject and study (what a label map is checked on)."""
+    items = sorted(
+        (list(shape), [round(float(v), 6) for v in np.asarray(affine).ravel()])
+        for shape, affine in grids
+    )
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
 def merge(ctx: Context, result: Converted) -> None:

@@ -43,13 +43,19 @@ import pydicom
 
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
+from medcnn.ingest.cache import ConvertCache
 from medcnn.ingest.context import Context, Entry
-from medcnn.ingest.convert_dicom import convert_volumes
-from medcnn.ingest.convert_other import convert_instances, convert_other
+from medcnn.ingest.convert_other import convert_instances, convert_other, other_ids
 from medcnn.ingest.dicom_headers import is_projection
 from medcnn.ingest.discovery import Candidate, Skipped, discover, load_subject_table, parse_inputs
 from medcnn.ingest.manifest import write_files, write_manifest, write_quarantine
-from medcnn.ingest.passes import convert_series, read_headers
+from medcnn.ingest.passes import (
+    captured,
+    convert_labels,
+    convert_series,
+    grids_digest,
+    read_headers,
+)
 from medcnn.ingest.workers import Workers, resolve_workers
 from medcnn.io.deid import resolve_secret, write_mapping
 from medcnn.io.dicom_series import AssemblyOptions
@@ -186,16 +192,14 @@ def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
     count = resolve_workers(
         config["ingest"]["workers"], threads, config["resources"]["ingest"]["threads"]
     )
+    cache = ConvertCache.load(ctx, tables)
     with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
         candidates, others = _discover(specs, ctx)
+        cache.stat([c.path for c in candidates])  # before the files are read
         entries = read_headers(candidates, ctx, workers)
-        _convert_dicom(entries, ctx, workers)
-    by_role: dict[str, list[Candidate]] = defaultdict(list)
-    for cand in others:
-        by_role[cand.spec.role(cand.relative) if cand.spec is not None else "image"].append(cand)
-    for cand in by_role["image"] + by_role["mask"]:
-        convert_other(cand, ctx, tables)
-    convert_instances(by_role["instances"], ctx, tables)
+        _convert_dicom(entries, ctx, workers, cache)
+    _convert_others(others, ctx, tables, cache)
+    cache.save()
     return _finish(ctx)
 
 
@@ -213,7 +217,9 @@ def _discover(specs: list[Any], ctx: Context) -> tuple[list[Candidate], list[Can
     return dicom, others
 
 
-def _convert_dicom(entries: list[Entry], ctx: Context, workers: Workers) -> None:
+def _convert_dicom(
+    entries: list[Entry], ctx: Context, workers: Workers, cache: ConvertCache
+) -> None:
     """Group entries into series and convert them: images first (in parallel), then label
     series (in this process: each is checked against the images of its subject)."""
     by_series: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
@@ -234,9 +240,61 @@ def _convert_dicom(entries: list[Entry], ctx: Context, workers: Workers) -> None
             label_groups.append(members)  # after the images, to check their grid
         else:
             images.append(("projections" if projection else "volumes", members))
-    convert_series(images, ctx, workers)
-    for members in label_groups:
-        convert_volumes(members, ctx, role="mask")
+    convert_series(images, ctx, workers, cache)
+    convert_labels(label_groups, ctx, cache)
+    if cache.hits:
+        log.info(
+            "ingest: %d series unchanged since the last run, not decoded again (%d converted)",
+            cache.hits,
+            cache.misses,
+        )
+
+
+def _convert_others(
+    others: list[Candidate],
+    ctx: Context,
+    tables: dict[Path, dict[str, dict[str, str]]],
+    cache: ConvertCache,
+) -> None:
+    """NIfTI and 2D image files (images, then masks), then instance masks, each restored
+    from ``cache`` when unchanged. Masks are checked against the images' grids, so theirs
+    are restored only when no grid changed."""
+    by_role: dict[str, list[Candidate]] = defaultdict(list)
+    for cand in others:
+        by_role[cand.spec.role(cand.relative) if cand.spec is not None else "image"].append(cand)
+    for role in ("image", "mask"):
+        extra = "" if role == "image" else grids_digest(_all_grids(ctx))
+        for cand in by_role[role]:
+            key = cache.key("other", role, str(cand.path))
+            paths = [cand.path]
+            if cache.restore(key, paths, extra):
+                _other_mapping([cand], ctx, tables)
+                continue
+            result = captured(ctx, paths, lambda c=cand: convert_other(c, ctx, tables))
+            cache.store(key, paths, result, extra)
+    files = by_role["instances"]
+    if files:
+        key = cache.key("instances", *sorted(str(c.path) for c in files))
+        paths = [c.path for c in files]
+        extra = grids_digest(_all_grids(ctx))
+        if cache.restore(key, paths, extra):
+            _other_mapping(files, ctx, tables)
+        else:
+            result = captured(ctx, paths, lambda: convert_instances(files, ctx, tables))
+            cache.store(key, paths, result, extra)
+
+
+def _all_grids(ctx: Context) -> list:
+    return [grid for key in sorted(ctx.grids) for grid in ctx.grids[key]]
+
+
+def _other_mapping(
+    cands: list[Candidate], ctx: Context, tables: dict[Path, dict[str, dict[str, str]]]
+) -> None:
+    """The mapping rows of restored non-DICOM files, as their conversion adds them."""
+    for cand in cands:
+        with contextlib.suppress(ValueError):
+            other_ids(cand, ctx, tables)
 
 
 def _finish(ctx: Context) -> tuple[int, int]:
