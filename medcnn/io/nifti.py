@@ -54,6 +54,7 @@ def write_nifti(
         repetition_time: seconds between volumes of a time series (pixdim[4]).
     """
     array = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
+    array = fortran_order(array)
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)  # scanner anatomical
     img.set_sform(affine, code=1)
@@ -68,14 +69,33 @@ def write_nifti(
     compressed = path.name.endswith(".gz")
     tmp = path.with_name(path.name + (".part.nii.gz" if compressed else ".part.nii"))
     if compressed:
-        # nibabel writes the header and the voxels (in chunks) into the fast gzip stream;
-        # mtime 0 in the gzip header: the same image gives the same bytes in every run.
-        with _gzip.GzipFile(tmp, "wb", compresslevel=GZIP_LEVEL, mtime=0) as fh:
+        # nibabel writes the header and the voxels into the fast gzip stream; no name and
+        # mtime 0 in the gzip header, so the same image gives the same bytes in every run.
+        with (
+            open(tmp, "wb") as raw,
+            _gzip.GzipFile("", "wb", GZIP_LEVEL, fileobj=raw, mtime=0) as fh,
+        ):
             holder = FileHolder(fileobj=fh)
             img.to_file_map({"image": holder, "header": holder})
     else:
         nib.save(img, tmp)
     tmp.replace(path)
+
+
+def fortran_order(array: np.ndarray, block: int = 16) -> np.ndarray:
+    """``array`` laid out in Fortran order, as NIfTI stores voxels (the same values).
+
+    nibabel writes a C-ordered volume slice by slice, each gathered across the whole array;
+    one copy in tiles of ``block`` x ``block`` along the first and last axes (which stay in
+    the CPU cache) and a write of contiguous bytes cost about half as much.
+    """
+    if array.ndim < 3 or array.flags.f_contiguous or array.size < (1 << 16):
+        return array
+    out = np.empty(array.shape, dtype=array.dtype, order="F")
+    for i in range(0, array.shape[0], block):
+        for k in range(0, array.shape[2], block):
+            out[i : i + block, :, k : k + block] = array[i : i + block, :, k : k + block]
+    return out
 
 
 def read_nifti(
