@@ -11,9 +11,10 @@ with air, soft tissue, bone and noise, written here with pydicom, seed 0).
 
 For each row, dcm2niix and medcnn run alternately (``--repeat`` times each, interleaved, so
 that load from other work on the machine hits both alike) into fresh output folders, each in
-its own process; the table gives the best wall time of each, files/s, the peak memory of the
-process tree (resident set of the process and all its children, sampled every 20 ms, and
-never below ``ru_maxrss``) and the ratio medcnn / dcm2niix. ``medcnn`` is
+its own process; the table gives the best wall time of each, files/s, the CPU time of the
+process tree (user + system, all children included), the peak memory of the process tree
+(MB: the sum of PSS over the process and all its children, sampled every 20 ms, and never
+below the largest process's ``ru_maxrss``) and the ratios medcnn / dcm2niix. ``medcnn`` is
 ``medcnn ingest`` as a user runs it (interpreter start and imports included); ``medcnn
 work`` is the same run without the start (``run_ingest`` alone, as the child reports it);
 ``re-run`` is medcnn again over the unchanged folder with its outputs in place (nothing is
@@ -119,17 +120,18 @@ def write_ct_cohort(folder: Path, n_series: int, n_slices: int, size: int = 512)
 # --- measuring a process tree --------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
+def _tree_memory(pid: int) -> int:
+    """Proportional set size (PSS) in bytes of ``pid`` and all its descendants (Linux).
+
+    PSS splits each shared page between the processes that map it, so forked workers
+    (which share the parent's interpreter and modules until they write to them) are not
+    counted twice, as a sum of resident sizes would; VmRSS where PSS cannot be read.
+    """
     total, stack = 0, [pid]
     while stack:
         current = stack.pop()
         try:
-            with open(f"/proc/{current}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) << 10
-                        break
+            total += _memory_of(current)
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as fh:
                     stack.extend(int(c) for c in fh.read().split())
@@ -138,8 +140,27 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _memory_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) << 10
+    return 0
+
+
 def measured(command: list[str]) -> tuple[float, int, str, float]:
-    """(wall seconds, peak resident bytes of the tree, stdout, CPU seconds of the tree)."""
+    """(wall seconds, peak memory of the tree, stdout, CPU seconds of the tree).
+
+    The peak is the largest sum of PSS over the tree seen every 20 ms, and never below the
+    largest single process's ``ru_maxrss`` (which catches a peak between two samples).
+    """
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     before, cpu = usage.ru_maxrss << 10, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
@@ -150,7 +171,7 @@ def measured(command: list[str]) -> tuple[float, int, str, float]:
 
     def sample() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(process.pid))
+            peak[0] = max(peak[0], _tree_memory(process.pid))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
