@@ -59,6 +59,7 @@ def scratch(ctx: Context, fates: dict[Path, Fate] | None = None, phi: set | None
         fates=dict(fates or {}),
         skipped=[],
         phi=set(phi or ()),
+        shown_paths={},
     )
 
 
