@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.arraywriters import get_slope_inter, make_array_writer
 from nibabel.fileholders import FileHolder
 from numpy.typing import DTypeLike
 
@@ -54,7 +56,6 @@ def write_nifti(
         repetition_time: seconds between volumes of a time series (pixdim[4]).
     """
     array = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
-    array = fortran_order(array)
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)  # scanner anatomical
     img.set_sform(affine, code=1)
@@ -75,27 +76,49 @@ def write_nifti(
             open(tmp, "wb") as raw,
             _gzip.GzipFile("", "wb", GZIP_LEVEL, fileobj=raw, mtime=0) as fh,
         ):
-            holder = FileHolder(fileobj=fh)
-            img.to_file_map({"image": holder, "header": holder})
+            if not _write_fortran(img, array, fh):
+                holder = FileHolder(fileobj=fh)
+                img.to_file_map({"image": holder, "header": holder})
     else:
         nib.save(img, tmp)
     tmp.replace(path)
 
 
-def fortran_order(array: np.ndarray, block: int = 16) -> np.ndarray:
-    """``array`` laid out in Fortran order, as NIfTI stores voxels (the same values).
+def _write_fortran(img: nib.Nifti1Image, array: np.ndarray, fh: Any, slab: int = 16) -> bool:
+    """Write ``img`` (whose voxels are ``array``, stored unscaled) as nibabel would, the
+    voxels in Fortran order a slab of ``slab`` slices at a time; False (nothing written)
+    when nibabel must scale or convert them.
 
-    nibabel writes a C-ordered volume slice by slice, each gathered across the whole array;
-    one copy in tiles of ``block`` x ``block`` along the first and last axes (which stay in
-    the CPU cache) and a write of contiguous bytes cost about half as much.
+    nibabel writes a C-ordered volume plane by plane, each plane gathered across the whole
+    array (a stride of the slice axis per voxel). In Fortran order the planes k of one
+    volume follow each other, so a slab of them is one contiguous piece of the file; it is
+    copied in tiles of ``slab`` rows, which stay in the CPU cache: a third of the time or
+    less, one slab in memory at a time (``tests/io/test_nifti.py`` checks that the bytes
+    are nibabel's).
     """
-    if array.ndim < 3 or array.flags.f_contiguous or array.size < (1 << 16):
-        return array
-    out = np.empty(array.shape, dtype=array.dtype, order="F")
-    for i in range(0, array.shape[0], block):
-        for k in range(0, array.shape[2], block):
-            out[i : i + block, :, k : k + block] = array[i : i + block, :, k : k + block]
-    return out
+    header = img.header
+    if array.ndim < 3 or array.dtype != header.get_data_dtype() or header.extensions:
+        return False
+    img.update_header()
+    writer = make_array_writer(array, array.dtype, header.has_data_slope, True)
+    slope, inter = get_slope_inter(writer)
+    if slope not in (1.0, None) or inter not in (0.0, None):
+        return False
+    header.set_slope_inter(slope, inter)
+    header.write_to(fh)
+    fh.write(b"\0" * (int(header.get_data_offset()) - 352))
+    trailing = array.shape[3:]
+    buffer = np.empty(array.shape[:2] + (slab,), dtype=array.dtype, order="F")
+    # Fortran order over the axes after k too (time, then colour): the first varies fastest.
+    for index in itertools.product(*(range(n) for n in reversed(trailing))):
+        volume = array[(slice(None), slice(None), slice(None), *reversed(index))]
+        for k in range(0, volume.shape[2], slab):
+            part = volume[:, :, k : k + slab]
+            out = buffer[:, :, : part.shape[2]]
+            for i in range(0, part.shape[0], slab):  # tiles that stay in the CPU cache
+                out[i : i + slab] = part[i : i + slab]
+            fh.write(out.tobytes(order="F"))
+    return True
 
 
 def read_nifti(
