@@ -194,25 +194,33 @@ def dcm2niix_command(folder: Path, out: Path) -> list[str]:
     return [exe, "-z", "y", "-b", "y", "-f", "%p_%s", "-o", str(out), str(folder)]
 
 
+#: The checkout whose medcnn is measured (``--repo``: another one, e.g. the main branch).
+CODE = [REPO]
+
+
 def medcnn_command(folder: Path, results: Path, workers: int) -> list[str]:
-    return [sys.executable, __file__, "--child", str(folder), str(results), str(workers)]
+    child_args = [str(folder), str(results), str(workers), str(CODE[0])]
+    return [sys.executable, __file__, "--child", *child_args]
 
 
-def child(folder: str, results: str, workers: str) -> None:
+def child(folder: str, results: str, workers: str, repo: str) -> None:
     """Run ingest once (the ``--child`` mode) and print its own wall time as JSON."""
     import logging
 
-    sys.path.insert(0, str(REPO))
-    from medcnn.config import validate_config
+    sys.path.insert(0, repo)
+    from medcnn.config import load_schema, validate_config
     from medcnn.ingest.pipeline import run_ingest
 
     logging.disable(logging.WARNING)
+    ingest = {}
+    if "workers" in load_schema()["properties"]["ingest"]["properties"]:
+        ingest["workers"] = int(workers)  # a checkout from before ingest.workers: one process
     config = validate_config(
         {
             "results": results,
             "inputs": [folder],
             "deid": {"secret": "bench"},
-            "ingest": {"workers": int(workers)},
+            "ingest": ingest,
             "tasks": {"t": {"kind": "classification", "target": {"column": "f", "positive": "p"}}},
         }
     )
@@ -303,11 +311,14 @@ def main() -> None:
     parser.add_argument("--ct-series", type=int, default=10)
     parser.add_argument("--ct-slices", type=int, default=300)
     parser.add_argument("--no-ct", action="store_true")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--repo", type=Path, default=REPO, help="the checkout to measure")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    CODE[0] = args.repo.resolve()
+    print(f"medcnn from {CODE[0]}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
