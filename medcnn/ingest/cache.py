@@ -37,7 +37,7 @@ from medcnn.ingest.passes import Converted
 log = logging.getLogger("medcnn.ingest.pipeline")
 
 CACHE = "convert_cache.json"
-FORMAT = 1
+FORMAT = 2
 
 Signature = tuple[int, int, int]
 
@@ -79,6 +79,10 @@ class Record:
     rows: list[dict[str, Any]]
     grids: list[list[Any]]
     fates: dict[str, list[str]]
+    #: Keyed hash of (PatientID, StudyInstanceUID, SeriesInstanceUID) of a DICOM series, and
+    #: of each file's SOPInstanceUID ("" and none for other files).
+    group: str = ""
+    sops: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -146,13 +150,45 @@ class ConvertCache:
         record = self.previous.get(key)
         if record is None or record.extra != extra or record.files != self._files(paths):
             return False
+        by_key = {self.file_key(p): p for p in paths}
+        if set(record.fates) != set(by_key) or not self._outputs_exist(record):
+            return False
+        self._apply(key, record, by_key)
+        return True
+
+    def _outputs_exist(self, record: Record) -> bool:
         results = self.ctx.results
         outputs = [row[column] for row in record.rows for column in ("path", "sidecar")]
-        if not all((results / output).is_file() for output in outputs):
-            return False
+        return all((results / output).is_file() for output in outputs)
+
+    def unchanged_series(self, paths: list[Path]) -> dict[str, tuple[Record, dict[str, Path]]]:
+        """DICOM image series of the last run whose files are all among ``paths``, unchanged,
+        with their outputs in place: they need not even have their headers read.
+
+        Not with ``deid.mapping`` (which needs the identifiers from the headers); label series
+        are left out (they depend on the grids of the images converted in this run).
+        """
+        if self.ctx.config["deid"]["mapping"]:
+            return {}
         by_key = {self.file_key(p): p for p in paths}
-        if set(record.fates) != set(by_key):
-            return False
+        found = {}
+        for key, record in self.previous.items():
+            if not record.group or record.extra:
+                continue
+            mine = {k: by_key.get(k) for k in record.files}
+            if None in mine.values() or set(record.fates) != set(mine):
+                continue
+            if self._files(list(mine.values())) != record.files:  # type: ignore[arg-type]
+                continue
+            if self._outputs_exist(record):
+                found[key] = (record, mine)  # type: ignore[assignment]
+        return found
+
+    def restore_unread(self, key: str, record: Record, files: dict[str, Path]) -> None:
+        """Restore a series found by :meth:`unchanged_series` (its headers were not read)."""
+        self._apply(key, record, files)
+
+    def _apply(self, key: str, record: Record, by_key: dict[str, Path]) -> None:
         ctx = self.ctx
         ctx.rows.extend(record.rows)
         for subject, study, shape, affine in record.grids:
@@ -162,10 +198,24 @@ class ConvertCache:
             ctx.fates[path] = Fate(ctx.shown(path), fate, stage, detail)
         self.current[key] = record
         self.hits += 1
-        return True
 
-    def store(self, key: str, paths: list[Path], result: Converted, extra: str = "") -> None:
-        """Record what converting a series added to the run."""
+    def group_key(self, patient_id: str, study_uid: str, series_uid: str) -> str:
+        """Keyed hash of a DICOM series' identity, the same whatever its kind."""
+        return self.key("group", patient_id, study_uid, series_uid)[:32]
+
+    def sop_key(self, sop_uid: str) -> str:
+        return self.key("sop", sop_uid)[:32]
+
+    def store(
+        self,
+        key: str,
+        paths: list[Path],
+        result: Converted,
+        extra: str = "",
+        identity: tuple[str, list[str]] = ("", []),
+    ) -> None:
+        """Record what converting a series added to the run (``identity``: the group key
+        and the SOP keys of a DICOM series)."""
         self.misses += 1
         files = self._files(paths)
         if files is None:
@@ -183,7 +233,8 @@ class ConvertCache:
             for shape, affine in items
         ]
         rows = json.loads(json.dumps(result.rows, default=_plain))
-        self.current[key] = Record(files, extra, rows, grids, fates)
+        group, sops = identity
+        self.current[key] = Record(files, extra, rows, grids, fates, group, sorted(sops))
 
     def save(self) -> None:
         """Write the records of this run (atomically; series not seen are dropped)."""

@@ -173,7 +173,8 @@ def convert_series(
     ]
     for index, result in workers.run(convert_task, payloads, _convert_crash):
         merge(ctx, result)
-        cache.store(todo[index][0], [e.path for e in todo[index][2]], result)
+        members = todo[index][2]
+        cache.store(todo[index][0], [e.path for e in members], result, "", identity(cache, members))
 
 
 def convert_labels(label_groups: list[list[Entry]], ctx: Context, cache: Any) -> None:
@@ -191,7 +192,14 @@ def convert_labels(label_groups: list[list[Entry]], ctx: Context, cache: Any) ->
             subject_ids(first, ctx)
             continue
         result = captured(ctx, paths, lambda m=members: convert_volumes(m, ctx, role="mask"))
-        cache.store(key, paths, result, extra)
+        cache.store(key, paths, result, extra, identity(cache, members))
+
+
+def identity(cache: Any, members: list[Entry]) -> tuple[str, list[str]]:
+    """The keyed identity of a DICOM series for the cache: group key and SOP keys."""
+    first = members[0]
+    group = cache.group_key(first.patient_id, first.study_uid, first.series_uid)
+    return group, [cache.sop_key(e.sop_uid) for e in members if e.sop_uid]
 
 
 def captured(ctx: Context, paths: list[Path], work: Any) -> Converted:

@@ -196,7 +196,7 @@ def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
     with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
         candidates, others = _discover(specs, ctx)
         cache.stat([c.path for c in candidates])  # before the files are read
-        entries = read_headers(candidates, ctx, workers)
+        entries = _read_changed(candidates, ctx, workers, cache)
         _convert_dicom(entries, ctx, workers, cache)
     _convert_others(others, ctx, tables, cache)
     cache.save()
@@ -215,6 +215,35 @@ def _discover(specs: list[Any], ctx: Context) -> tuple[list[Candidate], list[Can
     for item in skipped:
         ctx.skip(item.path, "discover", item.reason)
     return dicom, others
+
+
+def _read_changed(
+    candidates: list[Candidate], ctx: Context, workers: Workers, cache: ConvertCache
+) -> list[Entry]:
+    """The header pass over every file but those of series unchanged since the last run,
+    which are restored from ``cache`` unread. A file read now that belongs to one of them
+    (a slice added to a series) or repeats one of its SOP instances makes that series
+    read again, so that it is grouped and checked as a whole."""
+    unread = cache.unchanged_series([c.path for c in candidates])
+    while True:
+        skipped = {path for _, files in unread.values() for path in files.values()}
+        entries = read_headers([c for c in candidates if c.path not in skipped], ctx, workers)
+        groups = {cache.group_key(e.patient_id, e.study_uid, e.series_uid) for e in entries}
+        sops = {cache.sop_key(e.sop_uid) for e in entries if e.sop_uid}
+        clashing = [
+            key
+            for key, (record, _) in unread.items()
+            if record.group in groups or not sops.isdisjoint(record.sops)
+        ]
+        if not clashing:
+            break
+        for key in clashing:
+            del unread[key]
+    for key, (record, files) in unread.items():
+        cache.restore_unread(key, record, files)
+    if unread:
+        log.info("ingest: %d series unchanged since the last run: headers not read", len(unread))
+    return entries
 
 
 def _convert_dicom(

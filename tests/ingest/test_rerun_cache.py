@@ -11,7 +11,9 @@ import json
 import os
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 import medcnn.ingest.convert_dicom as convert_dicom
 import medcnn.ingest.convert_other as convert_other
@@ -173,6 +175,53 @@ def test_a_worker_that_dies_quarantines_only_its_series(cohort, tmp_path, monkey
     assert set(died["detail"]) == {"its ingest worker process died (a crash in a decoder)"}
     good = files[files["file"].str.contains("/good/")]
     assert set(good["fate"]) == {"converted"}
+
+
+@pytest.fixture
+def headers(tmp_path, monkeypatch):
+    """A function returning the folders of the files whose headers were read so far."""
+    log = tmp_path / "headers.log"
+    log.touch()
+    original = passes.read_entry
+
+    def counting(cand, *args):
+        with open(log, "a") as fh:
+            fh.write(f"{cand.path.parent.name}\n")
+        return original(cand, *args)
+
+    monkeypatch.setattr(passes, "read_entry", counting)
+    return lambda: log.read_text().splitlines()
+
+
+def test_rerun_reads_no_header_of_an_unchanged_series(cohort, tmp_path, headers, decodes):
+    results = tmp_path / "results"
+    run_ingest(_config(results, cohort))
+    first = headers()
+    manifest = (results / "ingest" / "manifest.tsv").read_text()
+    files = (results / "ingest" / "files.tsv").read_text()
+    run_ingest(_config(results, cohort))
+    again = headers()[len(first) :]
+    # Only files of no converted series are read again (the quarantined ones, one-file
+    # series of hostile files); none of the good series.
+    assert again and not {"ct1", "ct2", "ct3", "dx"} & set(again)
+    assert (results / "ingest" / "manifest.tsv").read_text() == manifest
+    assert (results / "ingest" / "files.tsv").read_text() == files
+
+    # A slice added to ct3 (same series, next position): ct3 is read and converted whole.
+    n_read, n_decoded = len(headers()), len(decodes())
+    slices = sorted((cohort / "more" / "ct3").iterdir())
+    ds = pydicom.dcmread(slices[-1])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.ImagePositionPatient = [
+        float(v) + 2.0 * (i == 2) for i, v in enumerate(ds.ImagePositionPatient)
+    ]
+    ds.InstanceNumber = int(ds.InstanceNumber) + 1
+    ds.save_as(cohort / "more" / "ct3" / "IM9999.dcm")
+    run_ingest(_config(results, cohort))
+    assert headers()[n_read:].count("ct3") == 5 + 1  # the new file, then the series whole
+    assert decodes()[n_decoded:] == [("assemble_series", "ct3")]
+    shapes = read_manifest(results / "ingest" / "manifest.tsv")["shape"]
+    assert "6x8x5" in set(shapes)
 
 
 @pytest.mark.parametrize(
