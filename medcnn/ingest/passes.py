@@ -39,6 +39,10 @@ class HeaderResult:
     fate: Fate | None
 
 
+#: What a header task returns: one result per file, and the identifiers seen.
+HeaderChunk = tuple[list[HeaderResult], set[str]]
+
+
 @dataclasses.dataclass
 class Converted:
     """What converting one series added to the run."""
@@ -76,9 +80,6 @@ def header_task(cands: list[Candidate]) -> HeaderChunk:
         fate = ctx.fates.get(cand.path)
         results.append(HeaderResult(entry, next(iter(seen), None), fate))
     return results, ctx.phi
-
-
-HeaderChunk = tuple[list[HeaderResult], set[str]]
 
 
 def _header_crash(cands: list[Candidate], reason: str) -> HeaderChunk | None:
