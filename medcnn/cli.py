@@ -36,7 +36,7 @@ def _demo_data(args: argparse.Namespace) -> None:
 def _ingest(args: argparse.Namespace) -> None:
     from medcnn.stages import ingest
 
-    ingest.run(load_config(args.config))
+    ingest.run(load_config(args.config), threads=args.threads)
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -136,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     step("validate", _validate, "validate a config file against the schema")
     step("config-reference", _config_reference, "print the config reference (Markdown)", False)
-    step("ingest", _ingest, "input folders -> NIfTI, sidecars, manifest.tsv, quarantine.tsv")
+    p = step("ingest", _ingest, "input folders -> NIfTI, sidecars, manifest.tsv, quarantine.tsv")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="worker processes when ingest.workers is 0 (default: resources.ingest.threads)",
+    )
     p = step("preprocess", _preprocess, "preprocess a task's images and write plans.json")
     p.add_argument("--task", required=True)
     subjects = p.add_mutually_exclusive_group()

@@ -92,10 +92,17 @@ class Context:
     skipped: list[Fate] = field(default_factory=list)
     #: Every identifying value seen in a header: scrubbed from every reason written.
     phi: set[str] = field(default_factory=set)
+    #: ``shown`` of each path asked for (a keyed hash per component: asked for two or three
+    #: times per file).
+    shown_paths: dict[Path, str] = field(default_factory=dict, repr=False)
 
     def shown(self, path: Path) -> str:
         """``path`` as tables, logs and reports show it (pseudonymised unless configured)."""
-        return shown_path(path, self.folders, self.secret, self.config["ingest"]["show_paths"])
+        shown = self.shown_paths.get(path)
+        if shown is None:
+            show = self.config["ingest"]["show_paths"]
+            shown = self.shown_paths[path] = shown_path(path, self.folders, self.secret, show)
+        return shown
 
     def scrub(self, text: str) -> str:
         """``text`` without any identifier seen so far, nor date- or ID-shaped tokens."""

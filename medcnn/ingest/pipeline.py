@@ -43,12 +43,20 @@ import pydicom
 
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
+from medcnn.ingest.cache import ConvertCache
 from medcnn.ingest.context import Context, Entry
-from medcnn.ingest.convert_dicom import convert_projections, convert_volumes
-from medcnn.ingest.convert_other import convert_instances, convert_other
-from medcnn.ingest.dicom_headers import is_projection, read_entry
+from medcnn.ingest.convert_other import convert_instances, convert_other, other_ids
+from medcnn.ingest.dicom_headers import is_projection
 from medcnn.ingest.discovery import Candidate, Skipped, discover, load_subject_table, parse_inputs
 from medcnn.ingest.manifest import write_files, write_manifest, write_quarantine
+from medcnn.ingest.passes import (
+    captured,
+    convert_labels,
+    convert_series,
+    grids_digest,
+    read_headers,
+)
+from medcnn.ingest.workers import Workers, resolve_workers
 from medcnn.io.deid import resolve_secret, write_mapping
 from medcnn.io.dicom_series import AssemblyOptions
 from medcnn.io.limits import Limits
@@ -125,11 +133,13 @@ def _context(config: dict[str, Any], folders: list[Path]) -> Context:
     )
 
 
-def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
+def run_ingest(config: dict[str, Any], threads: int | None = None) -> tuple[int, int]:
     """Convert every image below ``config['inputs']`` and write the manifest.
 
     Args:
         config: the validated workflow configuration (defaults filled in).
+        threads: the job's threads (``medcnn ingest --threads``): the worker processes when
+            ``ingest.workers`` is 0; None for ``resources.ingest.threads``.
 
     Returns:
         (images or volumes written to the manifest, files quarantined).
@@ -139,7 +149,7 @@ def run_ingest(config: dict[str, Any]) -> tuple[int, int]:
             missing, unreadable or lacks a column, or no file at all could be converted.
     """
     with _quiet_libraries():
-        return _run(config)
+        return _run(config, threads)
 
 
 @contextlib.contextmanager
@@ -165,7 +175,7 @@ def _quiet_libraries() -> Iterator[None]:
         logger.disabled = disabled
 
 
-def _run(config: dict[str, Any]) -> tuple[int, int]:
+def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
     try:
         specs = parse_inputs(config["inputs"])
     except ValueError as exc:
@@ -179,48 +189,74 @@ def _run(config: dict[str, Any]) -> tuple[int, int]:
                 tables[spec.table] = load_subject_table(spec.table)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{exc}: fix the input table or its path in the config") from None
-    entries, others = _discover(specs, ctx, tables)
-    _convert_dicom(entries, ctx)
-    by_role: dict[str, list[Candidate]] = defaultdict(list)
-    for cand in others:
-        by_role[cand.spec.role(cand.relative) if cand.spec is not None else "image"].append(cand)
-    for cand in by_role["image"] + by_role["mask"]:
-        convert_other(cand, ctx, tables)
-    convert_instances(by_role["instances"], ctx, tables)
+    count = resolve_workers(
+        config["ingest"]["workers"], threads, config["resources"]["ingest"]["threads"]
+    )
+    cache = ConvertCache.load(ctx, tables)
+    with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
+        candidates, others = _discover(specs, ctx)
+        cache.stat([c.path for c in candidates])  # before the files are read
+        entries = _read_changed(candidates, ctx, workers, cache)
+        _convert_dicom(entries, ctx, workers, cache)
+    _convert_others(others, ctx, tables, cache)
+    cache.save()
     return _finish(ctx)
 
 
-def _discover(
-    specs: list[Any], ctx: Context, tables: dict[Path, dict[str, dict[str, str]]]
-) -> tuple[list[Entry], list[Candidate]]:
-    """Walk the inputs and read DICOM headers: (DICOM entries, other scan files)."""
-    entries: list[Entry] = []
+def _discover(specs: list[Any], ctx: Context) -> tuple[list[Candidate], list[Candidate]]:
+    """Walk the inputs: (DICOM candidates, other scan files), each offered to ``ctx``."""
+    dicom: list[Candidate] = []
     others: list[Candidate] = []
-    seen_sop: dict[str, Path] = {}
     skipped: list[Skipped] = []
     ingest = ctx.config["ingest"]
     for cand in discover(specs, ingest["min_bytes"], skipped, ingest["follow_links"]):
         ctx.offered(cand.path)
-        if cand.kind in ("nifti", "image"):
-            others.append(cand)
-            continue
-        entry = None
-        with ctx.isolated([cand.path], "header"):
-            entry = read_entry(cand, ctx, seen_sop, tables)
-        if entry is not None:
-            entries.append(entry)
+        (others if cand.kind in ("nifti", "image") else dicom).append(cand)
     for item in skipped:
         ctx.skip(item.path, "discover", item.reason)
-    return entries, others
+    return dicom, others
 
 
-def _convert_dicom(entries: list[Entry], ctx: Context) -> None:
-    """Group entries into series and convert them: images first, then label series."""
+def _read_changed(
+    candidates: list[Candidate], ctx: Context, workers: Workers, cache: ConvertCache
+) -> list[Entry]:
+    """The header pass over every file but those of series unchanged since the last run,
+    which are restored from ``cache`` unread. A file read now that belongs to one of them
+    (a slice added to a series) or repeats one of its SOP instances makes that series
+    read again, so that it is grouped and checked as a whole."""
+    unread = cache.unchanged_series([c.path for c in candidates])
+    while True:
+        skipped = {path for _, files in unread.values() for path in files.values()}
+        entries = read_headers([c for c in candidates if c.path not in skipped], ctx, workers)
+        groups = {cache.group_key(e.patient_id, e.study_uid, e.series_uid) for e in entries}
+        sops = {cache.sop_key(e.sop_uid) for e in entries if e.sop_uid}
+        clashing = [
+            key
+            for key, (record, _) in unread.items()
+            if record.group in groups or not sops.isdisjoint(record.sops)
+        ]
+        if not clashing:
+            break
+        for key in clashing:
+            del unread[key]
+    for key, (record, files) in unread.items():
+        cache.restore_unread(key, record, files)
+    if unread:
+        log.info("ingest: %d series unchanged since the last run: headers not read", len(unread))
+    return entries
+
+
+def _convert_dicom(
+    entries: list[Entry], ctx: Context, workers: Workers, cache: ConvertCache
+) -> None:
+    """Group entries into series and convert them: images first (in parallel), then label
+    series (in this process: each is checked against the images of its subject)."""
     by_series: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
     for entry in entries:
         by_series[(entry.patient_id, entry.study_uid, entry.series_uid)].append(entry)
     label_series = re.compile(ctx.config["ingest"].get("label_series") or r"(?!)")
     ordered = sorted(by_series.values(), key=lambda members: members[0].sop_uid)
+    images: list[tuple[str, list[Entry]]] = []
     label_groups = []
     for members in ordered:
         members.sort(key=lambda e: (e.instance, e.sop_uid))
@@ -231,12 +267,63 @@ def _convert_dicom(entries: list[Entry], ctx: Context) -> None:
             and label_series.search(members[0].description)
         ):
             label_groups.append(members)  # after the images, to check their grid
-        elif projection:
-            convert_projections(members, ctx)
         else:
-            convert_volumes(members, ctx)
-    for members in label_groups:
-        convert_volumes(members, ctx, role="mask")
+            images.append(("projections" if projection else "volumes", members))
+    convert_series(images, ctx, workers, cache)
+    convert_labels(label_groups, ctx, cache)
+    if cache.hits:
+        log.info(
+            "ingest: %d series unchanged since the last run, not decoded again (%d converted)",
+            cache.hits,
+            cache.misses,
+        )
+
+
+def _convert_others(
+    others: list[Candidate],
+    ctx: Context,
+    tables: dict[Path, dict[str, dict[str, str]]],
+    cache: ConvertCache,
+) -> None:
+    """NIfTI and 2D image files (images, then masks), then instance masks, each restored
+    from ``cache`` when unchanged. Masks are checked against the images' grids, so theirs
+    are restored only when no grid changed."""
+    by_role: dict[str, list[Candidate]] = defaultdict(list)
+    for cand in others:
+        by_role[cand.spec.role(cand.relative) if cand.spec is not None else "image"].append(cand)
+    for role in ("image", "mask"):
+        extra = "" if role == "image" else grids_digest(_all_grids(ctx))
+        for cand in by_role[role]:
+            key = cache.key("other", role, str(cand.path))
+            paths = [cand.path]
+            if cache.restore(key, paths, extra):
+                _other_mapping([cand], ctx, tables)
+                continue
+            result = captured(ctx, paths, lambda c=cand: convert_other(c, ctx, tables))
+            cache.store(key, paths, result, extra)
+    files = by_role["instances"]
+    if files:
+        key = cache.key("instances", *sorted(str(c.path) for c in files))
+        paths = [c.path for c in files]
+        extra = grids_digest(_all_grids(ctx))
+        if cache.restore(key, paths, extra):
+            _other_mapping(files, ctx, tables)
+        else:
+            result = captured(ctx, paths, lambda: convert_instances(files, ctx, tables))
+            cache.store(key, paths, result, extra)
+
+
+def _all_grids(ctx: Context) -> list:
+    return [grid for key in sorted(ctx.grids) for grid in ctx.grids[key]]
+
+
+def _other_mapping(
+    cands: list[Candidate], ctx: Context, tables: dict[Path, dict[str, dict[str, str]]]
+) -> None:
+    """The mapping rows of restored non-DICOM files, as their conversion adds them."""
+    for cand in cands:
+        with contextlib.suppress(ValueError):
+            other_ids(cand, ctx, tables)
 
 
 def _finish(ctx: Context) -> tuple[int, int]:

@@ -24,4 +24,4 @@ checkpoint ingest_scans:
     benchmark:
         f"{BENCHMARKS}/ingest/ingest_scans.tsv",
     shell:
-        "medcnn ingest --config {params.configfile} > {log} 2>&1"
+        "medcnn ingest --config {params.configfile} --threads {threads} > {log} 2>&1"
