@@ -30,6 +30,8 @@ from monai.utils import set_determinism
 
 from medcnn.data.labels import LabelScheme
 from medcnn.hardware import resolve_precision
+from medcnn.inference.classification import predict_logits
+from medcnn.metrics.calibration import apply_calibration, fit_calibration
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
 from medcnn.train.checkpoint import (
@@ -41,11 +43,14 @@ from medcnn.train.checkpoint import (
 )
 from medcnn.train.classifier_epoch import ClassifierStep, FoldProgress, finish_record, train_epoch
 from medcnn.train.loaders import classifier_loader
-from medcnn.train.schedules import lr_schedule
+from medcnn.train.schedules import AnnealingSchedule, lr_schedule
 from medcnn.train.validation import validate_classifier
 from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
+
+#: Share of ``train.epochs`` over which the schedule anneals once early stopping decides.
+LANDING_SHARE = 0.1
 
 
 def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +125,9 @@ def train_fold(
     dataset, sampler, loader, generator, workers = classifier_loader(
         train_items, draw_weights, settings, size=int(plans["size"]), device=device, threads=threads
     )
-    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch=max(1, len(loader)))
+    steps_per_epoch = max(1, len(loader))
+    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch)
+    ema = _ema(model, settings, steps_per_epoch)
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
@@ -129,6 +136,8 @@ def train_fold(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     progress = FoldProgress.of(scheme.n_outputs, state)
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    if ema is not None:
+        resumable["ema"] = ema
     if state is not None:
         resume(state, resumable, checkpoint_path)
     # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
@@ -139,8 +148,16 @@ def train_fold(
         trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format
     )
     step.multiclass = scheme.kind == "multiclass"
+    step.clip_grad_norm, step.ema = settings["clip_grad_norm"], ema
+    # Selection (and the kept weights) are the weight average's when there is one; the raw
+    # weights' AUROC goes into the history beside it (the epoch-to-epoch swing it removes).
+    selected = ema.module if ema is not None else model
     validate = partial(
-        validate_classifier, model, val_images, val_targets, scheme, device, precision
+        _validate_both,
+        partial(validate_classifier, selected, val_images, val_targets, scheme, device, precision),
+        partial(validate_classifier, model, val_images, val_targets, scheme, device, precision)
+        if ema is not None
+        else None,
     )
     extra = {"precision": precision, "precision_info": precision_info}
     save = Checkpointer(checkpoint_path, fingerprint, resumable, extra, settings["checkpoint"])
@@ -150,9 +167,12 @@ def train_fold(
     model.eval()
     if not distributed.is_main():
         return model, {}, []
-    model.load_state_dict(progress.best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
+    # Set in epoch 1 at the latest (score >= 0 > -1); the EMA's weights when averaging.
+    model.load_state_dict(progress.best_state)
+    calibrated = _calibrate(model, val_images, val_targets, scheme, task, device, precision)
     summary = {
         **_fold_result(network, progress, val_targets, precision, precision_info),
+        **calibrated,
         **_settings_used(settings, workers, initial),
         **_run_summary(progress),
     }
@@ -172,7 +192,9 @@ def _run_epochs(
     whether to stop, writes the checkpoint (``save``) and tells the other ranks."""
     dataset, sampler, loader, generator = data
     seed, patience = int(settings["seed"]), settings["patience"]
-    model = distributed.unwrap(step.model)
+    model = step.ema.module if step.ema is not None else distributed.unwrap(step.model)
+    # Early stopping lands: the schedule anneals over these epochs before the run ends.
+    landing = max(1, round(LANDING_SHARE * settings["epochs"])) * max(1, len(loader))
     for epoch in range(progress.start_epoch, settings["epochs"] + 1):
         if progress.stopped:
             break
@@ -186,25 +208,86 @@ def _run_epochs(
             # Rank 0 validates and decides; the others wait for its decision.
             progress.stopped = distributed.broadcast(None)
             continue
-        probs, record["val_loss"], record["val_auroc"] = validate(settings["channels_last"])
+        probs, record["val_loss"], record["val_auroc"], raw_auroc = validate(
+            settings["channels_last"]
+        )
         record = finish_record(record)
+        record["val_auroc_raw"] = raw_auroc
         progress.add(record, model, probs)
         _log_epoch(record, settings["epochs"])
-        progress.stopped = patience is not None and progress.bad_epochs >= patience
+        if patience is not None and progress.bad_epochs >= patience and not step.scheduler.landing:
+            log.info(
+                "no better validation AUROC for %d epochs: annealing over %d more steps, then "
+                "stopping",
+                patience,
+                landing,
+            )
+            step.scheduler.land(landing)
+        # A time budget or a landing ends the run once the rate is at its floor.
+        progress.stopped = step.scheduler.finished() and epoch < settings["epochs"]
         save(epoch, **progress.saved())
         if progress.stopped:
-            log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
+            log.info("stopped after epoch %d: the schedule reached its floor", epoch)
         distributed.broadcast(progress.stopped)
 
 
 def _optimiser(
     model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW and its per-step learning-rate schedule over ``train.epochs``."""
+) -> tuple[torch.optim.Optimizer, AnnealingSchedule]:
+    """AdamW and its per-step learning-rate schedule over ``train.epochs`` (and
+    ``train.max_minutes``)."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    return optimizer, lr_schedule(optimizer, settings, settings["epochs"] * steps_per_epoch)
+    total = settings["epochs"] * steps_per_epoch
+    return optimizer, lr_schedule(optimizer, settings, total, steps_per_epoch)
+
+
+def _ema(
+    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """The exponential moving average of the weights (batch-norm statistics included) over
+    about ``train.ema_epochs`` epochs of steps; None when that is null."""
+    epochs = settings["ema_epochs"]
+    if not epochs:
+        return None
+    decay = 1.0 - 1.0 / max(1.0, float(epochs) * steps_per_epoch)
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def _validate_both(
+    selected: Callable[[bool], tuple[np.ndarray, float, float]],
+    raw: Callable[[bool], tuple[np.ndarray, float, float]] | None,
+    channels_last: bool,
+) -> tuple[np.ndarray, float, float, float]:
+    """(probabilities, loss, AUROC) of the weights selection looks at, and the AUROC of the
+    raw weights (the same when there is no average)."""
+    probs, loss, auc = selected(channels_last)
+    return probs, loss, auc, raw(channels_last)[2] if raw is not None else auc
+
+
+def _calibrate(
+    model: torch.nn.Module,
+    val_images: np.ndarray,
+    val_targets: np.ndarray,
+    scheme: LabelScheme,
+    task: dict[str, Any],
+    device: torch.device,
+    precision: str,
+) -> dict[str, Any]:
+    """The calibration of the kept model, fitted on the validation images
+    (``evaluation.calibration``), and the validation probabilities before and after it."""
+    channels_last = bool(task["train"]["channels_last"])
+    logits = predict_logits(model, val_images, device, precision, channels_last)
+    method = task["evaluation"]["calibration"]
+    calibration = fit_calibration(logits, val_targets, scheme.kind, method)
+    return {
+        "calibration": calibration,
+        "uncalibrated_probabilities": scheme.probabilities(logits),
+        "best_probabilities": scheme.probabilities(apply_calibration(logits, calibration)),
+    }
 
 
 def _fold_result(

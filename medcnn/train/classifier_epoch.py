@@ -27,16 +27,21 @@ class ClassifierStep:
     model: torch.nn.Module
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: Any
     scaler: torch.amp.GradScaler
     device: torch.device
     precision: str = "fp32"
     memory_format: torch.memory_format = torch.contiguous_format
     multiclass: bool = False
+    #: largest gradient norm (None: no clipping)
+    clip_grad_norm: float | None = None
+    #: exponential moving average of the weights (``torch.optim.swa_utils.AveragedModel``)
+    ema: torch.nn.Module | None = None
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
         """One step on a batch ``{"image": (B, 1, H, W), "label": (B, labels)}``; (its loss,
         the images in it)."""
+        started = time.perf_counter()
         images = batch[KEY].to(self.device, non_blocking=True)
         images = images.contiguous(memory_format=self.memory_format)
         labels = batch["label"].float().to(self.device, non_blocking=True)
@@ -50,9 +55,16 @@ class ClassifierStep:
         else:
             loss = self.loss_fn(logits, labels)
         self.scaler.scale(loss).backward()
+        if self.clip_grad_norm:
+            # Unscaled first, so the norm is the true gradient's (fp16 loss scaling).
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(distributed.unwrap(self.model))
+        # The schedule counts steps and training seconds (a time budget anneals it too).
+        self.scheduler.step(time.perf_counter() - started)
         return float(loss.detach()), len(images)
 
 
