@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import resource
 import sys
 import time
@@ -119,8 +120,9 @@ def prepare(config: dict[str, Any]) -> list[dict[str, str]]:
     if problems:
         raise SystemExit("benchmark config invalid:\n  " + "\n  ".join(problems))
     index_path = Path(config["results"]) / "preprocess" / TASK / "index.tsv"
-    if not index_path.exists():
+    if not (Path(config["results"]) / "ingest" / "manifest.tsv").exists():
         ingest.run(config)
+    if not index_path.exists():
         preprocess.run_task(config, TASK)
     return [r for r in read_index(index_path).to_dict("records") if r["target"] != ""]
 
@@ -371,6 +373,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "auto"])
     parser.add_argument("--no-ema", action="store_true", help="ablation: train without EMA")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("medcnn.ingest", "medcnn.stages.preprocess"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     data = args.data.resolve()
     if not (data / "labels.csv").is_file():
         print(f"skipped: no cxr_nih data at {data} (see ../shared/data/README.md)")
