@@ -207,7 +207,13 @@ class Films(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         item = self.items[i]
-        return torch.as_tensor(self.transform(item["image"])), item["label"]
+        return plain(self.transform(item["image"])), item["label"]
+
+
+def plain(image: Any) -> torch.Tensor:
+    """A plain float tensor (MONAI's MetaTensor would route every operation of the network
+    through its ``__torch_function__``: the same numbers, many times the CPU time)."""
+    return torch.as_tensor(np.asarray(image), dtype=torch.float32)
 
 
 def run_tutorial_fold(
@@ -261,7 +267,7 @@ def run_tutorial_fold(
         ]
 
     def arrays(role: str) -> torch.Tensor:
-        return torch.stack([torch.as_tensor(load(it["image"])) for it in items(role)]).float()
+        return torch.stack([plain(load(it["image"])) for it in items(role)])
 
     # The deterministic part (reading, scaling, resizing) once, as CacheDataset would.
     cached = arrays("train")
