@@ -414,6 +414,10 @@ def main() -> int:
             "test": [r for r in rows if r["subject"] in test],
         }
         results: dict[str, Any] = {}
+        # CPU seconds of each recipe's fold, kept beside its outputs: a later run that finds
+        # the fold done (or the report of folds run as parallel processes) counts them too.
+        spent_path = Path(fold_config["results"]).parent / "cpu_seconds.json"
+        spent = json.loads(spent_path.read_text()) if spent_path.exists() else {}
         for recipe in recipes:
             before = cpu_seconds()
             if recipe == "medcnn":
@@ -421,7 +425,9 @@ def main() -> int:
             else:
                 cache = Path(fold_config["results"]).parent / "tutorial"
                 results[recipe] = run_tutorial_fold(data, by_role, files, args, cache)
-            clock[recipe] += cpu_seconds() - before
+            spent[recipe] = spent.get(recipe, 0.0) + cpu_seconds() - before
+            spent_path.write_text(json.dumps(spent))
+            clock[recipe] += spent[recipe]
         pooled["rows"] += by_role["test"]
         for recipe, result in results.items():
             probs = result["probabilities"]
