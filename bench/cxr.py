@@ -416,16 +416,21 @@ def main() -> int:
         results: dict[str, Any] = {}
         # CPU seconds of each recipe's fold, kept beside its outputs: a later run that finds
         # the fold done (or the report of folds run as parallel processes) counts them too.
-        spent_path = Path(fold_config["results"]).parent / "cpu_seconds.json"
-        spent = json.loads(spent_path.read_text()) if spent_path.exists() else {}
+        outer = Path(fold_config["results"]).parent
         for recipe in recipes:
+            spent_path = outer / f"cpu_seconds_{recipe}.json"
+            spent = {recipe: 0.0}
+            if spent_path.exists():
+                spent = json.loads(spent_path.read_text())
+            elif (outer / "cpu_seconds.json").exists():  # both recipes in one file (earlier)
+                spent = json.loads((outer / "cpu_seconds.json").read_text())
             before = cpu_seconds()
             if recipe == "medcnn":
                 results[recipe] = run_medcnn_fold(fold_config, by_role["test"], args.threads)
             else:
                 cache = Path(fold_config["results"]).parent / "tutorial"
                 results[recipe] = run_tutorial_fold(data, by_role, files, args, cache)
-            spent[recipe] = spent.get(recipe, 0.0) + cpu_seconds() - before
+            spent = {recipe: spent.get(recipe, 0.0) + cpu_seconds() - before}
             spent_path.write_text(json.dumps(spent))
             clock[recipe] += spent[recipe]
         pooled["rows"] += by_role["test"]
