@@ -30,8 +30,6 @@ from monai.utils import set_determinism
 
 from medcnn.data.labels import LabelScheme
 from medcnn.hardware import resolve_precision
-from medcnn.inference.classification import predict_logits
-from medcnn.metrics.calibration import apply_calibration, fit_calibration
 from medcnn.models.factory import build_network, load_initial_weights
 from medcnn.train import distributed
 from medcnn.train.checkpoint import (
@@ -41,10 +39,17 @@ from medcnn.train.checkpoint import (
     resume,
     seed_epoch,
 )
-from medcnn.train.classifier_epoch import ClassifierStep, FoldProgress, finish_record, train_epoch
+from medcnn.train.classifier_epoch import (
+    ClassifierStep,
+    FoldProgress,
+    finish_record,
+    train_epoch,
+    validate_both,
+    weight_average,
+)
 from medcnn.train.loaders import classifier_loader
 from medcnn.train.schedules import AnnealingSchedule, lr_schedule
-from medcnn.train.validation import validate_classifier
+from medcnn.train.validation import calibrate_classifier, validate_classifier
 from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
@@ -115,7 +120,6 @@ def train_fold(
     settings = task["train"]
     set_determinism(seed=int(settings["seed"]))
     model, network, initial, memory_format = _network(task, scheme.n_outputs, device)
-
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
     # Validation images are few and fixed: hold them as one array, predicted in batches.
@@ -127,7 +131,7 @@ def train_fold(
     )
     steps_per_epoch = max(1, len(loader))
     optimizer, scheduler = _optimiser(model, settings, steps_per_epoch)
-    ema = _ema(model, settings, steps_per_epoch)
+    ema = weight_average(model, settings, steps_per_epoch)
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
@@ -136,8 +140,7 @@ def train_fold(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     progress = FoldProgress.of(scheme.n_outputs, state)
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    if ema is not None:
-        resumable["ema"] = ema
+    resumable.update({"ema": ema} if ema is not None else {})
     if state is not None:
         resume(state, resumable, checkpoint_path)
     # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
@@ -145,34 +148,22 @@ def train_fold(
     trained = distributed.wrap(model, device)
     model = distributed.unwrap(trained)  # validated and saved without the ``module.`` prefix
     step = ClassifierStep(
-        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format
-    )
-    step.multiclass = scheme.kind == "multiclass"
-    step.clip_grad_norm, step.ema = settings["clip_grad_norm"], ema
-    # Selection (and the kept weights) are the weight average's when there is one; the raw
-    # weights' AUROC goes into the history beside it (the epoch-to-epoch swing it removes).
-    selected = ema.module if ema is not None else model
-    validate = partial(
-        _validate_both,
-        partial(validate_classifier, selected, val_images, val_targets, scheme, device, precision),
-        partial(validate_classifier, model, val_images, val_targets, scheme, device, precision)
-        if ema is not None
-        else None,
-    )
+        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format,
+        scheme.kind == "multiclass", settings["clip_grad_norm"], ema,
+    )  # fmt: skip
+    validate = _validation(model, ema, (val_images, val_targets, scheme, device, precision))
     extra = {"precision": precision, "precision_info": precision_info}
     save = Checkpointer(checkpoint_path, fingerprint, resumable, extra, settings["checkpoint"])
-    data = (dataset, sampler, loader, generator)
-    _run_epochs(progress, step, data, validate, save, settings)
+    _run_epochs(progress, step, (dataset, sampler, loader, generator), validate, save, settings)
     distributed.check_replicas(trained)
     model.eval()
     if not distributed.is_main():
         return model, {}, []
     # Set in epoch 1 at the latest (score >= 0 > -1); the EMA's weights when averaging.
     model.load_state_dict(progress.best_state)
-    calibrated = _calibrate(model, val_images, val_targets, scheme, task, device, precision)
     summary = {
         **_fold_result(network, progress, val_targets, precision, precision_info),
-        **calibrated,
+        **calibrate_classifier(model, val_images, val_targets, scheme, task, device, precision),
         **_settings_used(settings, workers, initial),
         **_run_summary(progress),
     }
@@ -243,51 +234,28 @@ def _optimiser(
     return optimizer, lr_schedule(optimizer, settings, total, steps_per_epoch)
 
 
-def _ema(
-    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
-) -> torch.optim.swa_utils.AveragedModel | None:
-    """The exponential moving average of the weights (batch-norm statistics included) over
-    about ``train.ema_epochs`` epochs of steps; None when that is null."""
-    epochs = settings["ema_epochs"]
-    if not epochs:
-        return None
-    decay = 1.0 - 1.0 / max(1.0, float(epochs) * steps_per_epoch)
-    return torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+def _validation(
+    model: torch.nn.Module, ema: torch.nn.Module | None, data: tuple[Any, ...]
+) -> Callable[[bool], tuple[np.ndarray, float, float, float]]:
+    """Validation of an epoch on ``data`` (validation images, targets, scheme, device,
+    precision): selection (and the kept weights) are the weight average's when there is
+    one; the raw weights' AUROC goes into the history beside it (the epoch-to-epoch swing
+    the average removes)."""
+    images, targets, scheme, device, precision = data
+    validate = partial(
+        validate_classifier,
+        val_images=images,
+        val_targets=targets,
+        scheme=scheme,
+        device=device,
+        precision=precision,
     )
 
+    def of(network: torch.nn.Module) -> Callable[[bool], tuple[np.ndarray, float, float]]:
+        return lambda channels_last: validate(network, channels_last=channels_last)
 
-def _validate_both(
-    selected: Callable[[bool], tuple[np.ndarray, float, float]],
-    raw: Callable[[bool], tuple[np.ndarray, float, float]] | None,
-    channels_last: bool,
-) -> tuple[np.ndarray, float, float, float]:
-    """(probabilities, loss, AUROC) of the weights selection looks at, and the AUROC of the
-    raw weights (the same when there is no average)."""
-    probs, loss, auc = selected(channels_last)
-    return probs, loss, auc, raw(channels_last)[2] if raw is not None else auc
-
-
-def _calibrate(
-    model: torch.nn.Module,
-    val_images: np.ndarray,
-    val_targets: np.ndarray,
-    scheme: LabelScheme,
-    task: dict[str, Any],
-    device: torch.device,
-    precision: str,
-) -> dict[str, Any]:
-    """The calibration of the kept model, fitted on the validation images
-    (``evaluation.calibration``), and the validation probabilities before and after it."""
-    channels_last = bool(task["train"]["channels_last"])
-    logits = predict_logits(model, val_images, device, precision, channels_last)
-    method = task["evaluation"]["calibration"]
-    calibration = fit_calibration(logits, val_targets, scheme.kind, method)
-    return {
-        "calibration": calibration,
-        "uncalibrated_probabilities": scheme.probabilities(logits),
-        "best_probabilities": scheme.probabilities(apply_calibration(logits, calibration)),
-    }
+    raw = of(model) if ema is not None else None
+    return partial(validate_both, of(ema.module if ema is not None else model), raw)
 
 
 def _fold_result(

@@ -6,6 +6,7 @@ loader (summed over the ranks of a DDP job), the epoch's history row, and the lo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,31 @@ class ClassifierStep:
         # The schedule counts steps and training seconds (a time budget anneals it too).
         self.scheduler.step(time.perf_counter() - started)
         return float(loss.detach()), len(images)
+
+
+def weight_average(
+    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """The exponential moving average of the weights (batch-norm statistics included) over
+    about ``train.ema_epochs`` epochs of steps; None when that is null."""
+    epochs = settings["ema_epochs"]
+    if not epochs:
+        return None
+    decay = 1.0 - 1.0 / max(1.0, float(epochs) * steps_per_epoch)
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def validate_both(
+    selected: Callable[[bool], tuple[np.ndarray, float, float]],
+    raw: Callable[[bool], tuple[np.ndarray, float, float]] | None,
+    channels_last: bool,
+) -> tuple[np.ndarray, float, float, float]:
+    """(probabilities, loss, AUROC) of the weights selection looks at, and the AUROC of the
+    raw weights (the same when there is no average)."""
+    probs, loss, auc = selected(channels_last)
+    return probs, loss, auc, raw(channels_last)[2] if raw is not None else auc
 
 
 def train_one_epoch(

@@ -142,6 +142,27 @@ def _run_train(
     return metrics
 
 
+def _calibration_facts(
+    where: str,
+    scheme: LabelScheme,
+    thresholds: list[float],
+    summary: dict[str, Any],
+    bins: int,
+) -> tuple[list[str], dict[str, Any]]:
+    """The thresholds' warnings (logged) and the calibration with the validation ECE
+    before and after it (an in-sample figure: it was fitted on these images)."""
+    warnings = threshold_warnings(dict(zip(scheme.labels, thresholds, strict=True)))
+    for warning in warnings:
+        log.warning("%s: %s", where, warning)
+    targets = summary["val_targets"]
+    calibration = {
+        **summary["calibration"],
+        "ece_before": _mean_ece(targets, summary["uncalibrated_probabilities"], bins),
+        "ece_after": _mean_ece(targets, summary["best_probabilities"], bins),
+    }
+    return warnings, calibration
+
+
 def _mean_ece(targets: np.ndarray, probs: np.ndarray, bins: int) -> float | None:
     """The expected calibration error averaged over labels (None without images)."""
     if len(targets) == 0:
@@ -168,9 +189,7 @@ def _fold_metrics(
     """What ``metrics.json`` says of a trained fold (validation metrics at the chosen
     thresholds, the training run's facts), and the thresholds of each label.
 
-    Args:
-        rows: the (training, validation) index rows; items: the same as training items.
-    """
+    ``rows``: the (training, validation) index rows; ``items``: the same as items."""
     (train_rows, val_rows), (train_items, val_items) = rows, items
     evaluation = task["evaluation"]
     probs, targets = summary["best_probabilities"], summary["val_targets"]
@@ -180,16 +199,9 @@ def _fold_metrics(
         )
         for k in range(scheme.n_outputs)
     ]
-    warnings = threshold_warnings(dict(zip(scheme.labels, thresholds, strict=True)))
-    for warning in warnings:
-        log.warning("task %s fold %d: %s", name, fold, warning)
-    uncalibrated = summary["uncalibrated_probabilities"]
-    bins = evaluation["calibration_bins"]
-    calibration = {
-        **summary["calibration"],
-        "ece_before": _mean_ece(targets, uncalibrated, bins),
-        "ece_after": _mean_ece(targets, probs, bins),
-    }
+    warnings, calibration = _calibration_facts(
+        f"task {name} fold {fold}", scheme, thresholds, summary, evaluation["calibration_bins"]
+    )
     validation = evaluate(
         targets,
         probs,
