@@ -99,7 +99,6 @@ def bench_config(data: Path, work: Path, args: argparse.Namespace) -> dict[str, 
                     "train": {
                         "epochs": args.epochs,
                         "seed": args.seed,
-                        "checkpoint": False,
                         **({"ema_epochs": None} if args.no_ema else {}),
                     },
                     "evaluation": {"bootstrap": 200},
