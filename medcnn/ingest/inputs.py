@@ -306,13 +306,20 @@ def check_inputs(config: dict[str, Any]) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     labels = config.get("labels", {})
+    demo = config.get("demo", {})
+    # The demo's folders are written by the workflow itself when missing.
+    generated = Path(demo.get("out", "demo")).resolve() if demo.get("enabled") else None
     problems = []
     for index, spec in enumerate(specs):
+        if generated is not None and spec.path.resolve().is_relative_to(generated):
+            continue
         if not spec.path.is_dir():
             problems.append(f"inputs[{index}]: folder {spec.path} not found")
         elif spec.table is not None:
             problems += check_table(spec, [] if labels.get("path") else labels.get("columns", []))
-    if labels.get("path"):
+    if labels.get("path") and not (
+        generated is not None and Path(labels["path"]).resolve().is_relative_to(generated)
+    ):
         path = Path(labels["path"])
         try:
             table = read_table(path)
