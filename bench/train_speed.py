@@ -47,10 +47,20 @@ from monai.transforms import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from medcnn.hardware import autocast, resolve_precision, resolve_workers
+from medcnn.config import validate_config
+from medcnn.hardware import autocast, cpu_supports_bf16, resolve_precision, resolve_workers
 from medcnn.models.factory import build_network
 from medcnn.train.classifier_epoch import ClassifierStep, train_one_epoch
+from medcnn.train.schedules import lr_schedule
 from medcnn.transforms.radiograph import KEY, augment_transforms
+
+#: The schema's training defaults (what a task gets with no ``train:`` keys).
+TRAIN_DEFAULTS = validate_config(
+    {
+        "inputs": ["x"],
+        "tasks": {"t": {"kind": "classification", "target": {"column": "c", "positive": "1"}}},
+    }
+)["tasks"]["t"]["train"]
 
 
 def write_images(folder: Path, n: int, size: int, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -141,13 +151,18 @@ def medcnn_setup(arrays: list[str], labels: list[int], batch: int, network: str,
     precision, info = resolve_precision(
         "auto", device, model, example.contiguous(memory_format=torch.channels_last)
     )
+    settings = TRAIN_DEFAULTS
     optimizer = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-3, total_steps=10_000)
+    scheduler = lr_schedule(optimizer, settings, 10_000, max(1, len(loader)))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     step = ClassifierStep(
         model, loss_fn, optimizer, scheduler, scaler, device, precision, torch.channels_last
+    )
+    step.clip_grad_norm = settings["clip_grad_norm"]
+    step.ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.99), use_buffers=True
     )
 
     def epoch() -> int:
@@ -155,6 +170,31 @@ def medcnn_setup(arrays: list[str], labels: list[int], batch: int, network: str,
         return seen
 
     return epoch, precision, info, workers
+
+
+def eager_setup(arrays: list[str], labels: list[int], batch: int, network: str, layout: str):
+    """The plainest fast loop: tensors already in memory, no augmentation, fp32, AdamW,
+    the given memory layout."""
+    memory_format = torch.channels_last if layout == "NHWC" else torch.contiguous_format
+    images = torch.as_tensor(np.stack([np.load(a) for a in arrays]))
+    targets = torch.as_tensor(labels, dtype=torch.float32)[:, None]
+    model = build_network(network, 2, 1, 1).to(memory_format=memory_format)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=1e-4)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def epoch() -> int:
+        model.train()
+        order = torch.randperm(len(images))
+        for start in range(0, len(images), batch):
+            pick = order[start : start + batch]
+            x = images[pick].contiguous(memory_format=memory_format)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), targets[pick])
+            loss.backward()
+            optimizer.step()
+        return len(images)
+
+    return epoch
 
 
 def training_flops_per_image(network: str, size: int) -> float:
@@ -216,9 +256,15 @@ def main() -> None:
         ours, precision, info, workers = medcnn_setup(
             arrays, labels, args.batch, args.network, args.threads
         )
-        rates: dict[str, list[float]] = {"tutorial": [], "medcnn": []}
+        loops = {
+            "tutorial": tutorial,
+            "eager_nhwc": eager_setup(arrays, labels, args.batch, args.network, "NHWC"),
+            "eager_nchw": eager_setup(arrays, labels, args.batch, args.network, "NCHW"),
+            "medcnn": ours,
+        }
+        rates: dict[str, list[float]] = {name: [] for name in loops}
         for epoch in range(args.epochs):
-            for name, run in (("tutorial", tutorial), ("medcnn", ours)):
+            for name, run in loops.items():
                 start = time.perf_counter()
                 seen = run()
                 if epoch:
@@ -230,8 +276,15 @@ def main() -> None:
     medcnn_rate = statistics.median(rates["medcnn"])
     print(
         f"{args.network} training at {args.size}x{args.size}, batch {args.batch}, "
-        f"{args.threads} threads, CPU ({os.cpu_count()} cores); "
-        f"medcnn precision {precision} ({info.get('reason')}), {workers} workers"
+        f"{args.threads} threads, CPU ({os.cpu_count()} cores), ATen kernels "
+        f"{torch.backends.cpu.get_cpu_capability()}, ONEDNN_MAX_CPU_ISA="
+        f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}, oneDNN reports native bf16: "
+        f"{cpu_supports_bf16()}"
+    )
+    print(
+        f"medcnn chose precision {precision}, layout NHWC (train.channels_last), {workers} "
+        f"loader workers; why: {info.get('reason')} "
+        f"(median s per forward+backward of 4 images: {info.get('seconds')})"
     )
     print(f"training FLOPs per image: {flops / 1e9:.2f} GFLOP (forward + backward)")
     print(
@@ -241,8 +294,11 @@ def main() -> None:
     print()
     print(f"| {'loop':<30} | {'images/s':>9} | {'vs tutorial':>11} | {'of ceiling':>10} |")
     print(f"|{'-' * 32}|{'-' * 11}|{'-' * 13}|{'-' * 12}|")
+    eager_rate = statistics.median(rates["eager_nhwc"])
     for name, rate in (
         ("MONAI tutorial loop (fp32)", tutorial_rate),
+        ("plain eager loop (fp32, NCHW)", statistics.median(rates["eager_nchw"])),
+        ("plain eager loop (fp32, NHWC)", eager_rate),
         (f"medcnn loop ({precision}, NHWC)", medcnn_rate),
         ("ceiling (FLOPs / conv speed)", ceiling),
     ):
@@ -250,9 +306,10 @@ def main() -> None:
             f"| {name:<30} | {rate:>9.2f} | {rate / tutorial_rate:>10.2f}x "
             f"| {100 * rate / ceiling:>9.0f}% |"
         )
+    print(f"\nmedcnn loop / plain eager NHWC loop: {medcnn_rate / eager_rate:.2f}x")
     print(
-        f"\nper-epoch images/s: tutorial {[round(r, 2) for r in rates['tutorial']]}, "
-        f"medcnn {[round(r, 2) for r in rates['medcnn']]}"
+        "per-epoch images/s: "
+        + "; ".join(f"{name} {[round(r, 2) for r in values]}" for name, values in rates.items())
     )
 
 

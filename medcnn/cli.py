@@ -86,9 +86,16 @@ def _report(args: argparse.Namespace) -> None:
     report.run(load_config(args.config), args.subject, args.batch, cohort=args.cohort)
 
 
-def _validate(args: argparse.Namespace) -> None:
-    load_config(args.config)
+def _validate(args: argparse.Namespace) -> int:
+    from medcnn.ingest.inputs import check_inputs
+
+    problems = check_inputs(load_config(args.config))
+    if problems:
+        for problem in problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 1
     print(f"{args.config}: valid")
+    return 0
 
 
 def _config_reference(args: argparse.Namespace) -> None:

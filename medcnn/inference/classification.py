@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from medcnn.data.labels import LabelScheme
 from medcnn.hardware import autocast
+from medcnn.metrics.calibration import apply_calibration
 
 
 @torch.no_grad()
@@ -91,8 +92,14 @@ def ensemble_probabilities(
     scheme: LabelScheme,
     device: torch.device,
     tta: bool = False,
+    calibrate: bool = True,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Probabilities of every fold model, each averaged over its test-time views.
+
+    Each fold's logits go through the calibration fitted on its validation patients
+    (``bundle["calibration"]``, :mod:`medcnn.metrics.calibration`) before the sigmoid or
+    softmax; bundles from before calibration have none and are used as they are.
 
     Args:
         bundles: (model, bundle description) per fold.
@@ -100,6 +107,8 @@ def ensemble_probabilities(
         scheme: the task's label scheme (softmax or sigmoid).
         device: where to run.
         tta: average over :func:`tta_views`.
+        calibrate: apply each bundle's calibration (False: the network's raw probabilities).
+        precision: autocast of the forward passes.
 
     Returns:
         float ``(folds, n, labels)``.
@@ -108,6 +117,12 @@ def ensemble_probabilities(
     for model, bundle in bundles:
         model.to(device)
         views = tta_views(images, bundle.get("flip", False)) if tta else [images]
-        probs = [scheme.probabilities(predict_logits(model, v, device)) for v in views]
+        calibration = bundle.get("calibration") if calibrate else None
+        probs = [
+            scheme.probabilities(
+                apply_calibration(predict_logits(model, v, device, precision), calibration)
+            )
+            for v in views
+        ]
         out.append(np.mean(probs, axis=0))
     return np.stack(out)

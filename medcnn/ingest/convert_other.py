@@ -18,6 +18,7 @@ import numpy as np
 from medcnn import __version__
 from medcnn.ingest.context import Context
 from medcnn.ingest.discovery import Candidate, identify
+from medcnn.ingest.inputs import TABLE_FIELDS
 from medcnn.ingest.outputs import as_labels, check_affine, grid_problem, write_outputs
 from medcnn.io.bounded import run_bounded
 from medcnn.io.deid import pseudonym
@@ -102,14 +103,27 @@ def _convert_other_file(
     if role != "image":
         sidecar["Role"] = role
     _describe(sidecar, ids, ctx)
+    _table_facts(sidecar, ids)
     row = write_outputs(ctx, subject, study, series, data, affine, sidecar, dtype=dtype)
     row["source"] = cand.kind
-    if ctx.labels:
-        found = ctx.labels.get(ids["key"])
+    # Labels from the labels table, or else from the input table's own row (one table).
+    found = ctx.labels.get(ids["key"]) if ctx.labels else ids.get("row")
+    if ctx.labels or found:
         for column in ctx.config["labels"]["columns"]:
-            row[column] = found[column] if found else ""
+            row[column] = (found or {}).get(column, "")
     ctx.rows.append(row)
     ctx.converted([cand.path], subject, series)
+
+
+def _table_facts(sidecar: dict[str, Any], ids: dict[str, Any]) -> None:
+    """The view, sex and age an input table gives, as the DICOM attributes a radiograph
+    would carry them in (ViewPosition reaches the manifest's ``view`` and the subgroups)."""
+    for field, attribute in TABLE_FIELDS.items():
+        if attribute and ids.get(field):
+            value = str(ids[field]).strip()
+            if field in ("view", "sex"):
+                value = value.upper()
+            sidecar[attribute] = value
 
 
 def _describe(sidecar: dict[str, Any], ids: dict[str, str], ctx: Context) -> None:

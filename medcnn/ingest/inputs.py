@@ -29,8 +29,9 @@ class InputSpec:
         pattern: regular expression searched in each non-DICOM file's path relative to
             ``path`` (POSIX separators), with named groups ``subject`` (required), ``study``
             and ``key`` (optional); None when not configured.
-        table: CSV/TSV with columns ``file`` (relative to ``path``), ``subject`` and
-            optionally ``study`` and ``key``; None when not configured.
+        table: CSV/TSV with one row per file: its path relative to ``path``, the subject,
+            and optionally the study, label key, view, sex and age, in the columns
+            ``columns`` names; None when not configured.
         modality: the modality recorded for non-DICOM files of this folder.
         masks: regular expression searched in the relative path: matching files are label
             maps (role ``mask``); None when not configured.
@@ -44,6 +45,12 @@ class InputSpec:
     modality: str = "OT"
     masks: re.Pattern[str] | None = None
     instances: re.Pattern[str] | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+
+    def column(self, field: str) -> str:
+        """The table's column that holds ``field`` (``file``, ``subject``, ``study``, ``key``,
+        ``view``, ``sex``, ``age``)."""
+        return dict(self.columns).get(field, field)
 
     def role(self, relative: str) -> str:
         """``instances``, ``mask`` or ``image``: what a file at ``relative`` holds."""
@@ -84,6 +91,7 @@ def parse_inputs(items: list[Any]) -> list[InputSpec]:
             if "subject" not in pattern.groupindex:
                 raise ValueError(f"inputs: pattern {item['pattern']!r} has no (?P<subject>...)")
         table = Path(item["table"]) if item.get("table") else None
+        columns = tuple(sorted((item.get("columns") or {}).items()))
         specs.append(
             InputSpec(
                 Path(item["path"]),
@@ -92,6 +100,7 @@ def parse_inputs(items: list[Any]) -> list[InputSpec]:
                 item.get("modality") or "OT",
                 masks=_compile(item, "masks"),
                 instances=_compile(item, "instances"),
+                columns=columns,
             )
         )
     return specs
@@ -122,28 +131,126 @@ class Candidate:
             return self.path.name
 
 
-def load_subject_table(path: Path) -> dict[str, dict[str, str]]:
-    """Read an input's table: ``{file: {subject, study, key}}`` (file relative to the folder).
+#: What an input table may say of a file, beyond its path and subject; the DICOM attribute
+#: each becomes in the sidecar (the view then reaches the manifest and the subgroups).
+TABLE_FIELDS = {
+    "study": None,
+    "key": None,
+    "view": "ViewPosition",
+    "sex": "PatientSex",
+    "age": "PatientAge",
+}
+#: Fields a table must have.
+REQUIRED_FIELDS = ("file", "subject")
+
+
+def table_columns(spec: InputSpec, available: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The table columns of each field of ``spec``, and the configured columns it lacks.
+
+    A field's column named in ``inputs[].columns`` must exist; one left at its default name
+    (the field's own: ``file``, ``subject``, ``view``, ...) is used when present.
+
+    Returns:
+        (``{field: column}`` of the fields found, ``["field -> column", ...]`` missing).
+    """
+    found, missing = {}, []
+    for field in (*REQUIRED_FIELDS, *TABLE_FIELDS):
+        column = spec.column(field)
+        if column in available:
+            found[field] = column
+        elif field in REQUIRED_FIELDS or column != field:
+            missing.append(f"{field} -> {column!r}")
+    return found, missing
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (or TSV by extension) read as text.
 
     Raises:
-        ValueError: the table lacks the ``file`` or ``subject`` column.
+        ValueError: the file is missing or cannot be parsed, naming it.
     """
+    if not path.is_file():
+        raise ValueError(f"{path}: input table not found")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    missing = [c for c in ("file", "subject") if c not in table.columns]
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's to fix
+        raise ValueError(
+            f"{path}: input table cannot be read ({type(exc).__name__}): save it as plain "
+            "UTF-8 CSV/TSV with a header row"
+        ) from None
+
+
+def load_subject_table(path: Path, spec: InputSpec | None = None) -> dict[str, dict[str, Any]]:
+    """Read an input's table: ``{file: {subject, study, key, view, sex, age, "row"}}``, the
+    file relative to the folder, ``row`` the whole row (its label columns are joined to the
+    image when ``labels.path`` is not set).
+
+    Raises:
+        ValueError: the table is missing or unreadable, or lacks a column it needs (naming
+            the field and the column looked for).
+    """
+    spec = spec or InputSpec(path.parent, table=path)
+    table = read_table(path)
+    found, missing = table_columns(spec, list(table.columns))
     if missing:
-        raise ValueError(f"{path}: input table lacks columns {missing}")
-    return {
-        row["file"]: {k: row[k] for k in ("subject", "study", "key") if k in table.columns}
-        for _, row in table.iterrows()
-    }
+        raise ValueError(
+            f"{path}: input table lacks columns {missing} (it has {list(table.columns)}); "
+            "name them in inputs[].columns"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for row in table.to_dict("records"):
+        entry = {field: row[column] for field, column in found.items() if field != "file"}
+        entry["row"] = row
+        out[str(row[found["file"]]).replace("\\", "/")] = entry
+    return out
 
 
-def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]) -> dict:
+def check_table(spec: InputSpec, label_columns: list[str]) -> list[str]:
+    """What ingest would reject in an input's table, as messages naming the table and the
+    column: unreadable, lacking a column (``label_columns`` too: the labels read from this
+    table when no labels table is configured), files it lists that are not in the folder
+    (the first three named, and how many in all), rows without a subject."""
+    assert spec.table is not None
+    try:
+        table = read_table(spec.table)
+    except ValueError as exc:
+        return [str(exc)]
+    columns = list(table.columns)
+    found, missing = table_columns(spec, columns)
+    missing += [f"label {c!r}" for c in label_columns if c not in columns]
+    problems = []
+    if missing:
+        problems.append(
+            f"{spec.table}: input table lacks columns {missing} (it has {columns}); "
+            "name them in inputs[].columns (labels.columns for labels)"
+        )
+    if "file" in found:
+        files = [f for f in table[found["file"]] if f]
+        # Rows by line number, not by name: file names often carry the patient's ID.
+        absent = [
+            i + 2 for i, f in enumerate(table[found["file"]]) if f and not (spec.path / f).is_file()
+        ]
+        if absent:
+            problems.append(
+                f"{spec.table}: {len(absent)} of {len(files)} files in column "
+                f"{found['file']!r} not found under {spec.path} (lines {absent[:5]})"
+            )
+    if "subject" in found:
+        empty = int((table[found["subject"]].str.strip() == "").sum())
+        if empty:
+            problems.append(
+                f"{spec.table}: {empty} rows with an empty subject column {found['subject']!r}"
+            )
+    return problems
+
+
+def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, Any]]]) -> dict:
     """Subject, study and label key of a non-DICOM file from its input's pattern or table.
 
     Returns:
-        ``{"subject", "study", "key", "description"}`` (original values, not yet
+        ``{"subject", "study", "key", "description"}`` and, from a table, the ``view``,
+        ``sex`` and ``age`` it gives and its whole ``row`` (original values, not yet
         pseudonymised; ``description`` is the pattern's optional ``series`` group, else
         empty: file names are never recorded, they may hold identifiers). Without a
         pattern or table the subject is the first folder below the input folder (or the file
@@ -164,6 +271,8 @@ def identify(candidate: Candidate, tables: dict[Path, dict[str, dict[str, str]]]
             "study": row.get("study") or "1",
             "key": row.get("key") or relative,
             "description": "",
+            **{f: row[f] for f in ("view", "sex", "age") if row.get(f)},
+            "row": row.get("row", {}),
         }
     if spec.pattern is not None:
         match = spec.pattern.search(relative)
@@ -186,3 +295,41 @@ def _stem(name: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def check_inputs(config: dict[str, Any]) -> list[str]:
+    """What ingest would reject in a validated config's inputs, before it runs: folders that
+    do not exist, bad patterns, input tables (:func:`check_table`) and the labels table's
+    columns. Each message names the file and the column or key; empty when all is well."""
+    try:
+        specs = parse_inputs(config["inputs"])
+    except ValueError as exc:
+        return [str(exc)]
+    labels = config.get("labels", {})
+    demo = config.get("demo", {})
+    # The demo's folders are written by the workflow itself when missing.
+    generated = Path(demo.get("out", "demo")).resolve() if demo.get("enabled") else None
+    problems = []
+    for index, spec in enumerate(specs):
+        if generated is not None and spec.path.resolve().is_relative_to(generated):
+            continue
+        if not spec.path.is_dir():
+            problems.append(f"inputs[{index}]: folder {spec.path} not found")
+        elif spec.table is not None:
+            problems += check_table(spec, [] if labels.get("path") else labels.get("columns", []))
+    if labels.get("path") and not (
+        generated is not None and Path(labels["path"]).resolve().is_relative_to(generated)
+    ):
+        path = Path(labels["path"])
+        try:
+            table = read_table(path)
+        except ValueError as exc:
+            return [*problems, str(exc).replace("input table", "labels table")]
+        wanted = [labels.get("column", ""), *labels.get("columns", [])]
+        missing = [c for c in wanted if c not in table.columns]
+        if missing:
+            problems.append(
+                f"{path}: labels table lacks columns {missing} (it has {list(table.columns)}): "
+                "fix labels.column/labels.columns"
+            )
+    return problems

@@ -186,7 +186,7 @@ def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
     for spec in specs:
         if spec.table is not None:
             try:
-                tables[spec.table] = load_subject_table(spec.table)
+                tables[spec.table] = load_subject_table(spec.table, spec)
             except (OSError, ValueError) as exc:
                 raise InputError(f"{exc}: fix the input table or its path in the config") from None
     count = resolve_workers(

@@ -80,6 +80,22 @@ def choose_threshold(
     raise ValueError(f"unknown threshold method {method!r} (youden, sensitivity)")
 
 
+#: A decision threshold outside this range is reported: on calibrated probabilities it means
+#: the classes barely separate on validation, or the validation set is too small to say.
+PLAUSIBLE_THRESHOLDS = (0.05, 0.95)
+
+
+def threshold_warnings(thresholds: dict[str, float]) -> list[str]:
+    """A warning for each label whose threshold is below 0.05 or above 0.95."""
+    low, high = PLAUSIBLE_THRESHOLDS
+    return [
+        f"threshold of {label!r} is {t:.3g}, outside {low}-{high}: the calibrated validation "
+        "probabilities barely separate the classes (or the validation set is too small)"
+        for label, t in thresholds.items()
+        if not low <= t <= high
+    ]
+
+
 def _fast_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """AUROC as the Mann-Whitney U statistic (ties count half); NaN with one class."""
     labels = labels.astype(bool)

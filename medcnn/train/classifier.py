@@ -39,13 +39,23 @@ from medcnn.train.checkpoint import (
     resume,
     seed_epoch,
 )
-from medcnn.train.classifier_epoch import ClassifierStep, FoldProgress, finish_record, train_epoch
+from medcnn.train.classifier_epoch import (
+    ClassifierStep,
+    FoldProgress,
+    finish_record,
+    train_epoch,
+    validate_both,
+    weight_average,
+)
 from medcnn.train.loaders import classifier_loader
-from medcnn.train.schedules import lr_schedule
-from medcnn.train.validation import validate_classifier
+from medcnn.train.schedules import AnnealingSchedule, lr_schedule
+from medcnn.train.validation import calibrate_classifier, validate_classifier
 from medcnn.transforms.radiograph import KEY
 
 log = logging.getLogger(__name__)
+
+#: Share of ``train.epochs`` over which the schedule anneals once early stopping decides.
+LANDING_SHARE = 0.1
 
 
 def class_balance(targets: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +120,6 @@ def train_fold(
     settings = task["train"]
     set_determinism(seed=int(settings["seed"]))
     model, network, initial, memory_format = _network(task, scheme.n_outputs, device)
-
     train_targets = np.stack([it["label"] for it in train_items])
     val_targets = np.stack([it["label"] for it in val_items])
     # Validation images are few and fixed: hold them as one array, predicted in batches.
@@ -120,7 +129,9 @@ def train_fold(
     dataset, sampler, loader, generator, workers = classifier_loader(
         train_items, draw_weights, settings, size=int(plans["size"]), device=device, threads=threads
     )
-    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch=max(1, len(loader)))
+    steps_per_epoch = max(1, len(loader))
+    optimizer, scheduler = _optimiser(model, settings, steps_per_epoch)
+    ema = weight_average(model, settings, steps_per_epoch)
     checkpoint_path = out / CHECKPOINT
     state = load_checkpoint(checkpoint_path, fingerprint) if settings["checkpoint"] else None
     precision, precision_info = _precision(
@@ -129,6 +140,7 @@ def train_fold(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     progress = FoldProgress.of(scheme.n_outputs, state)
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    resumable.update({"ema": ema} if ema is not None else {})
     if state is not None:
         resume(state, resumable, checkpoint_path)
     # Wrapped after loading (the checkpoint holds the bare network's state_dict); DDP's
@@ -136,23 +148,22 @@ def train_fold(
     trained = distributed.wrap(model, device)
     model = distributed.unwrap(trained)  # validated and saved without the ``module.`` prefix
     step = ClassifierStep(
-        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format
-    )
-    step.multiclass = scheme.kind == "multiclass"
-    validate = partial(
-        validate_classifier, model, val_images, val_targets, scheme, device, precision
-    )
+        trained, loss_fn, optimizer, scheduler, scaler, device, precision, memory_format,
+        scheme.kind == "multiclass", settings["clip_grad_norm"], ema,
+    )  # fmt: skip
+    validate = _validation(model, ema, (val_images, val_targets, scheme, device, precision))
     extra = {"precision": precision, "precision_info": precision_info}
     save = Checkpointer(checkpoint_path, fingerprint, resumable, extra, settings["checkpoint"])
-    data = (dataset, sampler, loader, generator)
-    _run_epochs(progress, step, data, validate, save, settings)
+    _run_epochs(progress, step, (dataset, sampler, loader, generator), validate, save, settings)
     distributed.check_replicas(trained)
     model.eval()
     if not distributed.is_main():
         return model, {}, []
-    model.load_state_dict(progress.best_state)  # set in epoch 1 at the latest (score >= 0 > -1)
+    # Set in epoch 1 at the latest (score >= 0 > -1); the EMA's weights when averaging.
+    model.load_state_dict(progress.best_state)
     summary = {
         **_fold_result(network, progress, val_targets, precision, precision_info),
+        **calibrate_classifier(model, val_images, val_targets, scheme, task, device, precision),
         **_settings_used(settings, workers, initial),
         **_run_summary(progress),
     }
@@ -172,7 +183,9 @@ def _run_epochs(
     whether to stop, writes the checkpoint (``save``) and tells the other ranks."""
     dataset, sampler, loader, generator = data
     seed, patience = int(settings["seed"]), settings["patience"]
-    model = distributed.unwrap(step.model)
+    model = step.ema.module if step.ema is not None else distributed.unwrap(step.model)
+    # Early stopping lands: the schedule anneals over these epochs before the run ends.
+    landing = max(1, round(LANDING_SHARE * settings["epochs"])) * max(1, len(loader))
     for epoch in range(progress.start_epoch, settings["epochs"] + 1):
         if progress.stopped:
             break
@@ -186,25 +199,63 @@ def _run_epochs(
             # Rank 0 validates and decides; the others wait for its decision.
             progress.stopped = distributed.broadcast(None)
             continue
-        probs, record["val_loss"], record["val_auroc"] = validate(settings["channels_last"])
+        probs, record["val_loss"], record["val_auroc"], raw_auroc = validate(
+            settings["channels_last"]
+        )
         record = finish_record(record)
+        record["val_auroc_raw"] = raw_auroc
         progress.add(record, model, probs)
         _log_epoch(record, settings["epochs"])
-        progress.stopped = patience is not None and progress.bad_epochs >= patience
+        if patience is not None and progress.bad_epochs >= patience and not step.scheduler.landing:
+            log.info(
+                "no better validation AUROC for %d epochs: annealing over %d more steps, then "
+                "stopping",
+                patience,
+                landing,
+            )
+            step.scheduler.land(landing)
+        # A time budget or a landing ends the run once the rate is at its floor.
+        progress.stopped = step.scheduler.finished() and epoch < settings["epochs"]
         save(epoch, **progress.saved())
         if progress.stopped:
-            log.info("early stop after epoch %d: %d epochs without improvement", epoch, patience)
+            log.info("stopped after epoch %d: the schedule reached its floor", epoch)
         distributed.broadcast(progress.stopped)
 
 
 def _optimiser(
     model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW and its per-step learning-rate schedule over ``train.epochs``."""
+) -> tuple[torch.optim.Optimizer, AnnealingSchedule]:
+    """AdamW and its per-step learning-rate schedule over ``train.epochs`` (and
+    ``train.max_minutes``)."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
     )
-    return optimizer, lr_schedule(optimizer, settings, settings["epochs"] * steps_per_epoch)
+    total = settings["epochs"] * steps_per_epoch
+    return optimizer, lr_schedule(optimizer, settings, total, steps_per_epoch)
+
+
+def _validation(
+    model: torch.nn.Module, ema: torch.nn.Module | None, data: tuple[Any, ...]
+) -> Callable[[bool], tuple[np.ndarray, float, float, float]]:
+    """Validation of an epoch on ``data`` (validation images, targets, scheme, device,
+    precision): selection (and the kept weights) are the weight average's when there is
+    one; the raw weights' AUROC goes into the history beside it (the epoch-to-epoch swing
+    the average removes)."""
+    images, targets, scheme, device, precision = data
+    validate = partial(
+        validate_classifier,
+        val_images=images,
+        val_targets=targets,
+        scheme=scheme,
+        device=device,
+        precision=precision,
+    )
+
+    def of(network: torch.nn.Module) -> Callable[[bool], tuple[np.ndarray, float, float]]:
+        return lambda channels_last: validate(network, channels_last=channels_last)
+
+    raw = of(model) if ema is not None else None
+    return partial(validate_both, of(ema.module if ema is not None else model), raw)
 
 
 def _fold_result(

@@ -6,6 +6,7 @@ loader (summed over the ranks of a DDP job), the epoch's history row, and the lo
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,16 +28,21 @@ class ClassifierStep:
     model: torch.nn.Module
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: Any
     scaler: torch.amp.GradScaler
     device: torch.device
     precision: str = "fp32"
     memory_format: torch.memory_format = torch.contiguous_format
     multiclass: bool = False
+    #: largest gradient norm (None: no clipping)
+    clip_grad_norm: float | None = None
+    #: exponential moving average of the weights (``torch.optim.swa_utils.AveragedModel``)
+    ema: torch.nn.Module | None = None
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
         """One step on a batch ``{"image": (B, 1, H, W), "label": (B, labels)}``; (its loss,
         the images in it)."""
+        started = time.perf_counter()
         images = batch[KEY].to(self.device, non_blocking=True)
         images = images.contiguous(memory_format=self.memory_format)
         labels = batch["label"].float().to(self.device, non_blocking=True)
@@ -50,10 +56,42 @@ class ClassifierStep:
         else:
             loss = self.loss_fn(logits, labels)
         self.scaler.scale(loss).backward()
+        if self.clip_grad_norm:
+            # Unscaled first, so the norm is the true gradient's (fp16 loss scaling).
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(distributed.unwrap(self.model))
+        # The schedule counts steps and training seconds (a time budget anneals it too).
+        self.scheduler.step(time.perf_counter() - started)
         return float(loss.detach()), len(images)
+
+
+def weight_average(
+    model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """The exponential moving average of the weights (batch-norm statistics included) over
+    about ``train.ema_epochs`` epochs of steps; None when that is null."""
+    epochs = settings["ema_epochs"]
+    if not epochs:
+        return None
+    decay = 1.0 - 1.0 / max(1.0, float(epochs) * steps_per_epoch)
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
+def validate_both(
+    selected: Callable[[bool], tuple[np.ndarray, float, float]],
+    raw: Callable[[bool], tuple[np.ndarray, float, float]] | None,
+    channels_last: bool,
+) -> tuple[np.ndarray, float, float, float]:
+    """(probabilities, loss, AUROC) of the weights selection looks at, and the AUROC of the
+    raw weights (the same when there is no average)."""
+    probs, loss, auc = selected(channels_last)
+    return probs, loss, auc, raw(channels_last)[2] if raw is not None else auc
 
 
 def train_one_epoch(

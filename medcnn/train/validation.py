@@ -12,6 +12,7 @@ import torch
 from medcnn.data.labels import LabelScheme
 from medcnn.inference.classification import predict_logits
 from medcnn.inference.segmentation import sliding_probabilities
+from medcnn.metrics.calibration import apply_calibration, fit_calibration
 from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd
 
 
@@ -102,3 +103,25 @@ def validate_classifier(
             )
         )
     return probs, val_loss, mean_auroc(val_targets, probs)
+
+
+def calibrate_classifier(
+    model: torch.nn.Module,
+    val_images: np.ndarray,
+    val_targets: np.ndarray,
+    scheme: LabelScheme,
+    task: dict[str, Any],
+    device: torch.device,
+    precision: str,
+) -> dict[str, Any]:
+    """The calibration of the kept model, fitted on the validation images
+    (``evaluation.calibration``), and the validation probabilities before and after it."""
+    channels_last = bool(task["train"]["channels_last"])
+    logits = predict_logits(model, val_images, device, precision, channels_last)
+    method = task["evaluation"]["calibration"]
+    calibration = fit_calibration(logits, val_targets, scheme.kind, method)
+    return {
+        "calibration": calibration,
+        "uncalibrated_probabilities": scheme.probabilities(logits),
+        "best_probabilities": scheme.probabilities(apply_calibration(logits, calibration)),
+    }

@@ -137,11 +137,21 @@ def _validation(results: Path, name: str, n_folds: int) -> dict[str, Any]:
                 "best_epoch": metrics.get("best_epoch"),
                 "mean_auroc": validation.get("mean_auroc", metrics.get("val_auroc")),
                 "mean_auroc_ci": validation.get("mean_auroc_ci"),
+                # fitted on these validation patients; predictions go through it
+                "calibration": metrics.get("calibration", {"method": "none"}),
+                "threshold": metrics.get("threshold"),
+                "threshold_warnings": metrics.get("threshold_warnings", []),
             }
         )
     fold_aucs = [f["mean_auroc"] for f in folds if f["mean_auroc"] is not None]
+    methods = sorted({f["calibration"].get("method", "none") for f in folds})
     return {
         "folds": folds,
+        "calibrated": bool(folds) and methods != ["none"],
+        "calibration_methods": methods,
+        "threshold_warnings": [
+            f"fold {f['fold']}: {w}" for f in folds for w in f["threshold_warnings"]
+        ],
         "mean_auroc": float(np.mean(fold_aucs)) if fold_aucs else None,
         "mean_auroc_sd": float(np.std(fold_aucs)) if len(fold_aucs) > 1 else None,
     }

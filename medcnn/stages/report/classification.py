@@ -61,6 +61,9 @@ def cohort_classification(
         figures["roc"] = roc_png(fpr, tpr, metrics["auroc"], label_name)
     calibration = reliability(labels, probs, settings["reliability_bins"]) if len(frame) else None
     if calibration:
+        # The held-out probabilities are the calibrated model's: say with what, and warn
+        # about thresholds that calibration put at an extreme.
+        calibration.update(_fold_calibration(results, name))
         figures["reliability"] = reliability_png(
             calibration["bins"], calibration["ece"], label_name
         )
@@ -73,6 +76,17 @@ def cohort_classification(
         "predictions": per_subject,
         "split": split,
     }
+
+
+def _fold_calibration(results: Path, name: str) -> dict[str, Any]:
+    """How the task's folds were calibrated (``method``: e.g. ``platt``, ``none`` for
+    bundles from before calibration) and their thresholds' warnings, from ``metrics.json``."""
+    methods, warnings = set(), []
+    for path in sorted((results / "models" / name).glob("fold*/metrics.json")):
+        metrics = read_json_if_present(path) or {}
+        methods.add(metrics.get("calibration", {}).get("method", "none"))
+        warnings += [f"{path.parent.name}: {w}" for w in metrics.get("threshold_warnings", [])]
+    return {"method": ", ".join(sorted(methods)) or None, "threshold_warnings": warnings}
 
 
 def _subgroups(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,20 @@ from medcnn.data.index import read_index
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
 from medcnn.hardware import pick_device
-from medcnn.metrics.classification import choose_threshold, evaluate
+from medcnn.metrics.classification import (
+    calibration,
+    choose_threshold,
+    evaluate,
+    threshold_warnings,
+)
 from medcnn.models.bundle import save_bundle
 from medcnn.stages.split import fold_split
 from medcnn.train import distributed
 from medcnn.train.checkpoint import CHECKPOINT, settings_digest
 from medcnn.train.classifier import train_fold
 from medcnn.transforms.radiograph import KEY
+
+log = logging.getLogger(__name__)
 
 
 def _items(
@@ -118,6 +126,7 @@ def _run_train(
             "threshold": thresholds[0],
             "thresholds": thresholds,
             "flip": bool(task["train"]["flip"]),
+            "calibration": summary["calibration"],
             "metrics": {k: v for k, v in metrics.items() if k != "validation"},
         },
     )
@@ -131,6 +140,38 @@ def _run_train(
     # The bundle is whole: the checkpoint has done its job.
     (out / CHECKPOINT).unlink(missing_ok=True)
     return metrics
+
+
+def _calibration_facts(
+    where: str,
+    scheme: LabelScheme,
+    thresholds: list[float],
+    summary: dict[str, Any],
+    bins: int,
+) -> tuple[list[str], dict[str, Any]]:
+    """The thresholds' warnings (logged) and the calibration with the validation ECE
+    before and after it (an in-sample figure: it was fitted on these images)."""
+    warnings = threshold_warnings(dict(zip(scheme.labels, thresholds, strict=True)))
+    for warning in warnings:
+        log.warning("%s: %s", where, warning)
+    targets = summary["val_targets"]
+    calibration = {
+        **summary["calibration"],
+        "ece_before": _mean_ece(targets, summary["uncalibrated_probabilities"], bins),
+        "ece_after": _mean_ece(targets, summary["best_probabilities"], bins),
+    }
+    return warnings, calibration
+
+
+def _mean_ece(targets: np.ndarray, probs: np.ndarray, bins: int) -> float | None:
+    """The expected calibration error averaged over labels (None without images)."""
+    if len(targets) == 0:
+        return None
+    return float(
+        np.mean(
+            [calibration(targets[:, k], probs[:, k], bins)["ece"] for k in range(probs.shape[1])]
+        )
+    )
 
 
 def _fold_metrics(
@@ -148,9 +189,7 @@ def _fold_metrics(
     """What ``metrics.json`` says of a trained fold (validation metrics at the chosen
     thresholds, the training run's facts), and the thresholds of each label.
 
-    Args:
-        rows: the (training, validation) index rows; items: the same as training items.
-    """
+    ``rows``: the (training, validation) index rows; ``items``: the same as items."""
     (train_rows, val_rows), (train_items, val_items) = rows, items
     evaluation = task["evaluation"]
     probs, targets = summary["best_probabilities"], summary["val_targets"]
@@ -160,6 +199,9 @@ def _fold_metrics(
         )
         for k in range(scheme.n_outputs)
     ]
+    warnings, calibration = _calibration_facts(
+        f"task {name} fold {fold}", scheme, thresholds, summary, evaluation["calibration_bins"]
+    )
     validation = evaluate(
         targets,
         probs,
@@ -186,6 +228,9 @@ def _fold_metrics(
         "threshold": thresholds[0],
         "thresholds": dict(zip(scheme.labels, thresholds, strict=True)),
         "threshold_method": evaluation["threshold"],
+        "threshold_warnings": warnings,
+        # fitted on these validation images: the ECE after it is an in-sample figure
+        "calibration": calibration,
         "n_train_images": len(train_items),
         "n_val_images": len(val_items),
         "n_train_patients": len({r["subject"] for r in train_rows}),
