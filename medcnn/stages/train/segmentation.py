@@ -62,6 +62,7 @@ def run_train_segmentation(
         device=device,
         threads=threads,
         max_minutes=task["train"]["max_minutes"],
+        clock=task["train"]["clock"],
         name=f"{name}-{plans['network']['name']}-fold{fold}",
     )
     if task["kind"] == "instance_segmentation":
@@ -88,6 +89,23 @@ def run_train_segmentation(
         len(val_items),
     )
     return metrics
+
+
+def watershed_grid(seg: dict[str, Any]) -> dict[str, list[Any]]:
+    """The watershed settings to try (``segmentation.watershed``: its lists, and the marker
+    size as a one-value list), in the keyword names of
+    :func:`medcnn.postprocess.instances.instances_from_probabilities`."""
+    from medcnn.config import load_schema
+
+    keys = load_schema()["$defs"]["task"]["properties"]["segmentation"]["properties"]
+    defaults = {k: v["default"] for k, v in keys["watershed"]["properties"].items()}
+    chosen = {**defaults, **(seg.get("watershed") or {})}
+    return {
+        "interior_threshold": [float(v) for v in chosen["interior_threshold"]],
+        "foreground_threshold": [float(v) for v in chosen["foreground_threshold"]],
+        "elevation": list(chosen["elevation"]),
+        "min_marker_size": [int(chosen["min_marker_size"])],
+    }
 
 
 def _choose_postprocessing(
@@ -125,7 +143,9 @@ def _choose_postprocessing(
         )
         probabilities.append(prob)
         references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
-    settings, score = choose_postprocessing(probabilities, references)
+    settings, score = choose_postprocessing(
+        probabilities, references, watershed_grid(task["segmentation"])
+    )
     settings["min_size"] = int(task["segmentation"]["min_size"])
     description["postprocess"] = {**settings, "validation_aji": score}
     (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
