@@ -375,7 +375,7 @@ def make_seg_plans(
             fp = {
                 **fp,
                 "spacings": [
-                    [s / f for s in sp] for sp, f in zip(fp["spacings"], factors, strict=True)
+                    [s * f for s in sp] for sp, f in zip(fp["spacings"], factors, strict=True)
                 ],
             }
     median_shape = _median_shape(fp, target)

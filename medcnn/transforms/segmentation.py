@@ -185,7 +185,7 @@ def preprocess_case(
         if diameter is None:
             diameter, source = estimate_diameter(image), "estimate"
     factor = scale_factor(diameter, wanted)
-    shape = resampled_shape(canonical_shape, [s / factor for s in spacing], target)
+    shape = resampled_shape(canonical_shape, [s * factor for s in spacing], target)
     image = resample(image, shape, "linear")
     if scheme == "nuclei":
         stats = {k: nuclei_stats[k] for k in ("mean", "std")}
