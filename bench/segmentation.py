@@ -131,6 +131,8 @@ def nuclei_task(args: argparse.Namespace, variant: str, minutes: float) -> dict[
             "patch_size": list(args.nuclei_patch),
             "samples_per_image": 2,
             "positive_fraction": 1 / 3,
+            "features": args.nuclei_features,
+            "overlap": args.nuclei_overlap,
             **NUCLEI_VARIANTS[variant],
         },
         "train": {
@@ -673,6 +675,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nuclei-folds", type=int, default=3)
     parser.add_argument(
+        "--nuclei-features", type=int, default=16, help="segmentation.features (first level)"
+    )
+    parser.add_argument(
+        "--nuclei-overlap", type=float, default=0.25, help="segmentation.overlap (sliding window)"
+    )
+    parser.add_argument(
         "--nuclei-run-folds", type=int, nargs="+", default=None, help="only these folds (0-based)"
     )
     parser.add_argument(
@@ -690,7 +698,6 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="learn the touching boundary as a fourth class (segmentation.touching_class)",
     )
-    parser.add_argument("--nuclei-channels", type=int, nargs="+", default=None)
     parser.add_argument("--brats-minutes", type=float, default=30.0)
     parser.add_argument("--brats-spacing", type=float, default=2.0)
     parser.add_argument("--brats-patch", type=int, nargs=3, default=[64, 64, 64])
