@@ -144,7 +144,6 @@ def nuclei_task(args: argparse.Namespace, variant: str, minutes: float) -> dict[
             "clock": "cpu" if args.device == "cpu" else "wall",
             "seed": SEED,
         },
-        "predict": {"tta": True},
     }
 
 
@@ -398,13 +397,34 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "aji", "pq", "f1")}
 
 
+def collect_nuclei(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The table's inputs from the ``rows.jsonl``/``folds.jsonl`` that runs with
+    ``--work`` wrote (folds run as separate processes, ``--nuclei-run-folds k``)."""
+    rows = [json.loads(x) for x in (work / "rows.jsonl").read_text().splitlines() if x]
+    summaries = [json.loads(x) for x in (work / "folds.jsonl").read_text().splitlines() if x]
+    keep = set(args.nuclei_variants)
+    cases = json.loads((work / "cases.json").read_text())
+    return {
+        "cases": cases,
+        "folds": None,
+        "summaries": sorted(
+            (s for s in summaries if s["variant"] in keep), key=lambda s: (s["variant"], s["fold"])
+        ),
+        "rows": [x for x in rows if x["variant"] in keep],
+        "total_s": float("nan"),
+    }
+
+
 def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if args.nuclei_collect:
+        return collect_nuclei(work, args)
     t0 = time.perf_counter()
     shared = work / "shared" / "results"
     ingest_config = nuclei_config(
         shared, data / "nuclei_dsb2018", nuclei_task(args, "full", 1.0), args.device
     )
     cases = ingest_nuclei(ingest_config)
+    (work / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     folds = stratified_folds(cases, args.nuclei_folds, SEED)
     minutes = args.nuclei_minutes / args.nuclei_folds
     summaries, rows = [], []
@@ -483,7 +503,12 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     lines.append(
         f"  training in total {total:.1f} min of {args.threads}-core CPU time (the budget: "
         f"{args.nuclei_minutes:g} min per variant); preprocess + train + watershed choice "
-        f"{fit:.1f} process CPU-minutes; all nuclei work {r['total_s'] / 60:.1f} min wall"
+        f"{fit:.1f} process CPU-minutes"
+        + (
+            f"; all nuclei work {r['total_s'] / 60:.1f} min wall"
+            if r["total_s"] == r["total_s"]
+            else ""
+        )
     )
     for variant in args.nuclei_variants:
         flagged = {}
@@ -674,6 +699,11 @@ def main(argv: list[str] | None = None) -> int:
         help="training budget of one variant's cross-validation, all folds together",
     )
     parser.add_argument("--nuclei-folds", type=int, default=3)
+    parser.add_argument(
+        "--nuclei-collect",
+        action="store_true",
+        help="no training: the table of what earlier runs with this --work wrote",
+    )
     parser.add_argument(
         "--nuclei-features", type=int, default=16, help="segmentation.features (first level)"
     )
