@@ -1,9 +1,10 @@
 """Segmentation on real data, against no-learning baselines computed in the same run.
 
     PYTHONPATH=. python bench/segmentation.py [--data ../shared/data] [--only nuclei|brats]
-        [--nuclei-minutes 30] [--brats-minutes 30] [--threads 2] [--device cpu]
+        [--nuclei-minutes 60] [--nuclei-variants full] [--brats-minutes 30] [--threads 2]
+        [--device cpu]
 
-**CPU budget.** Each part trains for at most its minutes (default 30 each) of a 2-core CPU:
+**CPU budget.** Each part trains for at most its minutes (nuclei 60, BraTS 30) of a 2-core CPU:
 ``--threads 2`` torch threads, and the budget counted in this process's CPU seconds divided by
 the threads (``train_segmenter(clock="cpu")``), i.e. the minutes the run would take on two cores
 of its own; on a machine shared with other jobs the wall clock runs longer, and is printed
@@ -11,17 +12,28 @@ beside it. Validation, prediction and the baselines are outside the training bud
 times are printed too).
 
 **Nuclei** (``nuclei_dsb2018``: ``<case>/images/<case>.png``, ``<case>/masks/*.png`` one binary
-mask per nucleus). Each image and its masks go through the ingest layout (2D NIfTI, RGB as a
-vector image, greyscale-as-RGB reduced to grey; the masks merged into one instance image, ids
-in sorted path order). Fixed-seed image-level split: 80 % train (a tenth of it for model
-selection), 20 % held out. The 2D U-Net learns background/interior/boundary and, as a fourth
-class, the touching boundary (``segmentation.touching_class``; ``--no-nuclei-touching``: three
-classes); the watershed of :func:`medcnn.postprocess.instances.instances_from_probabilities`
-makes the instances.
-Metrics per held-out image (Dice of the foreground, AJI, PQ, F1 at IoU 0.5), then the mean.
-Baselines: Otsu threshold of the grey image (the minority side of the threshold is nuclei,
-so dark nuclei on a bright field work too) + connected components, and the same mask split
-by a distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_from_mask`).
+mask per nucleus) go through the workflow itself: a configuration validated by the schema (the
+instance task below, every other key the schema's default), the ingest stage, and per fold the
+preprocess stage (plans and the training profile from the fold's training images only), the
+train stage (which also chooses the watershed settings, ``segmentation.watershed``, on the
+fold's validation images) and the predict stage's ``segment_image`` and ``nuclei_quality``.
+``--nuclei-folds`` (3) folds over all images, stratified by image type found from the pixels
+(:func:`medcnn.transforms.nuclei.image_type`: fluorescence, colour, light-background grey);
+in each fold a tenth of the training images of each type (types with five or more) validates.
+The budget ``--nuclei-minutes`` is shared by the folds. Metrics per held-out image (Dice of
+the foreground, AJI, PQ, F1 at IoU 0.5), means overall and per type, beside two no-learning
+baselines: Otsu threshold of the grey image (the minority side of the threshold is nuclei, so
+dark nuclei on a bright field work too) + connected components, and the same mask split by a
+distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_from_mask`).
+``--nuclei-variants full no_rescale rgb`` is the ablation (:data:`NUCLEI_VARIANTS`): the
+schema's nuclei handling, without the per-image rescaling, and the previous release's RGB
+z-score without it. ``--nuclei-run-folds k`` runs one fold (folds as separate processes with
+one ``--work``), ``--nuclei-collect`` prints the table of what they wrote.
+
+On a GPU: ``--device cuda`` (the budget is then wall-clock minutes), ``--nuclei-batch 32``
+and ``--nuclei-features 32``; in a workflow ``device: cuda``, ``resources.train.gpu: 1``,
+``train.batch_size``, ``segmentation.features`` and ``train.max_minutes`` (``train.clock:
+wall``).
 
 **BraTS** (``brats2018``: 3 cases, FLAIR + T1, whole-tumour mask ``GT_W``). Leave one case out,
 3D U-Net on FLAIR + T1 at the plans' target spacing (2 mm here: the budget), the prediction
@@ -31,7 +43,7 @@ largest connected component; its Dice at thresholds 0.8-2 is printed too (the co
 which each case's annotated boundary lies). ``--brats-modalities flair``, ``--brats-scale-range``,
 ``--brats-normalisation mr_robust`` and ``--brats-held case_1`` try other settings.
 
-Everything goes through the library the workflow uses: ``make_seg_plans``,
+BraTS goes through the library the workflow uses: ``make_seg_plans``,
 ``preprocess_case``, ``train_segmenter``, ``load_models``/``predict_labels``. The table is
 printed and written to ``bench/results/segmentation.txt``. Without the data folder the script
 says so and exits 0. Nothing from the data folder is written into the repository.
