@@ -427,6 +427,14 @@ def collect_nuclei(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def held_subset(cases: list[dict[str, str]], held: list[str], n_fluorescence: int) -> list[str]:
+    """A fold's held-out colour and light-background images and its first ``n_fluorescence``
+    fluorescence ones (sorted order): the ablation's cheaper evaluation set."""
+    types = {c["subject"]: c["type"] for c in cases}
+    fluorescence = [s for s in held if types[s] == "fluorescence"][:n_fluorescence]
+    return sorted([s for s in held if types[s] != "fluorescence"] + fluorescence)
+
+
 def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     if args.nuclei_collect:
         return collect_nuclei(work, args)
@@ -442,6 +450,8 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
     summaries, rows = [], []
     for variant in args.nuclei_variants:
         for k, held in enumerate(folds):
+            if args.nuclei_held_fluorescence is not None:
+                held = held_subset(cases, held, args.nuclei_held_fluorescence)
             if args.nuclei_run_folds is not None and k not in args.nuclei_run_folds:
                 continue
             summary, fold_rows = run_nuclei_fold(
@@ -711,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
         help="training budget of one variant's cross-validation, all folds together",
     )
     parser.add_argument("--nuclei-folds", type=int, default=3)
+    parser.add_argument(
+        "--nuclei-held-fluorescence",
+        type=int,
+        default=None,
+        help="evaluate only this many of a fold's held-out fluorescence images (all others)",
+    )
     parser.add_argument(
         "--nuclei-collect",
         action="store_true",
