@@ -145,6 +145,10 @@ def nuclei_task(args: argparse.Namespace, variant: str, minutes: float) -> dict[
             "positive_fraction": 1 / 3,
             "features": args.nuclei_features,
             "overlap": args.nuclei_overlap,
+            "watershed": {
+                "interior_threshold": args.nuclei_interior,
+                "foreground_threshold": args.nuclei_foreground,
+            },
             **NUCLEI_VARIANTS[variant],
         },
         "train": {
@@ -303,6 +307,17 @@ def run_nuclei_fold(
         (results / "splits").mkdir(parents=True, exist_ok=True)
         (results / "splits" / f"{TASK}.json").write_text(json.dumps(split, indent=2) + "\n")
         run_train_segmentation(config, TASK, 0, threads=args.threads)
+    elif "postprocess" not in json.loads((bundle_dir / "bundle.json").read_text()):
+        # a bundle whose run stopped after training: the watershed settings, as the train
+        # stage chooses them, on the fold's validation images
+        from medcnn.data.index import read_index
+        from medcnn.stages.train.segmentation import choose_fold_postprocessing
+
+        index = read_index(results / "preprocess" / TASK / "index.tsv").to_dict("records")
+        split = json.loads((results / "splits" / f"{TASK}.json").read_text())
+        choose_fold_postprocessing(
+            results, [r for r in index if r["label"]], split, 0, bundle_dir, args.device, task
+        )
     fit_cpu, fit_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     model, bundle = load_bundle(bundle_dir)
     model = model.to(torch.device(args.device))
@@ -311,7 +326,9 @@ def run_nuclei_fold(
     by_subject = {c["subject"]: c for c in cases}
     rows = []
     t_pred = time.perf_counter()
-    for subject in held:
+    # the rarer kinds first: a run stopped early has scores of every kind
+    order = {kind: k for k, kind in enumerate(("light_grey", "colour", "fluorescence"))}
+    for subject in sorted(held, key=lambda s: (order[by_subject[s]["type"]], s)):
         case = by_subject[subject]
         label_img, meta = segment_image([model], bundle, task, Path(case["image"]), args.device)
         pred = np.asarray(label_img.dataobj)[..., 0].astype(np.int64)
@@ -721,6 +738,20 @@ def main(argv: list[str] | None = None) -> int:
         help="training budget of one variant's cross-validation, all folds together",
     )
     parser.add_argument("--nuclei-folds", type=int, default=3)
+    parser.add_argument(
+        "--nuclei-interior",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.4, 0.5, 0.6, 0.7],
+        help="segmentation.watershed.interior_threshold (the values tried)",
+    )
+    parser.add_argument(
+        "--nuclei-foreground",
+        type=float,
+        nargs="+",
+        default=[0.4, 0.5, 0.6],
+        help="segmentation.watershed.foreground_threshold (the values tried)",
+    )
     parser.add_argument(
         "--nuclei-held-fluorescence",
         type=int,

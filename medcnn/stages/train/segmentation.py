@@ -66,7 +66,7 @@ def run_train_segmentation(
         name=f"{name}-{plans['network']['name']}-fold{fold}",
     )
     if task["kind"] == "instance_segmentation":
-        _choose_postprocessing(results, rows, split, fold, out, device, task)
+        choose_fold_postprocessing(results, rows, split, fold, out, device, task)
     # the settings as configured (the bundle's config.json is what a predict-only run
     # validates against the schema)
     (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
@@ -108,7 +108,7 @@ def watershed_grid(seg: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
-def _choose_postprocessing(
+def choose_fold_postprocessing(
     results: Path,
     rows: list[dict[str, Any]],
     split: dict[str, Any],
