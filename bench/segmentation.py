@@ -1,9 +1,10 @@
 """Segmentation on real data, against no-learning baselines computed in the same run.
 
     PYTHONPATH=. python bench/segmentation.py [--data ../shared/data] [--only nuclei|brats]
-        [--nuclei-minutes 30] [--brats-minutes 30] [--threads 2] [--device cpu]
+        [--nuclei-minutes 60] [--nuclei-variants full] [--brats-minutes 30] [--threads 2]
+        [--device cpu]
 
-**CPU budget.** Each part trains for at most its minutes (default 30 each) of a 2-core CPU:
+**CPU budget.** Each part trains for at most its minutes (nuclei 60, BraTS 30) of a 2-core CPU:
 ``--threads 2`` torch threads, and the budget counted in this process's CPU seconds divided by
 the threads (``train_segmenter(clock="cpu")``), i.e. the minutes the run would take on two cores
 of its own; on a machine shared with other jobs the wall clock runs longer, and is printed
@@ -11,17 +12,28 @@ beside it. Validation, prediction and the baselines are outside the training bud
 times are printed too).
 
 **Nuclei** (``nuclei_dsb2018``: ``<case>/images/<case>.png``, ``<case>/masks/*.png`` one binary
-mask per nucleus). Each image and its masks go through the ingest layout (2D NIfTI, RGB as a
-vector image, greyscale-as-RGB reduced to grey; the masks merged into one instance image, ids
-in sorted path order). Fixed-seed image-level split: 80 % train (a tenth of it for model
-selection), 20 % held out. The 2D U-Net learns background/interior/boundary and, as a fourth
-class, the touching boundary (``segmentation.touching_class``; ``--no-nuclei-touching``: three
-classes); the watershed of :func:`medcnn.postprocess.instances.instances_from_probabilities`
-makes the instances.
-Metrics per held-out image (Dice of the foreground, AJI, PQ, F1 at IoU 0.5), then the mean.
-Baselines: Otsu threshold of the grey image (the minority side of the threshold is nuclei,
-so dark nuclei on a bright field work too) + connected components, and the same mask split
-by a distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_from_mask`).
+mask per nucleus) go through the workflow itself: a configuration validated by the schema (the
+instance task below, every other key the schema's default), the ingest stage, and per fold the
+preprocess stage (plans and the training profile from the fold's training images only), the
+train stage (which also chooses the watershed settings, ``segmentation.watershed``, on the
+fold's validation images) and the predict stage's ``segment_image`` and ``nuclei_quality``.
+``--nuclei-folds`` (3) folds over all images, stratified by image type found from the pixels
+(:func:`medcnn.transforms.nuclei.image_type`: fluorescence, colour, light-background grey);
+in each fold a tenth of the training images of each type (types with five or more) validates.
+The budget ``--nuclei-minutes`` is shared by the folds. Metrics per held-out image (Dice of
+the foreground, AJI, PQ, F1 at IoU 0.5), means overall and per type, beside two no-learning
+baselines: Otsu threshold of the grey image (the minority side of the threshold is nuclei, so
+dark nuclei on a bright field work too) + connected components, and the same mask split by a
+distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_from_mask`).
+``--nuclei-variants full no_rescale rgb`` is the ablation (:data:`NUCLEI_VARIANTS`): the
+schema's nuclei handling, without the per-image rescaling, and the previous release's RGB
+z-score without it. ``--nuclei-run-folds k`` runs one fold (folds as separate processes with
+one ``--work``), ``--nuclei-collect`` prints the table of what they wrote.
+
+On a GPU: ``--device cuda`` (the budget is then wall-clock minutes), ``--nuclei-batch 32``
+and ``--nuclei-features 32``; in a workflow ``device: cuda``, ``resources.train.gpu: 1``,
+``train.batch_size``, ``segmentation.features`` and ``train.max_minutes`` (``train.clock:
+wall``).
 
 **BraTS** (``brats2018``: 3 cases, FLAIR + T1, whole-tumour mask ``GT_W``). Leave one case out,
 3D U-Net on FLAIR + T1 at the plans' target spacing (2 mm here: the budget), the prediction
@@ -31,7 +43,7 @@ largest connected component; its Dice at thresholds 0.8-2 is printed too (the co
 which each case's annotated boundary lies). ``--brats-modalities flair``, ``--brats-scale-range``,
 ``--brats-normalisation mr_robust`` and ``--brats-held case_1`` try other settings.
 
-Everything goes through the library the workflow uses: ``make_seg_plans``,
+BraTS goes through the library the workflow uses: ``make_seg_plans``,
 ``preprocess_case``, ``train_segmenter``, ``load_models``/``predict_labels``. The table is
 printed and written to ``bench/results/segmentation.txt``. Without the data folder the script
 says so and exits 0. Nothing from the data folder is written into the repository.
@@ -56,14 +68,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medcnn.inference.segmentation import (  # noqa: E402
-    choose_postprocessing,
-    labels_from_probabilities,
     load_models,
     predict_labels,
-    predict_probabilities,
 )
-from medcnn.io.image2d import read_image_file  # noqa: E402
-from medcnn.io.nifti import write_nifti  # noqa: E402
 from medcnn.metrics.instances import instance_metrics  # noqa: E402
 from medcnn.metrics.segmentation import dice, hd95  # noqa: E402
 from medcnn.planning.segmentation import make_seg_plans  # noqa: E402
@@ -109,31 +116,295 @@ def train_or_reuse(
 # Nuclei
 
 
-def ingest_nuclei(source: Path, work: Path) -> list[dict[str, str]]:
-    """Each DSB case as the ingest writes it: image NIfTI + merged instance NIfTI."""
+#: The nuclei settings the ablation compares (``segmentation:`` keys over the bench task's):
+#: ``full`` is the schema's defaults (one grey channel with nuclei bright, each image resized
+#: to 20-pixel nuclei); ``no_rescale`` keeps each image at its own scale; ``rgb`` is the
+#: previous release's handling (three z-scored colour channels, colour jitter and random
+#: inversion in training, no resizing).
+NUCLEI_VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_rescale": {"nucleus_diameter": None},
+    "rgb": {"nucleus_diameter": None, "normalisation": "rgb"},
+}
+NUCLEI_TYPES = ("fluorescence", "colour", "light_grey")
+TASK = "nuclei"
+
+
+def nuclei_task(args: argparse.Namespace, variant: str, minutes: float) -> dict[str, Any]:
+    """The instance task the benchmark trains, in the configuration's own keys (the schema
+    fills in every other one)."""
+    return {
+        "kind": "instance_segmentation",
+        "dims": 2,
+        "modalities": ["SM"],
+        "segmentation": {
+            "classes": ["nucleus"],
+            "touching_class": args.nuclei_touching,
+            "patch_size": list(args.nuclei_patch),
+            "samples_per_image": 2,
+            "positive_fraction": 1 / 3,
+            "features": args.nuclei_features,
+            "overlap": args.nuclei_overlap,
+            "watershed": {
+                "interior_threshold": args.nuclei_interior,
+                "foreground_threshold": args.nuclei_foreground,
+            },
+            **NUCLEI_VARIANTS[variant],
+        },
+        "train": {
+            "epochs": 10_000,  # the time budget ends training
+            "iterations_per_epoch": 50,
+            "batch_size": args.nuclei_batch,
+            "learning_rate": 2e-3,
+            "max_minutes": minutes,
+            "clock": "cpu" if args.device == "cpu" else "wall",
+            "seed": SEED,
+        },
+    }
+
+
+def nuclei_config(results: Path, source: Path, task: dict[str, Any], device: str) -> dict:
+    """A workflow configuration (validated: the schema's defaults filled in) with the DSB
+    folder as its input and the one nuclei task."""
+    from medcnn.config import validate_config
+
+    return validate_config(
+        {
+            "results": str(results),
+            "logs": str(results.parent / "logs"),
+            "inputs": [
+                {
+                    "path": str(source),
+                    "pattern": "(?P<subject>[^/]+)/",
+                    "modality": "SM",
+                    "instances": "/masks/",
+                }
+            ],
+            "deid": {"secret": "medcnn-bench"},
+            "device": "cuda" if device.startswith("cuda") else device,
+            "tasks": {TASK: task},
+        }
+    )
+
+
+def ingest_nuclei(config: dict[str, Any]) -> list[dict[str, str]]:
+    """The ingest stage over the DSB folder; each subject's image and instance rows with its
+    image type (from the pixels)."""
+    import pandas as pd
+
+    from medcnn.stages.ingest import run as run_ingest
+    from medcnn.stages.predict.segmentation import intensity_image
+    from medcnn.transforms.nuclei import image_type
+
+    results = Path(config["results"])
+    manifest_path = results / "ingest" / "manifest.tsv"
+    if not manifest_path.is_file():
+        run_ingest(config)
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
     cases = []
-    for folder in sorted(p for p in source.iterdir() if (p / "images").is_dir()):
-        image_png = folder / "images" / f"{folder.name}.png"
-        out = work / folder.name
-        image_nii, inst_nii = out / "image.nii.gz", out / "instances.nii.gz"
-        if not inst_nii.exists():
-            data, affine, _, _ = read_image_file(image_png)
-            instances = np.zeros(data.shape[:3], np.int32)
-            for k, mask_png in enumerate(sorted((folder / "masks").glob("*.png")), start=1):
-                mask, _, _, _ = read_image_file(mask_png)
-                instances[mask.reshape(instances.shape) > 0] = k
-            write_nifti(image_nii, data, affine, dtype=None)
-            write_nifti(inst_nii, instances, affine, dtype=np.int32)
-        cases.append({"case": folder.name, "image": str(image_nii), "label": str(inst_nii)})
+    for subject, rows in manifest.groupby("subject"):
+        image = rows[rows["role"].isin(["", "image"])]
+        label = rows[rows["role"] == "instances"]
+        if len(image) != 1 or len(label) != 1:
+            log.warning(
+                "%s: %d images, %d instance maps; left out", subject, len(image), len(label)
+            )
+            continue
+        path = results / image.iloc[0]["path"]
+        data = intensity_image(nib.load(path))
+        channels = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
+        cases.append(
+            {
+                "subject": str(subject),
+                "image": str(path),
+                "label": str(results / label.iloc[0]["path"]),
+                "type": image_type(channels),
+            }
+        )
     return cases
+
+
+def stratified_folds(cases: list[dict[str, str]], k: int, seed: int) -> list[list[str]]:
+    """``k`` folds of subjects, each image type dealt round the folds in a seeded order."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    turn = 0
+    for kind in NUCLEI_TYPES:
+        subjects = sorted(c["subject"] for c in cases if c["type"] == kind)
+        for s in rng.permutation(subjects):
+            folds[turn % k].append(str(s))
+            turn += 1
+    return [sorted(f) for f in folds]
+
+
+def validation_subjects(cases: list[dict[str, str]], train: list[str], seed: int) -> list[str]:
+    """About a tenth of a fold's training subjects, per image type (none of a type with
+    fewer than five), for model selection and the watershed settings."""
+    rng = np.random.default_rng(seed + 1)
+    types = {c["subject"]: c["type"] for c in cases}
+    val: list[str] = []
+    for kind in NUCLEI_TYPES:
+        subjects = sorted(s for s in train if types[s] == kind)
+        if len(subjects) >= 5:
+            val += [str(s) for s in rng.permutation(subjects)[: max(1, round(0.1 * len(subjects)))]]
+    return sorted(val)
+
+
+def fold_results(shared: Path, results: Path, keep: set[str]) -> None:
+    """A fold's results folder: the shared ingest (linked) with a manifest of only the fold's
+    training subjects, so planning and the training fingerprint never see a held-out image."""
+    ingest = results / "ingest"
+    ingest.mkdir(parents=True, exist_ok=True)
+    for entry in (shared / "ingest").iterdir():
+        link = ingest / entry.name
+        if entry.name != "manifest.tsv" and not link.exists():
+            link.symlink_to(entry.resolve())
+    lines = (shared / "ingest" / "manifest.tsv").read_text().splitlines()
+    column = lines[0].split("\t").index("subject")
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.split("\t")[column] in keep]
+    (ingest / "manifest.tsv").write_text("\n".join(kept) + "\n")
+
+
+def run_nuclei_fold(
+    cases: list[dict[str, str]],
+    held: list[str],
+    fold: int,
+    variant: str,
+    shared: Path,
+    work: Path,
+    args: argparse.Namespace,
+    minutes: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Plan, preprocess and train on the other folds through the workflow's stages (the
+    watershed settings chosen on validation subjects inside them), then segment the held-out
+    fold with the predict stage's function; each held-out image's scores and flags."""
+    from medcnn.models.bundle import load_bundle
+    from medcnn.stages.predict.segmentation import nuclei_quality, segment_image
+    from medcnn.stages.preprocess.segmentation import run_preprocess_segmentation
+    from medcnn.stages.train.segmentation import run_train_segmentation
+
+    results = work / variant / f"fold{fold}" / "results"
+    train_all = sorted(c["subject"] for c in cases if c["subject"] not in set(held))
+    val = validation_subjects(cases, train_all, SEED + fold)
+    train = sorted(set(train_all) - set(val))
+    config = nuclei_config(
+        results, args.data / "nuclei_dsb2018", nuclei_task(args, variant, minutes), args.device
+    )
+    task = config["tasks"][TASK]
+    bundle_dir = results / "models" / TASK / "fold0"
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if not (args.reuse_models and (bundle_dir / "bundle.json").is_file()):
+        fold_results(shared, results, set(train_all))
+        run_preprocess_segmentation(config, TASK)
+        split = {
+            "task": TASK,
+            "seed": SEED,
+            "test": sorted(held),
+            "unlabeled": [],
+            "folds": [{"train": train, "val": val}],
+            "strata": {},
+        }
+        (results / "splits").mkdir(parents=True, exist_ok=True)
+        (results / "splits" / f"{TASK}.json").write_text(json.dumps(split, indent=2) + "\n")
+        run_train_segmentation(config, TASK, 0, threads=args.threads)
+    elif "postprocess" not in json.loads((bundle_dir / "bundle.json").read_text()):
+        # a bundle whose run stopped after training: the watershed settings, as the train
+        # stage chooses them, on the fold's validation images
+        from medcnn.data.index import read_index
+        from medcnn.stages.train.segmentation import choose_fold_postprocessing
+
+        index = read_index(results / "preprocess" / TASK / "index.tsv").to_dict("records")
+        split = json.loads((results / "splits" / f"{TASK}.json").read_text())
+        choose_fold_postprocessing(
+            results, [r for r in index if r["label"]], split, 0, bundle_dir, args.device, task
+        )
+    fit_cpu, fit_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    model, bundle = load_bundle(bundle_dir)
+    model = model.to(torch.device(args.device))
+    metrics = json.loads((bundle_dir / "metrics.json").read_text())
+    history = _read_history(bundle_dir / "history.csv")
+    by_subject = {c["subject"]: c for c in cases}
+    rows = []
+    t_pred = time.perf_counter()
+    # the rarer kinds first: a run stopped early has scores of every kind
+    order = {kind: k for k, kind in enumerate(("light_grey", "colour", "fluorescence"))}
+    for subject in sorted(held, key=lambda s: (order[by_subject[s]["type"]], s)):
+        case = by_subject[subject]
+        label_img, meta = segment_image([model], bundle, task, Path(case["image"]), args.device)
+        pred = np.asarray(label_img.dataobj)[..., 0].astype(np.int64)
+        ref = np.asarray(nib.load(case["label"]).dataobj)[..., 0].astype(np.int64)
+        quality = nuclei_quality(bundle["plans"], nib.load(case["image"]), meta)
+        row = {
+            "variant": variant,
+            "fold": fold,
+            "subject": subject,
+            "type": case["type"],
+            "model": instance_metrics(pred, ref),
+            "diameter": quality["nucleus_diameter_px"],
+            "diameter_source": quality["diameter_source"],
+            "flags": quality["quality_flags"],
+        }
+        if variant == args.nuclei_variants[0]:
+            grey = grey_of(case["image"])
+            row["otsu_cc"] = instance_metrics(otsu_components(grey), ref)
+            row["otsu_ws"] = instance_metrics(instances_from_mask(otsu_mask(grey)), ref)
+        rows.append(row)
+        with open(work / "rows.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    touching = [h.get("val_dice_touching") for h in history if h.get("val_dice_touching")]
+    summary = {
+        "variant": variant,
+        "fold": fold,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_test": len(held),
+        "train_minutes": metrics["train_seconds"] / 60,
+        "clock": metrics["clock"],
+        "train_wall_minutes": metrics["train_wall_seconds"] / 60,
+        "fit_cpu_minutes": fit_cpu / 60,
+        "fit_wall_minutes": fit_wall / 60,
+        "epochs": metrics["epochs_run"],
+        "best_epoch": metrics["best_epoch"],
+        "val_dice": metrics["val_dice"],
+        "max_val_dice_touching": max((float(t) for t in touching), default=None),
+        "precision": metrics.get("precision"),
+        "postprocess": bundle.get("postprocess"),
+        "patch": bundle["plans"]["patch_size"],
+        "channels": bundle["plans"]["network"].get("channels"),
+        "profile_types": (bundle["plans"].get("nuclei_profile") or {}).get("types"),
+        "predict_wall_s": time.perf_counter() - t_pred,
+    }
+    with open(work / "folds.jsonl", "a") as fh:
+        fh.write(json.dumps(summary, default=str) + "\n")
+    return summary, rows
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path) as fh:
+        return [
+            {k: (float(v) if v not in ("", None) and _is_number(v) else v) for k, v in r.items()}
+            for r in csv.DictReader(fh)
+        ]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def grey_of(image_path: str) -> np.ndarray:
     """``(i, j)`` grey image of an ingest tile (mean of the colour channels)."""
-    data = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
-    if data.ndim == 5:
-        return data[:, :, 0, 0, :].mean(axis=-1)
-    return data[:, :, 0]
+    from medcnn.stages.predict.segmentation import intensity_image
+
+    data = intensity_image(nib.load(image_path))
+    return data.mean(axis=-1) if data.ndim == 3 else data
 
 
 def otsu_mask(grey: np.ndarray) -> np.ndarray:
@@ -155,114 +426,140 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("dice", "aji", "pq", "f1")}
 
 
-def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    cases = ingest_nuclei(data / "nuclei_dsb2018", work / "ingest")
-    rng = np.random.default_rng(SEED)
-    order = rng.permutation(len(cases))
-    n_test = int(round(0.2 * len(cases)))
-    test = [cases[i] for i in order[:n_test]]
-    train_all = [cases[i] for i in order[n_test:]]
-    n_val = max(1, int(round(0.1 * len(train_all))))
-    val, train = train_all[:n_val], train_all[n_val:]
-    task = {
-        "kind": "instance_segmentation",
-        "modalities": ["OT"],
-        "segmentation": {"samples_per_image": 2, "positive_fraction": 1 / 3, "overlap": 0.25},
-        "train": {
-            "epochs": 10_000,  # the time budget ends training
-            "iterations_per_epoch": 50,
-            "batch_size": args.nuclei_batch,
-            "learning_rate": 2e-3,
-            "warmup_epochs": 1,
-            "val_every": 5,
-            "class_weights": [1.0, 1.0, 2.0, 4.0] if args.nuclei_touching else [1.0, 1.0, 2.0],
-            "seed": SEED,
-        },
-    }
-    plans = make_seg_plans(
-        "nuclei",
-        train_all,
-        kind=task["kind"],
-        modalities=task["modalities"],
-        classes=["nucleus"],
-        touching_class=args.nuclei_touching,
-        target_spacing=None,
-        patch_size=args.nuclei_patch,
-        normalisation="auto",
-        network="unet",
-        features=None,
-        batch_size=args.nuclei_batch,
-        memory_budget_mb=args.memory_mb,
-    )
-    if args.nuclei_channels:
-        levels = len(plans["network"]["channels"])
-        plans["network"]["channels"] = args.nuclei_channels[:levels]
-    prep = time.perf_counter()
-
-    def items(group: list[dict[str, str]]) -> list[dict[str, Any]]:
-        out = []
-        for c in group:
-            image, label, _ = preprocess_case(c["image"], c["label"], plans)
-            out.append({"image": image, "label": label})
-        return out
-
-    train_items, val_items = items(train), items(val)
-    prep_s = time.perf_counter() - prep
-    fold = work / "models" / "nuclei" / "fold0"
-    t_train = time.perf_counter()
-    metrics = train_or_reuse(train_items, val_items, plans, task, fold, args, args.nuclei_minutes)
-    train_wall = time.perf_counter() - t_train
-    models, description = load_models([fold], args.device)
-    plans = description["plans"]
-    t_pred = time.perf_counter()
-
-    def probabilities(case: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-        prob, _, _ = predict_probabilities(
-            models, plans, case["image"], args.device, flips=True, overlap=0.5
-        )
-        ref = np.asarray(nib.load(case["label"]).dataobj)[:, :, 0].astype(np.int64)
-        return prob, ref
-
-    # Watershed settings chosen on the validation images (never on the held-out ones).
-    val_pairs = [probabilities(c) for c in val]
-    chosen, val_aji = choose_postprocessing([p for p, _ in val_pairs], [r for _, r in val_pairs])
-    results: dict[str, list[dict[str, float]]] = {
-        "model_default": [],
-        "model": [],
-        "otsu_cc": [],
-        "otsu_ws": [],
-    }
-    for c in test:
-        prob, ref = probabilities(c)
-        results["model_default"].append(
-            instance_metrics(labels_from_probabilities(prob, plans), ref)
-        )
-        results["model"].append(
-            instance_metrics(labels_from_probabilities(prob, plans, chosen), ref)
-        )
-        grey = grey_of(c["image"])
-        results["otsu_cc"].append(instance_metrics(otsu_components(grey), ref))
-        results["otsu_ws"].append(instance_metrics(instances_from_mask(otsu_mask(grey)), ref))
-    pred_s = time.perf_counter() - t_pred
-    (work / "results.json").write_text(
-        json.dumps({k: mean_metrics(v) for k, v in results.items()}, indent=2) + "\n"
-    )
+def collect_nuclei(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The table's inputs from the ``rows.jsonl``/``folds.jsonl`` that runs with
+    ``--work`` wrote (folds run as separate processes, ``--nuclei-run-folds k``)."""
+    rows = [json.loads(x) for x in (work / "rows.jsonl").read_text().splitlines() if x]
+    summaries = [json.loads(x) for x in (work / "folds.jsonl").read_text().splitlines() if x]
+    keep = set(args.nuclei_variants)
+    cases = json.loads((work / "cases.json").read_text())
     return {
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_test": len(test),
-        "plans": {k: plans[k] for k in ("patch_size", "batch_size", "target_spacing")},
-        "network": plans["network"],
-        "means": {k: mean_metrics(v) for k, v in results.items()},
-        "postprocess": chosen,
-        "val_aji": val_aji,
-        "train": metrics,
-        "train_wall_s": train_wall,
-        "preprocess_s": prep_s,
-        "predict_s": pred_s,
+        "cases": cases,
+        "folds": None,
+        "summaries": sorted(
+            (s for s in summaries if s["variant"] in keep), key=lambda s: (s["variant"], s["fold"])
+        ),
+        "rows": [x for x in rows if x["variant"] in keep],
+        "total_s": float("nan"),
+    }
+
+
+def held_subset(cases: list[dict[str, str]], held: list[str], n_fluorescence: int) -> list[str]:
+    """A fold's held-out colour and light-background images and its first ``n_fluorescence``
+    fluorescence ones (sorted order): the ablation's cheaper evaluation set."""
+    types = {c["subject"]: c["type"] for c in cases}
+    fluorescence = [s for s in held if types[s] == "fluorescence"][:n_fluorescence]
+    return sorted([s for s in held if types[s] != "fluorescence"] + fluorescence)
+
+
+def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if args.nuclei_collect:
+        return collect_nuclei(work, args)
+    t0 = time.perf_counter()
+    shared = work / "shared" / "results"
+    ingest_config = nuclei_config(
+        shared, data / "nuclei_dsb2018", nuclei_task(args, "full", 1.0), args.device
+    )
+    cases = ingest_nuclei(ingest_config)
+    (work / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    folds = stratified_folds(cases, args.nuclei_folds, SEED)
+    minutes = args.nuclei_minutes / args.nuclei_folds
+    summaries, rows = [], []
+    for variant in args.nuclei_variants:
+        for k, held in enumerate(folds):
+            if args.nuclei_held_fluorescence is not None:
+                held = held_subset(cases, held, args.nuclei_held_fluorescence)
+            if args.nuclei_run_folds is not None and k not in args.nuclei_run_folds:
+                continue
+            summary, fold_rows = run_nuclei_fold(
+                cases, held, k, variant, shared, work, args, minutes
+            )
+            summaries.append(summary)
+            rows += fold_rows
+    return {
+        "cases": cases,
+        "folds": folds,
+        "summaries": summaries,
+        "rows": rows,
         "total_s": time.perf_counter() - t0,
     }
+
+
+def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    rows, summaries = r["rows"], r["summaries"]
+    types = {c["type"] for c in r["cases"]}
+    counts = {t: sum(c["type"] == t for c in r["cases"]) for t in NUCLEI_TYPES if t in types}
+    run_folds = sorted({s["fold"] for s in summaries})
+    strata = ", ".join(f"{t} {n}" for t, n in counts.items())
+    lines = [
+        f"Nuclei (DSB 2018): {len(r['cases'])} images, {args.nuclei_folds}-fold cross-validation "
+        f"stratified by image type from the pixels ({strata}); "
+        f"folds run: {run_folds}; mean over held-out images",
+        f"{'method':<44} {'images':<22} {'n':>4} {'Dice':>6} {'AJI':>6} {'PQ':>6} {'F1@0.5':>7}",
+    ]
+    names = {
+        "otsu_cc": "Otsu + connected components",
+        "otsu_ws": "Otsu + distance-transform watershed",
+    }
+    groups = [("all", None)] + [(t, t) for t in counts]
+    methods: list[tuple[str, str, str]] = [
+        ("otsu_cc", args.nuclei_variants[0], names["otsu_cc"]),
+        ("otsu_ws", args.nuclei_variants[0], names["otsu_ws"]),
+    ] + [("model", v, f"U-Net + watershed [{v}]") for v in args.nuclei_variants]
+    for key, variant, label in methods:
+        for group, kind in groups:
+            chosen = [
+                x[key]
+                for x in rows
+                if x["variant"] == variant and key in x and (kind is None or x["type"] == kind)
+            ]
+            if not chosen:
+                continue
+            m = mean_metrics(chosen)
+            lines.append(
+                f"{label:<44} {group:<22} {len(chosen):4d} {m['dice']:6.3f} {m['aji']:6.3f} "
+                f"{m['pq']:6.3f} {m['f1']:7.3f}"
+            )
+    g = NUCLEI_TARGETS
+    lines.append(
+        f"{'target (held-out set)':<44} {'all':<22} {'':>4} {g['dice']:6.2f} {g['aji']:6.2f} "
+        f"{g['pq']:6.2f} {g['f1']:7.2f}"
+    )
+    lines.append("")
+    for s in summaries:
+        touch = s["max_val_dice_touching"]
+        lines.append(
+            f"  [{s['variant']}] fold {s['fold']}: {s['n_train']} train + {s['n_val']} val, "
+            f"{s['n_test']} held out; training {s['train_minutes']:.1f} min of "
+            f"{args.threads}-core CPU time ({s['clock']} clock; wall {s['train_wall_minutes']:.1f}"
+            f" min), {s['epochs']} epochs x 50 steps ({s['precision']}), best epoch "
+            f"{s['best_epoch']} (val Dice {s['val_dice']:.3f}, touching class best "
+            f"{'n/a' if touch is None else f'{touch:.3f}'}); watershed chosen on the val "
+            f"images: {s['postprocess']}; training profile {s['profile_types']}"
+        )
+    total = sum(s["train_minutes"] for s in summaries)
+    fit = sum(s["fit_cpu_minutes"] for s in summaries)
+    lines.append(
+        f"  training in total {total:.1f} min of {args.threads}-core CPU time (the budget: "
+        f"{args.nuclei_minutes:g} min per variant); preprocess + train + watershed choice "
+        f"{fit:.1f} process CPU-minutes"
+        + (
+            f"; all nuclei work {r['total_s'] / 60:.1f} min wall"
+            if r["total_s"] == r["total_s"]
+            else ""
+        )
+    )
+    for variant in args.nuclei_variants:
+        flagged = {}
+        for x in rows:
+            if x["variant"] == variant:
+                n, f = flagged.get(x["type"], (0, 0))
+                flagged[x["type"]] = (n + 1, f + bool(x["flags"]))
+        lines.append(
+            f"  [{variant}] held-out images flagged as outside the training profile: "
+            + ", ".join(f"{t} {f} of {n}" for t, (n, f) in sorted(flagged.items()))
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,44 +681,6 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
 # Report
 
 
-def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
-    m, t = r["means"], r["train"]
-    names = {
-        "otsu_cc": "Otsu + connected components",
-        "otsu_ws": "Otsu + distance-transform watershed",
-        "model_default": "U-Net + watershed (default settings)",
-        "model": "U-Net + watershed (tuned on val)",
-    }
-    lines = [
-        f"Nuclei (DSB 2018): {r['n_train']} train + {r['n_val']} validation images, "
-        f"{r['n_test']} held out (seed {SEED}); mean over held-out images",
-        f"{'method':<40} {'Dice':>6} {'AJI':>6} {'PQ':>6} {'F1@0.5':>7}",
-    ]
-    for key in ("otsu_cc", "otsu_ws", "model_default", "model"):
-        v = m[key]
-        lines.append(
-            f"{names[key]:<40} {v['dice']:6.3f} {v['aji']:6.3f} {v['pq']:6.3f} {v['f1']:7.3f}"
-        )
-    g = NUCLEI_TARGETS
-    lines.append(f"{'target':<40} {g['dice']:6.2f} {g['aji']:6.2f} {g['pq']:6.2f} {g['f1']:7.2f}")
-    lines.append(
-        f"  training: {t['train_seconds'] / 60:.1f} min of {args.threads}-core CPU time "
-        f"(budget {args.nuclei_minutes} min; wall {t['train_wall_seconds'] / 60:.1f} min "
-        f"of training), {t['epochs_run']} epochs x {t['iterations_per_epoch']} steps, best "
-        f"epoch {t['best_epoch']} (val Dice {t['val_dice']:.3f}); patch {r['plans']['patch_size']} "
-        f"batch {r['plans']['batch_size']}, U-Net channels {r['network']['channels']}"
-    )
-    lines.append(
-        f"  prediction: sliding window (overlap 0.5) with flip TTA; watershed settings chosen "
-        f"on the validation images: {r['postprocess']} (val AJI {r['val_aji']:.3f})"
-    )
-    lines.append(
-        f"  wall: preprocess {r['preprocess_s']:.0f} s, predict + baselines "
-        f"{r['predict_s']:.0f} s, nuclei total {r['total_s'] / 60:.1f} min"
-    )
-    return lines
-
-
 def brats_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows = r["rows"]
     lines = [
@@ -472,7 +731,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory-mb", type=float, default=4000.0)
-    parser.add_argument("--nuclei-minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--nuclei-minutes",
+        type=float,
+        default=60.0,
+        help="training budget of one variant's cross-validation, all folds together",
+    )
+    parser.add_argument("--nuclei-folds", type=int, default=3)
+    parser.add_argument(
+        "--nuclei-interior",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.4, 0.5, 0.6, 0.7],
+        help="segmentation.watershed.interior_threshold (the values tried)",
+    )
+    parser.add_argument(
+        "--nuclei-foreground",
+        type=float,
+        nargs="+",
+        default=[0.4, 0.5, 0.6],
+        help="segmentation.watershed.foreground_threshold (the values tried)",
+    )
+    parser.add_argument(
+        "--nuclei-held-fluorescence",
+        type=int,
+        default=None,
+        help="evaluate only this many of a fold's held-out fluorescence images (all others)",
+    )
+    parser.add_argument(
+        "--nuclei-collect",
+        action="store_true",
+        help="no training: the table of what earlier runs with this --work wrote",
+    )
+    parser.add_argument(
+        "--nuclei-features", type=int, default=16, help="segmentation.features (first level)"
+    )
+    parser.add_argument(
+        "--nuclei-overlap", type=float, default=0.25, help="segmentation.overlap (sliding window)"
+    )
+    parser.add_argument(
+        "--nuclei-run-folds", type=int, nargs="+", default=None, help="only these folds (0-based)"
+    )
+    parser.add_argument(
+        "--nuclei-variants",
+        nargs="+",
+        choices=sorted(NUCLEI_VARIANTS),
+        default=["full"],
+        help="settings to cross-validate (the ablation: full no_rescale rgb)",
+    )
     parser.add_argument("--nuclei-patch", type=int, nargs=2, default=[128, 128])
     parser.add_argument("--nuclei-batch", type=int, default=8)
     parser.add_argument(
@@ -481,7 +787,6 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="learn the touching boundary as a fourth class (segmentation.touching_class)",
     )
-    parser.add_argument("--nuclei-channels", type=int, nargs="+", default=None)
     parser.add_argument("--brats-minutes", type=float, default=30.0)
     parser.add_argument("--brats-spacing", type=float, default=2.0)
     parser.add_argument("--brats-patch", type=int, nargs=3, default=[64, 64, 64])

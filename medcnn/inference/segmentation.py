@@ -21,7 +21,7 @@ from monai.inferers import sliding_window_inference
 
 from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
-from medcnn.postprocess.instances import instances_from_probabilities
+from medcnn.postprocess.instances import instances_from_probabilities, median_diameter
 from medcnn.transforms.segmentation import preprocess_case
 from medcnn.transforms.spatial import SegmentationInputError, resample
 
@@ -167,23 +167,64 @@ def predict_probabilities(
     *,
     flips: bool = False,
     overlap: float = 0.5,
+    diameter: float | None = None,
 ) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
     """Class probabilities of one ingest image on its own grid: preprocessed with the plans,
     predicted (:func:`predict_array`), brought back by :func:`to_original_grid` (linear).
+
+    Instance plans with ``rescale.nucleus_diameter`` predict twice, as Cellpose sizes its
+    images: first at the scale of :func:`~medcnn.transforms.nuclei.estimate_diameter` (a
+    quick Otsu pass, without mirroring), then, when the median diameter of that pass's
+    instances differs from the estimate by more than :data:`RESCALE_TOLERANCE`, again at the
+    scale of the measured diameter. ``diameter`` skips the first pass. The meta's
+    ``nuclei`` says which diameter was used (``diameter_source``: ``estimate``,
+    ``first_pass`` or ``given``).
 
     Returns:
         (float32 ``(classes, i, j)`` for 2D or ``(classes, i, j, k)``, the reference NIfTI
         (the first image file), the preprocessing meta).
     """
-    image, _, meta = preprocess_case(image_path, None, plans)
-    prob = predict_array(models, plans, image, device, flips, overlap)
     reference = image_path if isinstance(image_path, (str, Path)) else image_path[0]
     ref = nib.load(reference)
-    prob_img = to_original_grid(prob, meta, ref, mode="linear")
-    prob_orig = np.moveaxis(np.asarray(prob_img.dataobj), -1, 0)
-    if int(meta["dims"]) == 2:
-        prob_orig = prob_orig[..., 0]
-    return prob_orig, ref, meta
+    rescale = plans["kind"] == "instance_segmentation" and (plans.get("rescale") or {}).get(
+        "nucleus_diameter"
+    )
+
+    def once(d: float | None, mirror: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        image, _, meta = preprocess_case(image_path, None, plans, diameter=d)
+        prob = predict_array(models, plans, image, device, mirror, overlap)
+        prob_img = to_original_grid(prob, meta, ref, mode="linear")
+        prob_orig = np.moveaxis(np.asarray(prob_img.dataobj), -1, 0)
+        if int(meta["dims"]) == 2:
+            prob_orig = prob_orig[..., 0]
+        return prob_orig, meta
+
+    if not rescale or diameter is not None:
+        return _with_ref(once(diameter, flips), ref)
+    prob, meta = once(None, False)
+    estimate = meta["nuclei"]["diameter"]
+    measured = median_diameter(instances_from_probabilities(prob), min_instances=3)
+    if measured is not None and (
+        estimate is None or abs(measured / estimate - 1.0) > RESCALE_TOLERANCE
+    ):
+        prob, meta = once(measured, flips)
+        meta["nuclei"]["diameter_source"] = "first_pass"
+        meta["nuclei"]["estimated_diameter"] = estimate
+    elif flips:
+        prob, meta = once(estimate, True)
+        meta["nuclei"]["diameter_source"] = "estimate"
+    return prob, ref, meta
+
+
+#: Relative difference between the estimated and the first pass's measured nucleus diameter
+#: above which :func:`predict_probabilities` predicts again at the measured one.
+RESCALE_TOLERANCE = 0.1
+
+
+def _with_ref(
+    result: tuple[np.ndarray, dict[str, Any]], ref: nib.Nifti1Image
+) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
+    return result[0], ref, result[1]
 
 
 def labels_from_probabilities(

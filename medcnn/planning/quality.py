@@ -110,3 +110,50 @@ def check_image(
                 f"({fingerprint['intensity_p01_min']:.4g}–{fingerprint['intensity_p99_max']:.4g})"
             )
     return flags
+
+
+#: A nuclei image type is "hardly seen" when fewer training images than this share (or
+#: fewer than :data:`RARE_TYPE_MIN` images) were of it.
+RARE_TYPE_SHARE = 0.05
+RARE_TYPE_MIN = 3
+#: Factor beyond the training range of nucleus diameters that is flagged.
+DIAMETER_FACTOR = 1.5
+
+
+def check_nuclei_image(profile: dict[str, Any] | None, image: dict[str, Any]) -> list[str]:
+    """Ways in which a nuclei image falls outside the training images' profile (the plans'
+    ``nuclei_profile``, :func:`medcnn.transforms.nuclei.training_profile`).
+
+    Args:
+        profile: the bundle's ``nuclei_profile`` (None, or an older bundle: no flags).
+        image: the image's :func:`~medcnn.transforms.nuclei.image_profile` (``type``,
+            ``diameter`` as predicted, ``p01``/``p99`` raw grey percentiles).
+
+    Returns:
+        One sentence per finding: an image type training hardly saw, a nucleus size outside
+        the training sizes, a raw intensity range unlike the training images'.
+    """
+    flags: list[str] = []
+    if not profile or not profile.get("n_images"):
+        return flags
+    n = int(profile["n_images"])
+    seen = int(profile.get("types", {}).get(image["type"], 0))
+    if seen < max(RARE_TYPE_MIN, RARE_TYPE_SHARE * n):
+        flags.append(
+            f"image type {image['type'].replace('_', '-')}: {seen} of the {n} training images "
+            "were of this kind"
+        )
+    low, high, d = profile.get("diameter_min"), profile.get("diameter_max"), image.get("diameter")
+    if d and low and high and not low / DIAMETER_FACTOR <= d <= high * DIAMETER_FACTOR:
+        flags.append(
+            f"typical nucleus {d:.0f} px across, outside the training range {low:.0f}–{high:.0f} px"
+        )
+    p01, p99 = profile.get("p01_min"), profile.get("p99_max")
+    if p01 is not None and p99 is not None and "p99" in image:
+        span = p99 - p01
+        if image["p01"] < p01 - TOLERANCE * span or image["p99"] > p99 + TOLERANCE * span:
+            flags.append(
+                f"intensity range {image['p01']:.4g}–{image['p99']:.4g} unlike the training "
+                f"images ({p01:.4g}–{p99:.4g})"
+            )
+    return flags

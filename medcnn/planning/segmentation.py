@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from medcnn.postprocess.instances import median_diameter
+from medcnn.transforms.nuclei import image_profile, scale_factor, training_profile
 from medcnn.transforms.segmentation import instance_classes
 from medcnn.transforms.spatial import (
     SegmentationInputError,
@@ -117,14 +119,20 @@ def fingerprint(cases: Sequence[Mapping[str, Any]], seed: int = 0) -> dict[str, 
     }
 
 
-def normalisation_scheme(chosen: str, modalities: Sequence[str], n_channels: int) -> str:
-    """``ct``, ``mr``, ``mr_robust``, ``rgb`` or ``zscore``: ``chosen``, unless it is ``auto``.
+def normalisation_scheme(
+    chosen: str, modalities: Sequence[str], n_channels: int, kind: str = "segmentation"
+) -> str:
+    """``ct``, ``mr``, ``mr_robust``, ``rgb``, ``zscore`` or ``nuclei``: ``chosen``, unless it
+    is ``auto``.
 
-    ``auto`` takes ``ct`` for CT, ``mr`` for MR, ``rgb`` for three-channel 2D images
-    (microscopy, photographs), ``zscore`` otherwise.
+    ``auto`` takes ``nuclei`` for instance tasks (one grey channel, nuclei bright, whatever
+    the microscope: :func:`medcnn.transforms.nuclei.nuclei_grey`), ``ct`` for CT, ``mr`` for
+    MR, ``rgb`` for three-channel 2D images (photographs), ``zscore`` otherwise.
     """
     if chosen != "auto":
         return str(chosen)
+    if kind == "instance_segmentation":
+        return "nuclei"
     upper = {str(m).upper() for m in modalities}
     if upper == {"CT"}:
         return "ct"
@@ -321,6 +329,7 @@ def make_seg_plans(
     features: int | None,
     batch_size: int | None,
     memory_budget_mb: float,
+    nucleus_diameter: float | None = None,
 ) -> dict[str, Any]:
     """A segmentation task's plans from its cases (written as ``plans.json``).
 
@@ -341,15 +350,34 @@ def make_seg_plans(
         features: ``segmentation.features``; None: :data:`BASE_FEATURES`.
         batch_size: ``train.batch_size``; None: 2 (3D) or 8 (2D).
         memory_budget_mb: ``segmentation.memory_mb``, the training memory of patch and batch.
+        nucleus_diameter: ``segmentation.nucleus_diameter`` (instance tasks): every image is
+            resized so that its typical nucleus is this many pixels across (Cellpose-style,
+            :mod:`medcnn.transforms.nuclei`); None: no resizing.
 
     Returns:
         ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
         "median_shape", "patch_size", "batch_size", "normalisation", "network",
-        "fingerprint"}``.
+        "fingerprint", "rescale"}``; instance tasks add ``nuclei_profile`` (images per type,
+        nucleus diameters, raw intensity range: what prediction checks a new image against).
     """
     fp = fingerprint(cases)
-    dims, n_channels = fp["dims"], fp["n_channels"]
+    dims = fp["dims"]
+    scheme = normalisation_scheme(normalisation, modalities, fp["n_channels"], kind)
+    n_channels = 1 if scheme == "nuclei" else fp["n_channels"]
     target = _target_spacing(fp, target_spacing)
+    profile = None
+    if kind == "instance_segmentation":
+        profiles = [_nuclei_profile(case) for case in cases]
+        profile = training_profile(profiles)
+        if nucleus_diameter:
+            # each image at the size it is trained at: its nuclei nucleus_diameter across
+            factors = [scale_factor(p["diameter"], nucleus_diameter) for p in profiles]
+            fp = {
+                **fp,
+                "spacings": [
+                    [s * f for s in sp] for sp, f in zip(fp["spacings"], factors, strict=True)
+                ],
+            }
     median_shape = _median_shape(fp, target)
     names = plan_classes(kind, classes, touching_class)
     batch = int(batch_size or (2 if dims == 3 else 8))
@@ -358,8 +386,7 @@ def make_seg_plans(
         strides = _pools(patch, target, MAX_POOLS)
     else:
         patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
-    scheme = normalisation_scheme(normalisation, modalities, n_channels)
-    return {
+    plans = {
         "task": name,
         "kind": kind,
         "dims": dims,
@@ -375,4 +402,16 @@ def make_seg_plans(
         "normalisation": _normalisation(scheme, fp),
         "network": network_settings(network, dims, n_channels, len(names), strides, features),
         "fingerprint": fp,
+        "rescale": {"nucleus_diameter": float(nucleus_diameter) if nucleus_diameter else None},
     }
+    if profile is not None:
+        plans["nuclei_profile"] = profile
+    return plans
+
+
+def _nuclei_profile(case: Mapping[str, Any]) -> dict[str, Any]:
+    """One training image's :func:`~medcnn.transforms.nuclei.image_profile`, its diameter
+    the median of its reference instances."""
+    image, _, _, label = read_case(case)
+    diameter = median_diameter(label) if label is not None and label.ndim == 2 else None
+    return image_profile(image, diameter)

@@ -190,3 +190,15 @@ def instances_from_mask(mask: np.ndarray, h: float = 2.0, min_size: int = 8) -> 
     markers, _ = ndimage.label(peaks & foreground, structure=np.ones((3, 3), dtype=bool))
     instances = watershed(-distance, markers, mask=foreground, connectivity=1)
     return _finish(instances.astype(np.int64), foreground, min_size)
+
+
+def median_diameter(instances: np.ndarray, min_instances: int = 1) -> float | None:
+    """The median equivalent diameter (``2 sqrt(area / pi)``, pixels) of an instance image's
+    objects; None with fewer than ``min_instances`` objects (the typical nucleus size of a
+    Cellpose-style rescaling, :mod:`medcnn.transforms.nuclei`)."""
+    instances = _check_2d(instances, "an instance label image")
+    sizes = np.bincount(instances.ravel().astype(np.int64))[1:]
+    sizes = sizes[sizes > 0]
+    if sizes.size < max(1, int(min_instances)):
+        return None
+    return float(np.median(2.0 * np.sqrt(sizes / np.pi)))

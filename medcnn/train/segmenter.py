@@ -60,8 +60,8 @@ from medcnn.train.segmenter_epoch import (
 log = logging.getLogger(__name__)
 
 
-#: Trainer settings that are not configuration (the schema has no key for them).
-FIXED_SETTINGS: dict[str, Any] = {"warmup_epochs": 1, "val_every": 1, "class_weights": None}
+#: Cross-entropy weights of ``train.class_weights: auto`` for an instance task's classes.
+AUTO_CLASS_WEIGHTS = {"background": 1.0, "interior": 1.0, "boundary": 2.0, "touching": 4.0}
 #: Keys of the task's ``segmentation:`` section that the trainer reads with ``train:``.
 SEGMENTATION_KEYS = ("samples_per_image", "positive_fraction", "scale_range", "overlap")
 #: Optimiser steps per epoch where ``train.iterations_per_epoch`` is null (the schema's "Null: 25").
@@ -70,9 +70,8 @@ ITERATIONS_PER_EPOCH = 25
 
 def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The training settings: the schema's defaults (``train:`` and :data:`SEGMENTATION_KEYS`
-    of ``segmentation:``), :data:`FIXED_SETTINGS`, then the task's ``train:`` and the
-    :data:`SEGMENTATION_KEYS` of its ``segmentation:`` over them (the configured task's own
-    key names).
+    of ``segmentation:``), then the task's ``train:`` and the :data:`SEGMENTATION_KEYS` of its
+    ``segmentation:`` over them (the configured task's own key names).
 
     The workflow passes every key (the validated task); the defaults serve a direct caller,
     and are the schema's, so they cannot disagree with the workflow's.
@@ -84,7 +83,6 @@ def settings_of(task_cfg: Mapping[str, Any]) -> dict[str, Any]:
     segmentation = task_cfg.get("segmentation") or {}
     settings = {
         **defaults,
-        **FIXED_SETTINGS,
         **(task_cfg.get("train") or {}),
         **{k: segmentation[k] for k in SEGMENTATION_KEYS if k in segmentation},
     }
@@ -203,7 +201,7 @@ class SegmenterParts:
         """The plans' network (AdamW, the poly schedule with its warm-up) and the loader of
         the training patches; ``iterations`` per epoch: the setting (null: 25, by settings_of)."""
         model = build_network(**dict(plans["network"])).to(device)
-        loss_fn = _loss_fn(settings["class_weights"], device)
+        loss_fn = _loss_fn(class_weights(settings["class_weights"], plans), device)
         dataset, loader, generator = segmenter_loader(train_items, plans, settings, device)
         iterations = int(settings["iterations_per_epoch"])
         epochs = int(settings["epochs"])
@@ -297,6 +295,30 @@ def _fold_metrics(
         "resumed_from_epoch": progress.resumed_from,
         "final_train_loss": history[-1]["train_loss"] if history else None,
     }
+
+
+def class_weights(setting: Any, plans: Mapping[str, Any]) -> list[float] | None:
+    """The cross-entropy weights of ``train.class_weights``: a list as given (one per class
+    of the plans), ``auto`` (:data:`AUTO_CLASS_WEIGHTS` for an instance task, none for a
+    semantic one) or None.
+
+    Raises:
+        ValueError: a list whose length is not the number of classes.
+    """
+    classes = list(plans["classes"])
+    if setting is None:
+        return None
+    if setting == "auto":
+        if plans.get("kind") != "instance_segmentation":
+            return None
+        return [AUTO_CLASS_WEIGHTS.get(c, 1.0) for c in classes]
+    weights = [float(w) for w in setting]
+    if len(weights) != len(classes):
+        raise ValueError(
+            f"train.class_weights has {len(weights)} values for the {len(classes)} classes "
+            f"{classes}"
+        )
+    return weights
 
 
 def _loss_fn(weights: Sequence[float] | None, device: torch.device) -> torch.nn.Module:

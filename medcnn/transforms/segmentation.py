@@ -36,7 +36,8 @@ from monai.transforms import (
     Transform,
 )
 
-from medcnn.postprocess.instances import target_from_instances
+from medcnn.postprocess.instances import median_diameter, target_from_instances
+from medcnn.transforms.nuclei import estimate_diameter, nuclei_grey, scale_factor
 from medcnn.transforms.spatial import (
     SegmentationInputError,
     canonical_orientation,
@@ -118,13 +119,25 @@ def preprocess_case(
     image_path: str | Path | Sequence[str | Path],
     label_path: str | Path | None,
     plans: Mapping[str, Any],
+    *,
+    diameter: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """One case to the network's grid: canonical order, target spacing, normalised.
+
+    Instance plans with ``normalisation`` ``nuclei`` reduce the image to one grey channel with
+    nuclei bright (:func:`medcnn.transforms.nuclei.nuclei_grey`); with a
+    ``rescale.nucleus_diameter`` the image is also resized so that its typical nucleus is
+    that many pixels across: its diameter is ``diameter`` when given, else the median of the
+    label's instances, else :func:`~medcnn.transforms.nuclei.estimate_diameter` of the image.
+    The instance target is made on the resized grid (from the instances resized nearest), so
+    the boundary band is one pixel there.
 
     Args:
         image_path: the ingest NIfTI, or one per channel (same grid).
         label_path: its label map (role ``mask`` or ``instances``), or None.
         plans: from :func:`make_seg_plans`.
+        diameter: instance plans with rescaling: the image's typical nucleus diameter in
+            pixels (e.g. measured on a first prediction).
 
     Returns:
         (float32 ``(C, *spatial)``; uint8 ``(1, *spatial)`` with class indices, for an
@@ -143,6 +156,12 @@ def preprocess_case(
             f"{case_paths(image_path)[0]}: {dims}D image for a {plans['dims']}D task"
         )
     n_channels = int(plans["n_channels"])
+    scheme = plans["normalisation"]["scheme"]
+    nuclei_stats: dict[str, Any] = {}
+    if scheme == "nuclei":
+        if dims != 2:
+            raise SegmentationInputError(f"{case_paths(image_path)[0]}: nuclei images are 2D")
+        image, nuclei_stats = nuclei_grey(image)
     if image.shape[0] == 1 and n_channels == 3:
         image = np.repeat(image, 3, axis=0)  # a grey tile in an RGB cohort
     if image.shape[0] != n_channels:
@@ -156,12 +175,33 @@ def preprocess_case(
     canonical_affine = reorient_affine(affine, ornt, original_shape)
     spacing = spacing_of(canonical_affine, dims)
     target = plans["target_spacing"]
-    shape = resampled_shape(canonical_shape, spacing, target)
+    instance = plans["kind"] == "instance_segmentation"
+    wanted = (plans.get("rescale") or {}).get("nucleus_diameter") if instance else None
+    source = "none"
+    if wanted:
+        source = "given"
+        if diameter is None and label is not None and label.ndim == 2:
+            diameter, source = median_diameter(label), "reference"
+        if diameter is None:
+            diameter, source = estimate_diameter(image), "estimate"
+    factor = scale_factor(diameter, wanted)
+    shape = resampled_shape(canonical_shape, [s * factor for s in spacing], target)
     image = resample(image, shape, "linear")
-    image, stats = normalise(image, plans["normalisation"])
+    if scheme == "nuclei":
+        stats = {k: nuclei_stats[k] for k in ("mean", "std")}
+    else:
+        image, stats = normalise(image, plans["normalisation"])
     out_label = None
     if label is not None:
-        if plans["kind"] == "instance_segmentation":
+        if instance and factor != 1.0:
+            # Resized nearest (ids stay ids), the boundary band made on the new grid.
+            ids = reorient(label[None].astype(np.int32), ornt)
+            ids = resample(ids, shape, "nearest")[0]
+            out_label = target_from_instances(ids, touching=TOUCHING_CLASS in plans["classes"])[
+                None
+            ].astype(np.uint8)
+            label = None
+        elif instance:
             # Boundaries on the source grid, where instances are exact; then resampled.
             label = target_from_instances(label, touching=TOUCHING_CLASS in plans["classes"])
         else:
@@ -170,6 +210,7 @@ def preprocess_case(
                 raise SegmentationInputError(
                     f"{label_path}: label value {int(label.max())} above the last class ({top})"
                 )
+    if label is not None:
         label = reorient(label[None].astype(np.uint8), ornt)
         out_label = resample(label, shape, "nearest").astype(np.uint8)
     meta = {
@@ -184,6 +225,14 @@ def preprocess_case(
         "spacing": [float(t) for t in target],
         "intensity": stats,
     }
+    if instance:
+        meta["nuclei"] = {
+            "type": nuclei_stats.get("type"),
+            "inverted": nuclei_stats.get("inverted"),
+            "diameter": None if diameter is None else float(diameter),
+            "diameter_source": source,
+            "scale_factor": factor,
+        }
     return np.ascontiguousarray(image, dtype=np.float32), out_label, meta
 
 

@@ -11,6 +11,7 @@ from medcnn.inference.segmentation import (
     load_models,
     predict_array,
     predict_labels,
+    predict_probabilities,
     to_original_grid,
 )
 from medcnn.models.bundle import save_bundle
@@ -154,3 +155,50 @@ def test_postprocessing_is_chosen_on_validation_images():
     settings, score = choose_postprocessing([prob], [instances], grid)
     assert settings == {"interior_threshold": 0.4, "foreground_threshold": 0.5}
     assert score == pytest.approx(1.0)
+
+
+class _Oracle(torch.nn.Module):
+    """Interior where the normalised nuclei image is above 0.5 (a perfect network for
+    well-separated bright disks), background elsewhere; never boundary."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(0.5 - x) * 20, (x - 0.5) * 20, torch.full_like(x, -20.0)], dim=1)
+
+
+def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypatch):
+    """Cellpose-style sizing: a wrong Otsu estimate (40 px) is corrected by the first pass's
+    nuclei (16 px), predicted again at that scale, and the instances land on the image's own
+    grid."""
+    import medcnn.transforms.segmentation as seg
+
+    size, radius = 96, 8
+    rows, cols = np.mgrid[:size, :size]
+    instances = np.zeros((size, size, 1), np.int32)
+    for k, (r0, c0) in enumerate([(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)], start=1):
+        instances[(rows - r0) ** 2 + (cols - c0) ** 2 <= radius**2, 0] = k
+    image = np.where(instances > 0, 180, 12).astype(np.uint8)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "tile.nii.gz")
+    nib.save(nib.Nifti1Image(instances, affine), tmp_path / "inst.nii.gz")
+    case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
+    plans = plan("nuclei", [case], kind="instance_segmentation", nucleus_diameter=20)
+    true = 2 * np.sqrt((instances == 1).sum() / np.pi)
+    # a good estimate: one pass at its scale
+    prob, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["diameter_source"] == "estimate"
+    assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)
+    assert prob.shape == (3, size, size)
+    # a wrong estimate: corrected by the first pass
+    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: 40.0)
+    label_img, _, meta = predict_labels([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["diameter_source"] == "first_pass"
+    assert meta["nuclei"]["estimated_diameter"] == 40.0
+    assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)
+    assert meta["nuclei"]["scale_factor"] == pytest.approx(20 / true, rel=0.1)
+    labels = np.asarray(label_img.dataobj)[..., 0]
+    assert labels.shape == (size, size) and labels.max() == 5
+    agree = (labels > 0) == (instances[..., 0] > 0)
+    assert agree.mean() > 0.98
+    # a given diameter: no first pass
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"], diameter=10.0)
+    assert meta["nuclei"]["diameter_source"] == "given" and meta["nuclei"]["scale_factor"] == 2.0

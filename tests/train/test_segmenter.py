@@ -128,3 +128,39 @@ def test_time_budget_stops_after_the_epoch(tmp_path):
     assert metrics["epochs_run"] == 1
     assert metrics["stop_reason"].startswith("time budget")
     assert metrics["best_epoch"] == 1  # no validation images: the last epoch is kept
+
+
+def test_class_weights_auto_weighs_the_touching_boundary():
+    from medcnn.train.segmenter import class_weights
+
+    four = {
+        "kind": "instance_segmentation",
+        "classes": ["background", "interior", "boundary", "touching"],
+    }
+    assert class_weights("auto", four) == [1.0, 1.0, 2.0, 4.0]
+    three = {**four, "classes": ["background", "interior", "boundary"]}
+    assert class_weights("auto", three) == [1.0, 1.0, 2.0]
+    assert (
+        class_weights("auto", {"kind": "segmentation", "classes": ["background", "lesion"]}) is None
+    )
+    assert class_weights(None, four) is None
+    assert class_weights([1, 3, 3, 9], four) == [1.0, 3.0, 3.0, 9.0]
+    with pytest.raises(ValueError, match="3 values for the 4 classes"):
+        class_weights([1, 2, 3], four)
+
+
+def test_trainer_settings_are_the_schemas_keys():
+    from medcnn.stages.train.segmentation import watershed_grid
+    from medcnn.train.segmenter import settings_of
+
+    settings = settings_of({})
+    assert settings["val_every"] == 5 and settings["warmup_epochs"] == 1
+    assert settings["class_weights"] == "auto" and settings["clock"] == "wall"
+    assert settings_of({"train": {"val_every": 2}})["val_every"] == 2
+    grid = watershed_grid({"watershed": {"elevation": ["distance"]}})
+    assert grid == {
+        "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+        "foreground_threshold": [0.4, 0.5, 0.6],
+        "elevation": ["distance"],
+        "min_marker_size": [4],
+    }

@@ -169,7 +169,8 @@ def test_rgb_and_instances(tmp_path):
             "label": save(tmp_path / "inst.nii.gz", instances, affine),
         },
     ]
-    plans = plan("nuclei", cases, kind="instance_segmentation")
+    # the three-channel scheme (an instance task's `auto` is `nuclei`, tested below)
+    plans = plan("nuclei", cases, kind="instance_segmentation", normalisation="rgb")
     assert plans["n_channels"] == 3
     assert plans["normalisation"] == {"scheme": "rgb"}
     assert plans["classes"] == ["background", "interior", "boundary"]
@@ -192,7 +193,9 @@ def test_rgb_and_instances(tmp_path):
     )
     assert len(samples) == 3
     # touching_class: a fourth class where the two nuclei meet, the rest as before.
-    four = plan("nuclei", cases, kind="instance_segmentation", touching_class=True)
+    four = plan(
+        "nuclei", cases, kind="instance_segmentation", touching_class=True, normalisation="rgb"
+    )
     assert four["classes"] == ["background", "interior", "boundary", "touching"]
     assert four["network"]["out_channels"] == 4
     _, lab4, _ = preprocess_case(cases[0]["image"], cases[0]["label"], four)
@@ -246,3 +249,55 @@ def test_bad_inputs_name_the_file(tmp_path):
     broken.write_bytes(b"not a nifti")
     with pytest.raises(SegmentationInputError, match="broken.nii.gz: not a readable NIfTI"):
         fingerprint([{"image": str(broken), "label": None}])
+
+
+def test_nuclei_scheme_one_bright_channel_rescaled_to_the_target_diameter(tmp_path):
+    """Light-background tile with 10-pixel nuclei, target 20: one channel with nuclei
+    bright, twice the size, the boundary band one pixel on the new grid, and the way back."""
+    from medcnn.inference.segmentation import to_original_grid
+
+    size = 60
+    rows, cols = np.mgrid[:size, :size]
+    instances = np.zeros((size, size, 1), np.int32)
+    for k, (r0, c0) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)], start=1):
+        instances[(rows - r0) ** 2 + (cols - c0) ** 2 <= 25, 0] = k  # diameter ~10
+    grey = np.full((size, size, 1), 215, np.uint8)
+    grey[instances > 0] = 60
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    case = {
+        "image": save(tmp_path / "bf.nii.gz", grey, affine),
+        "label": save(tmp_path / "inst.nii.gz", instances, affine),
+    }
+    plans = plan(
+        "nuclei", [case], kind="instance_segmentation", touching_class=True, nucleus_diameter=20
+    )
+    assert plans["normalisation"] == {"scheme": "nuclei"}
+    assert plans["n_channels"] == 1 and plans["network"]["in_channels"] == 1
+    assert plans["rescale"] == {"nucleus_diameter": 20.0}
+    assert plans["nuclei_profile"]["types"] == {"fluorescence": 0, "colour": 0, "light_grey": 1}
+    assert plans["nuclei_profile"]["diameter_median"] == pytest.approx(10.0, rel=0.15)
+    image, label, meta = preprocess_case(case["image"], case["label"], plans)
+    factor = meta["nuclei"]["scale_factor"]
+    assert meta["nuclei"]["diameter_source"] == "reference"
+    assert meta["nuclei"]["inverted"] is True and meta["nuclei"]["type"] == "light_grey"
+    assert factor == pytest.approx(2.0, rel=0.15)
+    assert image.shape == (1, round(size * factor), round(size * factor))
+    assert label.shape == image.shape
+    # nuclei bright (about 1), background about 0, after the inversion
+    assert np.median(image[0][label[0] == 1]) == pytest.approx(1.0, abs=0.05)
+    assert np.median(image[0][label[0] == 0]) == pytest.approx(0.0, abs=0.05)
+    # the boundary band is one pixel wide on the resized grid: interior + boundary of a
+    # nucleus are its resized area, the boundary about its perimeter
+    nucleus = (label[0] > 0).sum() / 5
+    assert (label[0] == 2).sum() / 5 == pytest.approx(np.pi * 2 * np.sqrt(nucleus / np.pi), rel=0.3)
+    # without a label the diameter is estimated from the image, to the same scale
+    unlabelled, _, meta_u = preprocess_case(case["image"], None, plans)
+    assert meta_u["nuclei"]["diameter_source"] == "estimate"
+    assert meta_u["nuclei"]["scale_factor"] == pytest.approx(factor, rel=0.15)
+    # a given diameter wins; the way back lands on the ingest grid exactly
+    given, _, meta_g = preprocess_case(case["image"], None, plans, diameter=5.0)
+    assert meta_g["nuclei"]["scale_factor"] == 4.0 and given.shape == (1, 240, 240)
+    back = to_original_grid((label[0] > 0).astype(np.uint8), meta, case["image"])
+    assert back.shape == (size, size, 1)
+    agree = (np.asarray(back.dataobj) > 0) == (instances > 0)
+    assert agree.mean() > 0.98

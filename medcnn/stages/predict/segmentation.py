@@ -15,7 +15,13 @@ and ``results/predict/{task}/{subject}.json``::
     {"subject", "task", "kind", "role", "classes", "model": {...},
      "images": [{"study", "series", "mask", "dicom_seg", "csv",
                  "volume_ml": {class: mL}, "lesions": [{"id", "voxels", "volume_ml",
-                 "centroid_mm"}], "n_instances", "metrics": {...} or null}]}
+                 "centroid_mm"}], "n_instances", "metrics": {...} or null,
+                 "image_type", "nucleus_diameter_px", "diameter_source",
+                 "quality_flags": [...]}]}
+
+Nuclei images carry ``quality_flags``: the ways the image is unlike the training images
+(:func:`nuclei_quality`); the subject report shows them as warnings and the cohort table
+marks the image.
 
 ``metrics`` are against the image's label map when it has one (Dice, HD95 in mm and
 lesion-wise detection for lesions; Dice, AJI, PQ/SQ/DQ and F1 at IoU 0.5 for nuclei).
@@ -132,7 +138,7 @@ def run_predict_segmentation(
     out = results / "predict" / name / subject
     images = []
     for row in subject_rows(config, name, subject):
-        label_img = _segment(models, first, task, results / row["source"], device)
+        label_img, meta = segment_image(models, first, task, results / row["source"], device)
         out.mkdir(parents=True, exist_ok=True)
         mask_path = out / f"{row['series']}_mask.nii.gz"
         nib.save(label_img, mask_path)
@@ -144,6 +150,8 @@ def run_predict_segmentation(
             "csv": None,
         }
         entry.update(_measurements(results, row, task, label_img, classes, out))
+        if task["kind"] == "instance_segmentation":
+            entry.update(nuclei_quality(first["plans"], nib.load(results / row["source"]), meta))
         if task["segmentation"]["dicom_seg"] and task["dims"] == 3:
             entry["dicom_seg"] = _dicom_seg(results, row, label_img, classes, out)
         images.append(entry)
@@ -163,15 +171,37 @@ def run_predict_segmentation(
     return result
 
 
-def _segment(
+def nuclei_quality(
+    plans: dict[str, Any], img: nib.Nifti1Image, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """A nuclei image's type, the nucleus diameter prediction used, and its ``quality_flags``
+    against the training images' profile (:func:`medcnn.planning.quality.check_nuclei_image`:
+    a kind of image training hardly saw, nuclei of another size, another intensity range)."""
+    from medcnn.planning.quality import check_nuclei_image
+    from medcnn.transforms.nuclei import image_profile
+
+    data = intensity_image(img)
+    channels = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
+    nuclei = meta.get("nuclei") or {}
+    profile = image_profile(channels, nuclei.get("diameter"))
+    return {
+        "image_type": profile["type"],
+        "nucleus_diameter_px": profile["diameter"],
+        "diameter_source": nuclei.get("diameter_source"),
+        "quality_flags": check_nuclei_image(plans.get("nuclei_profile"), profile),
+    }
+
+
+def segment_image(
     models: list[Any], bundle: dict[str, Any], task: dict[str, Any], source: Path, device: Any
-) -> nib.Nifti1Image:
+) -> tuple[nib.Nifti1Image, dict[str, Any]]:
     """The label map of one ingest image on its grid, small components dropped (and only the
-    largest kept) as the task asks."""
+    largest kept) as the task asks, and its preprocessing meta (what the benchmark and the
+    predict stage both call)."""
     from medcnn.inference.segmentation import predict_labels
 
     seg = task["segmentation"]
-    label_img, _, _ = predict_labels(
+    label_img, _, meta = predict_labels(
         models,
         bundle["plans"],
         source,
@@ -185,7 +215,7 @@ def _segment(
         if seg["largest_component"]:
             label = keep_largest(label)
         label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
-    return label_img
+    return label_img, meta
 
 
 def _measurements(

@@ -153,6 +153,9 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
         features=seg["features"],
         batch_size=task["train"]["batch_size"],
         memory_budget_mb=seg["memory_mb"],
+        nucleus_diameter=seg["nucleus_diameter"]
+        if task["kind"] == "instance_segmentation"
+        else None,
     )
     index = _preprocess_cases(cases, plans, results, out, with_labels=True)
     write_index(out / "index.tsv", index, extra_columns=SEG_COLUMNS)

@@ -67,6 +67,8 @@ def segmentation_series(
             "n_lesions": len(image.get("lesions") or []),
             "n_instances": image.get("n_instances"),
             "median_area_px": image.get("median_area_px"),
+            "image_type": image.get("image_type"),
+            "quality_flags": image.get("quality_flags") or [],
             "maps": [],
             "table_rows": None,
             "table_columns": [],
@@ -161,5 +163,7 @@ def cohort_cell(prediction: dict[str, Any] | None) -> dict[str, Any]:
         "measure": measure,
         "role": (prediction or {}).get("role", ""),
         "unreliable": 0,
-        "quality_flags": 0,
+        # images unlike the training data (nuclei: a kind, size or intensity training
+        # hardly saw), marked in the cohort table as for classification
+        "quality_flags": sum(bool(i.get("quality_flags")) for i in images),
     }

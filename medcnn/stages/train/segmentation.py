@@ -62,10 +62,11 @@ def run_train_segmentation(
         device=device,
         threads=threads,
         max_minutes=task["train"]["max_minutes"],
+        clock=task["train"]["clock"],
         name=f"{name}-{plans['network']['name']}-fold{fold}",
     )
     if task["kind"] == "instance_segmentation":
-        _choose_postprocessing(results, rows, split, fold, out, device, task)
+        choose_fold_postprocessing(results, rows, split, fold, out, device, task)
     # the settings as configured (the bundle's config.json is what a predict-only run
     # validates against the schema)
     (out / "config.json").write_text(json.dumps(task, indent=2) + "\n")
@@ -90,7 +91,24 @@ def run_train_segmentation(
     return metrics
 
 
-def _choose_postprocessing(
+def watershed_grid(seg: dict[str, Any]) -> dict[str, list[Any]]:
+    """The watershed settings to try (``segmentation.watershed``: its lists, and the marker
+    size as a one-value list), in the keyword names of
+    :func:`medcnn.postprocess.instances.instances_from_probabilities`."""
+    from medcnn.config import load_schema
+
+    keys = load_schema()["$defs"]["task"]["properties"]["segmentation"]["properties"]
+    defaults = {k: v["default"] for k, v in keys["watershed"]["properties"].items()}
+    chosen = {**defaults, **(seg.get("watershed") or {})}
+    return {
+        "interior_threshold": [float(v) for v in chosen["interior_threshold"]],
+        "foreground_threshold": [float(v) for v in chosen["foreground_threshold"]],
+        "elevation": list(chosen["elevation"]),
+        "min_marker_size": [int(chosen["min_marker_size"])],
+    }
+
+
+def choose_fold_postprocessing(
     results: Path,
     rows: list[dict[str, Any]],
     split: dict[str, Any],
@@ -125,7 +143,9 @@ def _choose_postprocessing(
         )
         probabilities.append(prob)
         references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
-    settings, score = choose_postprocessing(probabilities, references)
+    settings, score = choose_postprocessing(
+        probabilities, references, watershed_grid(task["segmentation"])
+    )
     settings["min_size"] = int(task["segmentation"]["min_size"])
     description["postprocess"] = {**settings, "validation_aji": score}
     (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
