@@ -97,7 +97,7 @@ def viewer_volumes(
         data = data[..., 0]
     while labels.ndim > 3:
         labels = labels[..., 0]
-    if data.ndim != 3:
+    if data.ndim != 3 or data.shape[2] < 2:
         raise ValueError(f"{image_path}: the slice viewer needs a 3D image, not {data.shape}")
     low, high, _ = display_window(data, sidecar or {}, percentiles)
     factor, shape = _resample_grid(data.shape, max_voxels)
@@ -107,9 +107,7 @@ def viewer_volumes(
         data = ndimage.zoom(data, zoom, order=1, prefilter=False, grid_mode=True, mode="nearest")
         labels = ndimage.zoom(labels, zoom, order=0, grid_mode=True, mode="nearest")
         # the new voxels cover the same extent: scale the axes, shift the first centre
-        scale = np.array(
-            [old / new for old, new in zip(image.shape[:3], data.shape, strict=True)]
-        )
+        scale = np.array([old / new for old, new in zip(image.shape[:3], data.shape, strict=True)])
         affine[:3, :3] = image.affine[:3, :3] * scale
         affine[:3, 3] = image.affine[:3, :3] @ ((scale - 1) / 2) + image.affine[:3, 3]
     scaled = np.clip((data - low) / (high - low), 0.0, 1.0)
@@ -117,9 +115,12 @@ def viewer_volumes(
     slope = (high - low) / 255.0
     image_gz = _nifti_gz(pixels, affine, slope, low)
     mask_gz = _nifti_gz(np.clip(labels, 0, 255).astype(np.uint8), affine, 1.0, 0.0)
-    encoded = {k: base64.b64encode(v).decode("ascii") for k, v in (("image", image_gz), ("mask", mask_gz))}
+    encoded = {
+        k: base64.b64encode(v).decode("ascii") for k, v in (("image", image_gz), ("mask", mask_gz))
+    }
     return {
         **encoded,
+        "focus": _focus(labels),
         "shape": list(pixels.shape),
         "original_shape": list(image.shape[:3]),
         "factor": factor,
@@ -127,6 +128,25 @@ def viewer_volumes(
         "labels": int(labels.max()),
         "bytes": len(encoded["image"]) + len(encoded["mask"]),
     }
+
+
+def _focus(labels: np.ndarray) -> list[int] | None:
+    """The voxel ``(i, j, k)`` at the centre of the largest lesion, where the viewer opens."""
+    components, n = ndimage.label(labels > 0)
+    if n == 0:
+        return None
+    largest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+    centre = ndimage.center_of_mass(components == largest)
+    return [int(round(c)) for c in centre]
+
+
+def is_volume(path: Path) -> bool:
+    """Whether a NIfTI file holds a 3D volume (more than one slice), from its header only."""
+    try:
+        shape = nib.load(str(path)).shape
+    except Exception:  # unreadable: the overlay figure names the file and the problem
+        return False
+    return len(shape) >= 3 and shape[2] > 1
 
 
 def _read_pair(image_path: Path, mask_path: Path) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
