@@ -10,6 +10,7 @@ rule report_batch:
     group:
         "batch"
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         report=config["report"],
     threads: config["resources"]["report"]["threads"]
@@ -19,8 +20,10 @@ rule report_batch:
         f"{LOGS}/report/{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/report/{{batch}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
+        "{params.medcnn} report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
 
 
 rule report_cohort:
@@ -65,6 +68,7 @@ rule report_cohort:
             category="Training",
         ),
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         report=config["report"],
     threads: config["resources"]["report"]["threads"]
@@ -74,5 +78,7 @@ rule report_cohort:
         f"{LOGS}/report/cohort.log",
     benchmark:
         f"{BENCHMARKS}/report/cohort.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn report --config {params.configfile} --cohort > {log} 2>&1"
+        "{params.medcnn} report --config {params.configfile} --cohort > {log} 2>&1"
