@@ -138,7 +138,7 @@ def readable_number(value: float) -> str:
     return f"{value:.{3 if size < 10 else 2 if size < 100 else 1}f}"
 
 
-_CENTRES = ("value", "mean", "estimate", "median")
+_CENTRES = ("value", "mean", "estimate")
 _LOWS = ("low", "ci_low", "lower")
 _HIGHS = ("high", "ci_high", "upper")
 
@@ -155,13 +155,13 @@ def _interval(value: dict[str, Any]) -> str | None:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in (centre, low, high)
     ):
         return None
-    extra = set(value) - {*_CENTRES, *_LOWS, *_HIGHS, "ci", "n", "sd"}
+    extra = set(value) - {*_CENTRES, *_LOWS, *_HIGHS, "ci", "n", "sd", "median"}
     if extra:
         return None
     text = f"{tidy(centre)} [{tidy(low)}, {tidy(high)}]"
-    if "n" in value:
-        text += f" (n = {value['n']})"
-    return text
+    notes = [f"{k} {tidy(value[k])}" for k in ("median", "sd") if k in value]
+    notes += [f"n = {value['n']}"] if "n" in value else []
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _normal(name: str) -> str:
