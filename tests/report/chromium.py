@@ -128,10 +128,14 @@ def open_page(driver, path: Path, settle_seconds: float = 30.0) -> PageCheck:
     )
 
 
-def full_page_png(driver, out: Path, width: int | None = None) -> Path:
-    """A screenshot of the whole page (not only the window), as PNG."""
+def full_page_png(
+    driver, out: Path, top: float = 0.0, bottom: float | None = None, width: float | None = None
+) -> Path:
+    """A screenshot of the whole page (not only the window), or of its band from ``top`` to
+    ``bottom`` (CSS pixels), as PNG."""
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
+    bottom = size["height"] if bottom is None else min(bottom, size["height"])
     shot = driver.execute_cdp_cmd(
         "Page.captureScreenshot",
         {
@@ -139,9 +143,9 @@ def full_page_png(driver, out: Path, width: int | None = None) -> Path:
             "captureBeyondViewport": True,
             "clip": {
                 "x": 0,
-                "y": 0,
+                "y": top,
                 "width": width or size["width"],
-                "height": size["height"],
+                "height": max(1.0, bottom - top),
                 "scale": 1,
             },
         },
