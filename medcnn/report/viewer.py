@@ -7,8 +7,8 @@ never downloads anything. The bundle goes into the page gzip-compressed and base
 (``DecompressionStream``); the image and its mask go in as small ``.nii.gz`` files, base64
 too, that NiiVue reads from memory.
 
-Size is kept in check by resampling the volume to at most ``max_voxels`` voxels (the same
-factor along every axis, so voxels keep their shape) and storing it as uint8 within the
+Size is kept in check by resampling the volume to at most ``max_voxels`` voxels (the finest
+axes coarsened first, towards a common spacing) and storing it as uint8 within the
 report's display window (the scaling in the NIfTI header turns the bytes back into modality
 values, HU for CT, to within one 255th of the window).
 """
@@ -31,8 +31,9 @@ from medcnn.report.thumbnail import display_window
 VENDOR = Path(__file__).parent / "vendor" / "niivue"
 #: The NiiVue release shipped in ``vendor/niivue`` (npm ``@niivue/niivue``).
 NIIVUE_VERSION = "0.69.0"
-#: At most this many voxels go into a report: 128 x 128 x 128 (2 MiB as uint8).
-MAX_VOXELS = 128**3
+#: At most this many voxels go into a report: 2**23, about 203 x 203 x 203 (8 MiB as uint8,
+#: some 3.5 MB in the page for a CT: see bench/viewer_size.py).
+MAX_VOXELS = 2**23
 
 
 @functools.cache
@@ -57,11 +58,33 @@ def _nifti_gz(data: np.ndarray, affine: np.ndarray, slope: float, intercept: flo
     return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
 
 
-def _resample_grid(shape: Sequence[int], max_voxels: int) -> tuple[float, tuple[int, ...]]:
-    """The zoom factor (<= 1) and the new shape that fit ``max_voxels``."""
-    n = float(np.prod(shape))
-    factor = min(1.0, (max_voxels / n) ** (1 / 3)) if n > 0 else 1.0
-    return factor, tuple(max(1, int(round(s * factor))) for s in shape)
+def _resample_grid(
+    shape: Sequence[int], spacing: Sequence[float], max_voxels: int
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The zoom per axis (<= 1) and the new shape that fit ``max_voxels``.
+
+    Only the axes finer than a common spacing ``s`` are coarsened (to ``s``): a CT of thin
+    slices loses resolution along every axis alike, one of 5 mm slices keeps its slices and
+    loses in-plane detail first. ``s`` is the smallest that fits, found by bisection.
+    """
+    shape = [int(n) for n in shape]
+    spacing = [abs(float(d)) or 1.0 for d in spacing]
+    if np.prod(shape, dtype=float) <= max_voxels:
+        return tuple(1.0 for _ in shape), tuple(shape)
+
+    def fit(s: float) -> list[int]:
+        return [
+            max(1, int(round(n * min(1.0, d / s)))) for n, d in zip(shape, spacing, strict=True)
+        ]
+
+    low, high = min(spacing), max(n * d for n, d in zip(shape, spacing, strict=True))
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (
+            (middle, high) if np.prod(fit(middle), dtype=float) > max_voxels else (low, middle)
+        )
+    new = fit(high)
+    return tuple(m / n for m, n in zip(new, shape, strict=True)), tuple(new)
 
 
 def viewer_volumes(
@@ -84,7 +107,7 @@ def viewer_volumes(
 
     Returns:
         ``{"image", "mask"}`` (base64 text), ``"shape"`` (as shown), ``"original_shape"``,
-        ``"factor"`` (the zoom, 1 when kept as is), ``"window"`` (low, high) and
+        ``"factor"`` (the smallest zoom of an axis, 1 when kept as is), ``"window"`` (low, high) and
         ``"bytes"`` (the base64 text of both, in bytes).
 
     Raises:
@@ -100,10 +123,10 @@ def viewer_volumes(
     if data.ndim != 3 or data.shape[2] < 2:
         raise ValueError(f"{image_path}: the slice viewer needs a 3D image, not {data.shape}")
     low, high, _ = display_window(data, sidecar or {}, percentiles)
-    factor, shape = _resample_grid(data.shape, max_voxels)
+    zoom, shape = _resample_grid(data.shape, image.header.get_zooms()[:3], max_voxels)
+    factor = min(zoom)
     affine = image.affine.copy()
     if factor < 1.0:
-        zoom = [n / o for n, o in zip(shape, data.shape, strict=True)]
         data = ndimage.zoom(data, zoom, order=1, prefilter=False, grid_mode=True, mode="nearest")
         labels = ndimage.zoom(labels, zoom, order=0, grid_mode=True, mode="nearest")
         # the new voxels cover the same extent: scale the axes, shift the first centre

@@ -31,7 +31,7 @@ else:
 
 
 from medcnn.ingest.discovery import inventory_digest
-from medcnn.config import attach_bundles
+from medcnn.config import SEGMENTATION_KINDS, attach_bundles
 from medcnn.stages import layout as results_layout
 from medcnn.stages import resources as job_resources
 from medcnn.stages import subjects as job_subjects
@@ -52,6 +52,8 @@ LOGS = config["logs"]
 BENCHMARKS = f"{RESULTS}/benchmarks"
 TASKS = sorted(config["tasks"])
 TRAINED = [t for t in TASKS if not results_layout.is_bundle(config, t)]
+SEGMENTERS = [t for t in TASKS if config["tasks"][t]["kind"] in SEGMENTATION_KINDS]
+CLASSIFIERS = [t for t in TASKS if t not in SEGMENTERS]
 INPUT_FOLDERS = [i if isinstance(i, str) else i["path"] for i in config["inputs"]]
 
 

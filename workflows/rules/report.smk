@@ -49,13 +49,18 @@ rule report_cohort:
         metrics=f"{RESULTS}/reports/cohort.json",
         table=f"{RESULTS}/reports/cohort.tsv",
         roc=report(
-            expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=TASKS),
+            expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=CLASSIFIERS),
             caption="../report/roc.rst",
             category="Evaluation",
         ),
         reliability=report(
-            expand(f"{RESULTS}/reports/figures/{{task}}_reliability.png", task=TASKS),
+            expand(f"{RESULTS}/reports/figures/{{task}}_reliability.png", task=CLASSIFIERS),
             caption="../report/reliability.rst",
+            category="Evaluation",
+        ),
+        agreement=report(
+            expand(f"{RESULTS}/reports/figures/{{task}}_agreement.png", task=SEGMENTERS),
+            caption="../report/agreement.rst",
             category="Evaluation",
         ),
         histories=report(

@@ -82,7 +82,9 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         failures += _task_failures(name, subjects, task)
         tasks.append(task)
     for t in tasks:
-        for kind in ("roc", "reliability"):
+        # every figure file the workflow lists exists: a placeholder says why one is missing
+        kinds = ("agreement",) if t["kind"] in SEGMENTATION_KINDS else ("roc", "reliability")
+        for kind in kinds:
             figures.setdefault(f"{t['task']}_{kind}", missing)
         t["glance"] = glance(t)
     context = {
@@ -137,6 +139,8 @@ def _task_entry(
     folds = _fold_entries(config, name, figures, missing)
     stored = read_json_if_present(results / "models" / name / "evaluation.json")
     agreement = results / "models" / name / "evaluation.png"
+    if kind in SEGMENTATION_KINDS and agreement.exists():
+        figures[f"{name}_agreement"] = agreement.read_bytes()
     test = set(evaluation["split"].get("test", []))
     rows = manifest.to_dict("records")
     if kind in SEGMENTATION_KINDS:
