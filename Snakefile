@@ -30,6 +30,11 @@ except ConfigError as exc:
     sys.exit(2)
 
 
+# The software stack of every rule under --sdm apptainer: the image built from
+# workflows/containers/medcnn.def (each rule also names its conda environment, for --sdm conda).
+container: f"{workflow.basedir}/workflows/containers/medcnn.sif"
+
+
 include: "workflows/rules/common.smk"
 include: "workflows/rules/demo.smk"
 include: "workflows/rules/ingest.smk"

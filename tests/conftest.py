@@ -132,3 +132,73 @@ def run_snakemake(workdir: Path, configfile: Path, *extra: str) -> subprocess.Co
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory):
+    """The tiny radiograph cohort through the whole workflow (shared by the workflow and the
+    browser tests: one run a session)."""
+    from tests.ingest.test_pipeline import snapshot
+
+    work = tmp_path_factory.mktemp("workflow")
+    # The README's own-data command as a user types it, from the repository root (whose
+    # config/config.yaml is the demo's) with a config file of the user's own.
+    scans, images, configfile = make_tiny_workflow(work, absolute=True)
+    before = snapshot(scans)
+    result = run_from_repo(configfile)
+    (work / "snakemake.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, scans, images, before, configfile
+
+
+@pytest.fixture(scope="session")
+def seg_run(tmp_path_factory):
+    """Tiny CT-lesion and nuclei cohorts through the whole workflow (shared by the
+    segmentation workflow and the browser tests: one run a session)."""
+    from medcnn.demo.segmentation import write_ct_cohort, write_nuclei_cohort
+
+    work = tmp_path_factory.mktemp("segworkflow")
+    cases = write_ct_cohort(work / "scans" / "ct", n_patients=5, size=32, n_slices=12, seed=2)
+    tiles = write_nuclei_cohort(work / "scans" / "nuclei", n_tiles=5, size=64, seed=2)
+    train = {"epochs": 2, "precision": "fp32", "seed": 0}
+    config = {
+        "inputs": [
+            "scans/ct",
+            {
+                "path": "scans/nuclei",
+                "pattern": "(?P<subject>[^/]+)/",
+                "modality": "SM",
+                "instances": "/masks/",
+            },
+        ],
+        "deid": {"secret": "workflow-test"},
+        # one batch per stage: the batch layout is the classification workflow's test
+        "batches": {"min_batches": 1},
+        "resources": {"train": {"threads": 2}},
+        "report": {"bootstrap": 50},
+        "tasks": {
+            "lesion": {
+                "kind": "segmentation",
+                "dims": 3,
+                "modalities": ["CT"],
+                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
+                "train": train,
+                "segmentation": {"memory_mb": 200, "min_size": 0},
+            },
+            "nuclei": {
+                "kind": "instance_segmentation",
+                "dims": 2,
+                "modalities": ["SM"],
+                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
+                # long enough for the touching boundary to learn (class weights `auto`:
+                # 1/1/2/4); validated every epoch
+                "train": {**train, "epochs": 6, "learning_rate": 0.003, "val_every": 1},
+                "segmentation": {"classes": ["nucleus"], "memory_mb": 200, "min_size": 0},
+            },
+        },
+    }
+    configfile = work / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = run_snakemake(work, configfile)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, cases, tiles

@@ -14,7 +14,7 @@ import yaml
 
 from medcnn.config import validate_config
 from medcnn.io.deid import pseudonym
-from tests.conftest import MARK, REPO, make_tiny_workflow, run_from_repo, run_snakemake
+from tests.conftest import MARK, REPO, run_from_repo, run_snakemake
 from tests.ingest.test_pipeline import snapshot
 
 
@@ -22,19 +22,6 @@ def readable_bytes(path: Path) -> bytes:
     """A file's bytes, decompressed when gzip (NIfTI headers and extensions included)."""
     blob = path.read_bytes()
     return gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
-
-
-@pytest.fixture(scope="module")
-def workflow_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("workflow")
-    # The README's own-data command as a user types it, from the repository root (whose
-    # config/config.yaml is the demo's) with a config file of the user's own.
-    scans, images, configfile = make_tiny_workflow(work, absolute=True)
-    before = snapshot(scans)
-    result = run_from_repo(configfile)
-    (work / "snakemake.log").write_text(result.stdout + result.stderr)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work, scans, images, before, configfile
 
 
 def test_every_subject_gets_a_report_with_prediction_and_images(workflow_run):

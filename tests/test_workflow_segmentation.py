@@ -17,57 +17,7 @@ import pydicom
 import pytest
 import yaml
 
-from medcnn.demo.segmentation import write_ct_cohort, write_nuclei_cohort
 from tests.conftest import run_snakemake
-
-
-@pytest.fixture(scope="module")
-def seg_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("segworkflow")
-    cases = write_ct_cohort(work / "scans" / "ct", n_patients=5, size=32, n_slices=12, seed=2)
-    tiles = write_nuclei_cohort(work / "scans" / "nuclei", n_tiles=5, size=64, seed=2)
-    train = {"epochs": 2, "precision": "fp32", "seed": 0}
-    config = {
-        "inputs": [
-            "scans/ct",
-            {
-                "path": "scans/nuclei",
-                "pattern": "(?P<subject>[^/]+)/",
-                "modality": "SM",
-                "instances": "/masks/",
-            },
-        ],
-        "deid": {"secret": "workflow-test"},
-        # one batch per stage: the batch layout is the classification workflow's test
-        "batches": {"min_batches": 1},
-        "resources": {"train": {"threads": 2}},
-        "report": {"bootstrap": 50},
-        "tasks": {
-            "lesion": {
-                "kind": "segmentation",
-                "dims": 3,
-                "modalities": ["CT"],
-                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
-                "train": train,
-                "segmentation": {"memory_mb": 200, "min_size": 0},
-            },
-            "nuclei": {
-                "kind": "instance_segmentation",
-                "dims": 2,
-                "modalities": ["SM"],
-                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
-                # long enough for the touching boundary to learn (class weights `auto`:
-                # 1/1/2/4); validated every epoch
-                "train": {**train, "epochs": 6, "learning_rate": 0.003, "val_every": 1},
-                "segmentation": {"classes": ["nucleus"], "memory_mb": 200, "min_size": 0},
-            },
-        },
-    }
-    configfile = work / "config.yaml"
-    configfile.write_text(yaml.safe_dump(config))
-    result = run_snakemake(work, configfile)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work, cases, tiles
 
 
 def _predictions(results: Path, task: str) -> list[dict]:

@@ -78,31 +78,74 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, label: str) -> bytes:
     return _png(fig)
 
 
-def history_png(epochs: list[int], series: dict[str, list[float]]) -> bytes:
-    """Training curves: one line per named series against the epoch.
+#: History columns that are not learning curves: clock times, speeds and amounts of data
+#: differ from run to run and machine to machine, and would flatten every score drawn beside them.
+NOT_CURVES = ("seconds", "per_second", "patches", "images", "samples", "steps", "time")
 
-    Losses and 0..1 scores are drawn on two axes when both are present, so a loss of 5 does
-    not flatten an AUROC of 0.8.
+
+def curve_panels(series: dict[str, list[float]]) -> dict[str, dict[str, list[float]]]:
+    """Training-history columns by the axis they belong on.
+
+    ``loss`` (names with "loss"), ``score`` (every value within [0, 1]: Dice, AUROC, ...),
+    ``learning rate`` (``lr``, ``learning_rate``; drawn on a log axis) and ``other`` (its
+    own axis). Timing and data-amount columns (:data:`NOT_CURVES`) and columns with no
+    finite value are left out.
     """
-    fig, ax = plt.subplots(figsize=(5, 3))
-    scores = {k: v for k, v in series.items() if "loss" not in k}
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    for name, values in (losses or scores).items():
-        ax.plot(epochs, values, marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss" if losses else "score")
-    handles, names = ax.get_legend_handles_labels()
-    if losses and scores:
-        right = ax.twinx()
-        for i, (name, values) in enumerate(scores.items()):
-            right.plot(
-                epochs, values, marker="s", ms=3, ls="--", c=f"C{i + len(losses)}", label=name
-            )
-        right.set_ylabel("score")
-        more = right.get_legend_handles_labels()
-        handles, names = handles + more[0], names + more[1]
-    ax.legend(handles, names, fontsize=8)
-    ax.grid(alpha=0.3)
+    panels: dict[str, dict[str, list[float]]] = {
+        "loss": {},
+        "score": {},
+        "learning rate": {},
+        "other": {},
+    }
+    for name, values in series.items():
+        if name == "epoch" or any(part in name for part in NOT_CURVES):
+            continue
+        finite = np.array([v for v in values if v is not None], dtype=float)
+        finite = finite[np.isfinite(finite)]
+        if finite.size == 0:
+            continue
+        if "loss" in name:
+            panels["loss"][name] = values
+        elif name in ("lr", "learning_rate"):
+            panels["learning rate"][name] = values
+        elif finite.min() >= 0.0 and finite.max() <= 1.0:
+            panels["score"][name] = values
+        else:
+            panels["other"][name] = values
+    return {k: v for k, v in panels.items() if v}
+
+
+def history_png(
+    epochs: list[int], series: dict[str, list[float]], best_epoch: int | None = None
+) -> bytes:
+    """Training curves against the epoch, one panel per kind of quantity.
+
+    Each quantity on an axis of its own scale (:func:`curve_panels`): losses, scores on
+    [0, 1], the learning rate on a log axis, anything else apart; the best validation epoch
+    (the weights kept) as a dashed line. ``epochs`` as the trainer counts them.
+    """
+    panels = curve_panels(series)
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 2.6), squeeze=False)
+    for ax, (what, curves) in zip(axes[0], panels.items(), strict=False):
+        for i, (name, values) in enumerate(curves.items()):
+            ax.plot(epochs, values, marker="o", ms=2.5, lw=1.4, c=f"C{i}", label=name)
+        if what == "score":
+            ax.set_ylim(0, 1.01)
+        elif what == "learning rate":
+            positive = [v for c in curves.values() for v in c if v and v > 0]
+            if positive:
+                ax.set_yscale("log")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, ls="--", lw=1, c="grey")
+        ax.set_title(what, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if not panels:
+        axes[0][0].set_axis_off()
+    fig.tight_layout()
     return _png(fig)
 
 

@@ -49,6 +49,8 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["num"] = fmt
+    env.filters["tidy"] = tidy
+    env.globals["columns_of"] = columns_of
     return env
 
 
@@ -121,3 +123,104 @@ def metric_rows(metrics: Any, prefix: str = "") -> list[tuple[str, str]]:
         else:
             rows.append((name, fmt(value)))
     return rows
+
+
+def readable_number(value: float) -> str:
+    """A float rounded for reading: 3 decimals below 10, 2 below 100, 1 above; tiny values
+    (a learning rate) in scientific notation."""
+    if not math.isfinite(value):
+        return "–"
+    size = abs(value)
+    if size == 0:
+        return "0.000"
+    if size < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.{3 if size < 10 else 2 if size < 100 else 1}f}"
+
+
+_CENTRES = ("value", "mean", "estimate")
+_LOWS = ("low", "ci_low", "lower")
+_HIGHS = ("high", "ci_high", "upper")
+
+
+def _interval(value: dict[str, Any]) -> str | None:
+    """``x [lo, hi]`` (``(n = …)`` added) for a dict that is an estimate with its interval."""
+    centre = next((value[k] for k in _CENTRES if k in value), None)
+    ci = value.get("ci")
+    low = next((value[k] for k in _LOWS if k in value), None)
+    high = next((value[k] for k in _HIGHS if k in value), None)
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        low, high = ci
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in (centre, low, high)
+    ):
+        return None
+    extra = set(value) - {*_CENTRES, *_LOWS, *_HIGHS, "ci", "n", "sd", "median"}
+    if extra:
+        return None
+    text = f"{tidy(centre)} [{tidy(low)}, {tidy(high)}]"
+    notes = [f"{k} {tidy(value[k])}" for k in ("median", "sd") if k in value]
+    notes += [f"n = {value['n']}"] if "n" in value else []
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _normal(name: str) -> str:
+    return name.replace(".", "_").replace(" ", "_").lower()
+
+
+def tidy(value: Any, _seen: dict[str, Any] | None = None, _prefix: str = "") -> Any:
+    """A JSON value made readable for a table: numbers rounded, estimates with their
+    intervals as ``x [lo, hi]``, ``key`` and ``key_ci`` joined, and a value shown only once
+    where a nested key repeats a flat one (``best_epoch`` and ``best.epoch``).
+
+    Returns strings, dicts of them (a nested table) and lists of dicts (a table with a
+    column per key): never a Python repr.
+    """
+    seen = {} if _seen is None else _seen
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return readable_number(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        interval = _interval(value)
+        if interval is not None:
+            return interval
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            key = str(key)
+            if key.endswith("_ci") and key[:-3] in value:
+                continue
+            name = _normal(f"{_prefix}{key}")
+            if name in seen and seen[name] == item:
+                continue
+            seen[name] = item
+            ci = value.get(f"{key}_ci")
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and isinstance(item, (int, float)):
+                out[key] = f"{tidy(item)} [{tidy(ci[0])}, {tidy(ci[1])}]"
+            else:
+                shown = tidy(item, seen, f"{_prefix}{key}.")
+                if shown != {}:
+                    out[key] = shown
+        return out
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):
+            return [tidy(v) for v in value]
+        if len(value) > 24:
+            head = ", ".join(str(tidy(v)) for v in value[:24])
+            return f"{head}, … ({len(value)} values)"
+        return ", ".join(str(tidy(v)) for v in value)
+    return str(value)
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The union of the rows' keys, in first-seen order (a table's header)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns

@@ -245,3 +245,86 @@ def nuclei_contours(
     out_png.parent.mkdir(parents=True, exist_ok=True)
     plt.imsave(out_png, np.clip(rgb, 0.0, 1.0), format="png")
     return out_png
+
+
+def merges_and_splits(predicted: np.ndarray, reference: np.ndarray) -> dict[str, int]:
+    """Merged and split nuclei of one instance segmentation against its reference.
+
+    A predicted nucleus is a merge when two or more reference nuclei have most (> 50%) of
+    their area inside it; a reference nucleus is split when two or more predicted nuclei
+    lie mostly (> 50% of their own area) inside it.
+
+    Args:
+        predicted: instance label image (0 background, any ids), 2D.
+        reference: the reference instance image of the same shape.
+
+    Returns:
+        ``{"merged", "split"}``: predicted nuclei that merge, reference nuclei that are split.
+
+    Raises:
+        ValueError: the shapes differ or an id is negative.
+    """
+    from medcnn.metrics.instances import instance_overlap
+
+    overlap = instance_overlap(predicted, reference)
+    inter = overlap.intersection  # (predicted, reference) pixel counts
+    if inter.size == 0:
+        return {"merged": 0, "split": 0}
+    of_reference = inter > 0.5 * overlap.ref_area[None, :]
+    of_predicted = inter > 0.5 * overlap.pred_area[:, None]
+    return {
+        "merged": int((of_reference.sum(axis=1) >= 2).sum()),
+        "split": int((of_predicted.sum(axis=0) >= 2).sum()),
+    }
+
+
+def lesion_case_png(
+    image_nii_path: Path,
+    mask_nii_path: Path,
+    reference_nii_path: Path | None,
+    out_png: Path,
+    *,
+    percentiles: Sequence[float] = (0.5, 99.5),
+    panel_inches: float = 2.4,
+) -> Path:
+    """One axial slice of a case, for a gallery: the predicted mask filled in red and the
+    reference outlined in green, on the slice of the largest reference lesion (or of the
+    largest predicted one without a reference), radiological view.
+
+    Raises:
+        ValueError: a file cannot be read, or a label map is not on the image's grid.
+    """
+    out_png = Path(out_png)
+    image, mask = _load_on_grid(image_nii_path, mask_nii_path, "label map")
+    reference = None
+    if reference_nii_path is not None:
+        _, reference = _load_on_grid(image_nii_path, reference_nii_path, "reference label map")
+        reference = nib.as_closest_canonical(reference)
+    image, mask = nib.as_closest_canonical(image), nib.as_closest_canonical(mask)
+    data = np.asanyarray(image.dataobj).astype(np.float32)
+    while data.ndim > 3:
+        data = data[..., 0]
+    predicted = np.rint(np.asanyarray(mask.dataobj)).reshape(data.shape) > 0
+    truth = (
+        np.rint(np.asanyarray(reference.dataobj)).reshape(data.shape) > 0
+        if reference is not None
+        else None
+    )
+    k = lesion_slices(truth if truth is not None and truth.any() else predicted, 1)[0]
+    low, high, _ = display_window(data, {}, percentiles)
+    zooms = image.header.get_zooms()[:3]
+    aspect = float(zooms[1] / zooms[0])
+    fig, ax = plt.subplots(figsize=(panel_inches, panel_inches))
+    ax.imshow(_radiological(data[:, :, k]), cmap="gray", vmin=low, vmax=high, aspect=aspect)
+    shown = _radiological(predicted[:, :, k])
+    fill = np.zeros((*shown.shape, 4))
+    fill[shown] = (1.0, 0.0, 0.0, 0.45)
+    ax.imshow(fill, aspect=aspect, interpolation="nearest")
+    if truth is not None and truth[:, :, k].any():
+        ax.contour(_radiological(truth[:, :, k]), levels=[0.5], colors=["#22dd22"], linewidths=1.2)
+    ax.set_title(f"slice {k + 1}/{data.shape[2]}", fontsize=8)
+    ax.set_axis_off()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png", dpi=90, bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+    return out_png

@@ -1,9 +1,10 @@
 # Shared names and input functions. No logic beyond looking things up.
-import os
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 if workflow.config_settings.config_args:
     # The medcnn steps read the config file; overrides given with --config would reach
@@ -13,12 +14,24 @@ if workflow.config_settings.config_args:
         "it and pass it with --configfile"
     )
 
-# Jobs call `medcnn`; take the one installed next to the Python running Snakemake (a venv or
-# conda env need not be activated, and pyenv needs no rehash).
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# The medcnn command of the jobs (their params.medcnn). Without a software deployment method,
+# the `medcnn` installed next to the Python running Snakemake (a venv or conda env need not
+# be activated, and pyenv needs no rehash). With --sdm conda, the job's environment
+# (workflows/envs/medcnn.yaml) holds medcnn's dependencies and medcnn runs from this
+# checkout. With --sdm apptainer, the container's own medcnn (workflows/containers/medcnn.def).
+_SDM = workflow.deployment_settings.deployment_method
+if DeploymentMethod.APPTAINER in _SDM:
+    MEDCNN = "medcnn"
+elif DeploymentMethod.CONDA in _SDM:
+    MEDCNN = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir)))} python -m medcnn"
+elif (Path(sys.executable).parent / "medcnn").exists():
+    MEDCNN = shlex.quote(str(Path(sys.executable).parent / "medcnn"))
+else:
+    MEDCNN = f"{shlex.quote(sys.executable)} -m medcnn"
+
 
 from medcnn.ingest.discovery import inventory_digest
-from medcnn.config import attach_bundles
+from medcnn.config import SEGMENTATION_KINDS, attach_bundles
 from medcnn.stages import layout as results_layout
 from medcnn.stages import resources as job_resources
 from medcnn.stages import subjects as job_subjects
@@ -39,6 +52,8 @@ LOGS = config["logs"]
 BENCHMARKS = f"{RESULTS}/benchmarks"
 TASKS = sorted(config["tasks"])
 TRAINED = [t for t in TASKS if not results_layout.is_bundle(config, t)]
+SEGMENTERS = [t for t in TASKS if config["tasks"][t]["kind"] in SEGMENTATION_KINDS]
+CLASSIFIERS = [t for t in TASKS if t not in SEGMENTERS]
 INPUT_FOLDERS = [i if isinstance(i, str) else i["path"] for i in config["inputs"]]
 
 

@@ -5,6 +5,7 @@ if config["demo"]["enabled"]:
             dicom=directory(f"{config['demo']['out']}/dicom"),
             labels=f"{config['demo']['out']}/labels.csv",
         params:
+            medcnn=MEDCNN,
             out=lambda wildcards, output: Path(output.labels).parent,
             patients=config["demo"]["n_patients"],
             size=config["demo"]["image_size"],
@@ -13,8 +14,10 @@ if config["demo"]["enabled"]:
             f"{LOGS}/demo/generate_demo.log",
         benchmark:
             f"{BENCHMARKS}/demo/generate_demo.tsv",
+        conda:
+            "../envs/medcnn.yaml"
         shell:
-            "medcnn demo-data {params.out} --patients {params.patients} --size {params.size}"
+            "{params.medcnn} demo-data {params.out} --patients {params.patients} --size {params.size}"
             " --seed {params.seed} > {log} 2>&1"
 
 
@@ -24,7 +27,8 @@ if config["demo"]["ct"]["enabled"]:
         output:
             directory(f"{config['demo']['out']}/ct"),
         params:
-            out=config["demo"]["out"],
+            medcnn=MEDCNN,
+            out=lambda wildcards, output: Path(output[0]).parent,
             patients=config["demo"]["ct"]["n_patients"],
             size=config["demo"]["ct"]["size"],
             slices=config["demo"]["ct"]["slices"],
@@ -34,8 +38,10 @@ if config["demo"]["ct"]["enabled"]:
             f"{LOGS}/demo/generate_demo_ct.log",
         benchmark:
             f"{BENCHMARKS}/demo/generate_demo_ct.tsv",
+        conda:
+            "../envs/medcnn.yaml"
         shell:
-            "medcnn demo-data {params.out} --cohort ct --patients {params.patients}"
+            "{params.medcnn} demo-data {params.out} --cohort ct --patients {params.patients}"
             " --size {params.size} --slices {params.slices} --spacing {params.spacing}"
             " --seed {params.seed} > {log} 2>&1"
 
@@ -46,7 +52,8 @@ if config["demo"]["nuclei"]["enabled"]:
         output:
             directory(f"{config['demo']['out']}/nuclei"),
         params:
-            out=config["demo"]["out"],
+            medcnn=MEDCNN,
+            out=lambda wildcards, output: Path(output[0]).parent,
             tiles=config["demo"]["nuclei"]["n_tiles"],
             size=config["demo"]["nuclei"]["size"],
             seed=config["demo"]["nuclei"]["seed"],
@@ -54,6 +61,8 @@ if config["demo"]["nuclei"]["enabled"]:
             f"{LOGS}/demo/generate_demo_nuclei.log",
         benchmark:
             f"{BENCHMARKS}/demo/generate_demo_nuclei.tsv",
+        conda:
+            "../envs/medcnn.yaml"
         shell:
-            "medcnn demo-data {params.out} --cohort nuclei --tiles {params.tiles}"
+            "{params.medcnn} demo-data {params.out} --cohort nuclei --tiles {params.tiles}"
             " --size {params.size} --seed {params.seed} > {log} 2>&1"

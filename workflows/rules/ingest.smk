@@ -7,6 +7,7 @@ checkpoint ingest_scans:
         quarantine=f"{RESULTS}/ingest/quarantine.tsv",
         batches=f"{RESULTS}/ingest/batches.tsv",
     params:
+        medcnn=MEDCNN,
         # new or changed files anywhere below the inputs re-run ingest (folder mtimes do not)
         inventory=lambda wildcards: inventory_digest(INPUT_FOLDERS),
         configfile=CONFIGFILE,
@@ -23,5 +24,7 @@ checkpoint ingest_scans:
         f"{LOGS}/ingest/ingest_scans.log",
     benchmark:
         f"{BENCHMARKS}/ingest/ingest_scans.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn ingest --config {params.configfile} --threads {threads} > {log} 2>&1"
+        "{params.medcnn} ingest --config {params.configfile} --threads {threads} > {log} 2>&1"

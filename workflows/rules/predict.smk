@@ -9,6 +9,7 @@ rule predict_batch:
     group:
         "batch"
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         predict=lambda wc: config["tasks"][wc.task].get("predict", {}),
     threads: config["resources"]["predict"]["threads"]
@@ -18,8 +19,10 @@ rule predict_batch:
         f"{LOGS}/predict/{{task}}/{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/predict/{{task}}/{{batch}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn predict --config {params.configfile} --task {wildcards.task}"
+        "{params.medcnn} predict --config {params.configfile} --task {wildcards.task}"
         " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"
 
 
@@ -32,6 +35,7 @@ rule evaluate_model:
         # the reliability diagram (classification), predicted vs reference (segmentation)
         figure=f"{RESULTS}/models/{{task}}/evaluation.png",
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         evaluation=lambda wc: config["tasks"][wc.task].get("evaluation", {}),
     threads: config["resources"]["report"]["threads"]
@@ -41,5 +45,7 @@ rule evaluate_model:
         f"{LOGS}/evaluate/{{task}}.log",
     benchmark:
         f"{BENCHMARKS}/evaluate/{{task}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn evaluate --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
+        "{params.medcnn} evaluate --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule preprocess_images:
         plans=f"{RESULTS}/preprocess/{{task}}/plans.json",
         index=f"{RESULTS}/preprocess/{{task}}/index.tsv",
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         task=lambda wc: {
             k: config["tasks"][wc.task].get(k)
@@ -17,8 +18,10 @@ rule preprocess_images:
         f"{LOGS}/preprocess/{{task}}.log",
     benchmark:
         f"{BENCHMARKS}/preprocess/{{task}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
+        "{params.medcnn} preprocess --config {params.configfile} --task {wildcards.task}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -31,6 +34,7 @@ rule preprocess_batch:
     group:
         "batch"
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
     threads: config["resources"]["preprocess"]["threads"]
     resources:
@@ -39,6 +43,8 @@ rule preprocess_batch:
         f"{LOGS}/preprocess/{{task}}/{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/preprocess/{{task}}/{{batch}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn preprocess --config {params.configfile} --task {wildcards.task}"
+        "{params.medcnn} preprocess --config {params.configfile} --task {wildcards.task}"
         " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"

@@ -10,6 +10,7 @@ rule report_batch:
     group:
         "batch"
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         report=config["report"],
     threads: config["resources"]["report"]["threads"]
@@ -19,8 +20,10 @@ rule report_batch:
         f"{LOGS}/report/{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/report/{{batch}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
+        "{params.medcnn} report --config {params.configfile} --batch {wildcards.batch} > {log} 2>&1"
 
 
 rule report_cohort:
@@ -46,13 +49,18 @@ rule report_cohort:
         metrics=f"{RESULTS}/reports/cohort.json",
         table=f"{RESULTS}/reports/cohort.tsv",
         roc=report(
-            expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=TASKS),
+            expand(f"{RESULTS}/reports/figures/{{task}}_roc.png", task=CLASSIFIERS),
             caption="../report/roc.rst",
             category="Evaluation",
         ),
         reliability=report(
-            expand(f"{RESULTS}/reports/figures/{{task}}_reliability.png", task=TASKS),
+            expand(f"{RESULTS}/reports/figures/{{task}}_reliability.png", task=CLASSIFIERS),
             caption="../report/reliability.rst",
+            category="Evaluation",
+        ),
+        agreement=report(
+            expand(f"{RESULTS}/reports/figures/{{task}}_agreement.png", task=SEGMENTERS),
+            caption="../report/agreement.rst",
             category="Evaluation",
         ),
         histories=report(
@@ -65,6 +73,7 @@ rule report_cohort:
             category="Training",
         ),
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         report=config["report"],
     threads: config["resources"]["report"]["threads"]
@@ -74,5 +83,7 @@ rule report_cohort:
         f"{LOGS}/report/cohort.log",
     benchmark:
         f"{BENCHMARKS}/report/cohort.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn report --config {params.configfile} --cohort > {log} 2>&1"
+        "{params.medcnn} report --config {params.configfile} --cohort > {log} 2>&1"

@@ -7,6 +7,7 @@ rule saliency_batch:
     output:
         summaries=f"{RESULTS}/saliency/{{task}}/batches/{{batch}}.tsv",
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         saliency=lambda wc: config["tasks"][wc.task]["saliency"],
     group:
@@ -18,6 +19,8 @@ rule saliency_batch:
         f"{LOGS}/saliency/{{task}}/{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/saliency/{{task}}/{{batch}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn saliency --config {params.configfile} --task {wildcards.task}"
+        "{params.medcnn} saliency --config {params.configfile} --task {wildcards.task}"
         " --batch {wildcards.batch} --threads {threads} > {log} 2>&1"

@@ -4,6 +4,7 @@ rule split_patients:
     output:
         split=f"{RESULTS}/splits/{{task}}.json",
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         split=lambda wc: config["tasks"][wc.task]["split"],
     threads: config["resources"]["split"]["threads"]
@@ -13,5 +14,7 @@ rule split_patients:
         f"{LOGS}/split/{{task}}.log",
     benchmark:
         f"{BENCHMARKS}/split/{{task}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn split --config {params.configfile} --task {wildcards.task} > {log} 2>&1"
+        "{params.medcnn} split --config {params.configfile} --task {wildcards.task} > {log} 2>&1"

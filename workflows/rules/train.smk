@@ -8,6 +8,7 @@ rule train_model:
         metrics=f"{RESULTS}/models/{{task}}/fold{{fold}}/metrics.json",
         history=f"{RESULTS}/models/{{task}}/fold{{fold}}/history.csv",
     params:
+        medcnn=MEDCNN,
         configfile=CONFIGFILE,
         settings=lambda wc: {
             k: config["tasks"][wc.task].get(k, {})
@@ -21,6 +22,8 @@ rule train_model:
         f"{LOGS}/train/{{task}}_fold{{fold}}.log",
     benchmark:
         f"{BENCHMARKS}/train/{{task}}_fold{{fold}}.tsv",
+    conda:
+        "../envs/medcnn.yaml"
     shell:
-        "medcnn train --config {params.configfile} --task {wildcards.task} --fold {wildcards.fold}"
+        "{params.medcnn} train --config {params.configfile} --task {wildcards.task} --fold {wildcards.fold}"
         " --threads {threads} > {log} 2>&1"

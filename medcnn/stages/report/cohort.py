@@ -30,32 +30,32 @@ from medcnn.report.figures import (
 from medcnn.report.html import (
     environment,
     layout,
-    metric_rows,
     now,
+    readable_number,
     report_versions,
+    tidy,
 )
 from medcnn.stages.layout import model_dirs, read_json_if_present
 from medcnn.stages.report.classification import classification_cell, cohort_classification
+from medcnn.stages.report.summary import calibration_extra, glance, stored_subgroups, without_bins
 
 log = logging.getLogger(__name__)
 
 
-def _history(fold_dir: Path) -> bytes | None:
+def _history(fold_dir: Path, best_epoch: int | None) -> bytes | None:
+    """The fold's training curves (:func:`medcnn.report.figures.history_png`), or None."""
     path = fold_dir / "history.csv"
     if not path.exists():
         return None
     history = pd.read_csv(path)
     if "epoch" not in history.columns or history.empty:
         return None
-    # Learning curves only: clock times and speeds differ from run to run (and machine to
-    # machine), and a report should not change when nothing about the model did.
-    timing = {"seconds", "train_seconds", "data_wait_seconds", "images_per_second", "images"}
     numeric = [
-        c
-        for c in history.columns
-        if c != "epoch" and c not in timing and pd.api.types.is_numeric_dtype(history[c])
+        c for c in history.columns if c != "epoch" and pd.api.types.is_numeric_dtype(history[c])
     ]
-    return history_png(history["epoch"].tolist(), {c: history[c].tolist() for c in numeric})
+    return history_png(
+        history["epoch"].tolist(), {c: history[c].tolist() for c in numeric}, best_epoch
+    )
 
 
 def _file_counts(path: Path) -> dict[str, int]:
@@ -82,8 +82,11 @@ def cohort_context(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, by
         failures += _task_failures(name, subjects, task)
         tasks.append(task)
     for t in tasks:
-        for kind in ("roc", "reliability"):
+        # every figure file the workflow lists exists: a placeholder says why one is missing
+        kinds = ("agreement",) if t["kind"] in SEGMENTATION_KINDS else ("roc", "reliability")
+        for kind in kinds:
             figures.setdefault(f"{t['task']}_{kind}", missing)
+        t["glance"] = glance(t)
     context = {
         "layout": layout()["cohort"],
         "summary": _ingest_summary(results, manifest, subjects),
@@ -134,12 +137,30 @@ def _task_entry(
     for figure, png in evaluation.pop("figures").items():
         figures[f"{name}_{figure}"] = png
     folds = _fold_entries(config, name, figures, missing)
-    cross = read_json_if_present(results / "models" / name / "evaluation.json")
+    stored = read_json_if_present(results / "models" / name / "evaluation.json")
+    agreement = results / "models" / name / "evaluation.png"
+    if kind in SEGMENTATION_KINDS and agreement.exists():
+        figures[f"{name}_agreement"] = agreement.read_bytes()
+    test = set(evaluation["split"].get("test", []))
+    rows = manifest.to_dict("records")
+    if kind in SEGMENTATION_KINDS:
+        from medcnn.stages.report.gallery import segmentation_gallery
+
+        gallery = segmentation_gallery(results, name, kind, evaluation["predictions"], test, rows)
+    else:
+        from medcnn.stages.report.gallery import classification_gallery
+
+        gallery = classification_gallery(results, name, evaluation["predictions"], test)
     return {
         "task": name,
         "folds": folds,
-        "cross_validation": metric_rows(cross) if cross else [],
-        "cross_subgroups": (cross or {}).get("subgroups"),
+        "evaluation_full": tidy(without_bins(stored)) if stored else None,
+        "calibration_extra": calibration_extra(stored),
+        "cross_subgroups": stored_subgroups(stored),
+        "agreement": data_uri(agreement.read_bytes())
+        if kind in SEGMENTATION_KINDS and agreement.exists()
+        else None,
+        "gallery": gallery,
         "saliency": _saliency_summary(results, name, subjects),
         "roc": _figure_uri(figures, f"{name}_roc"),
         "reliability_png": _figure_uri(figures, f"{name}_reliability"),
@@ -157,18 +178,47 @@ def _fold_entries(
     """Each fold's training curves (added to ``figures``, ``missing`` where none) and metrics."""
     folds = []
     for k, fold_dir in enumerate(model_dirs(config, name)):
-        png = _history(fold_dir)
-        figures[f"{name}_fold{k}_history"] = png or missing
         metrics = read_json_if_present(fold_dir / "metrics.json") or {}
+        best = metrics.get("best_epoch")
+        png = _history(fold_dir, best if isinstance(best, int) else None)
+        figures[f"{name}_fold{k}_history"] = png or missing
         folds.append(
             {
                 "name": f"fold {k}",
                 "history": data_uri(png) if png else None,
                 "metrics": metrics,
-                "rows": metric_rows(metrics),
+                "summary": _fold_summary(metrics),
+                "full": tidy(metrics),
             }
         )
     return folds
+
+
+def _fold_summary(metrics: dict[str, Any]) -> dict[str, str]:
+    """The few facts of a fold a reader wants first: best epoch and its scores, epochs run
+    and why training stopped, images and minutes."""
+    out: dict[str, str] = {}
+    best = metrics.get("best")
+    scores = best if isinstance(best, dict) else {}
+    if metrics.get("best_epoch") is not None:
+        out["best epoch"] = str(metrics["best_epoch"])
+    for key, value in scores.items():
+        if key != "epoch" and isinstance(value, (int, float)):
+            out[f"best {key.replace('_', ' ')}"] = readable_number(float(value))
+    for key in ("val_auroc", "val_dice", "val_mean_auroc"):
+        name = f"best {key.replace('_', ' ')}"
+        if name not in out and isinstance(metrics.get(key), (int, float)):
+            out[name] = readable_number(float(metrics[key]))
+    if metrics.get("epochs_run") is not None:
+        stop = metrics.get("stop_reason")
+        out["epochs run"] = f"{metrics['epochs_run']}" + (f" (stopped: {stop})" if stop else "")
+    for key in ("n_train_patients", "n_val_patients", "n_train_images", "n_val_images"):
+        if metrics.get(key) is not None:
+            out[key[2:].replace("_", " ")] = str(metrics[key])
+    seconds = metrics.get("train_seconds")
+    if isinstance(seconds, (int, float)):
+        out["training time (min)"] = readable_number(seconds / 60)
+    return out
 
 
 def _task_failures(name: str, subjects: list[str], task: dict[str, Any]) -> list[dict[str, str]]:

@@ -48,6 +48,7 @@ def segmentation_series(
     saliency_dir = results / "saliency" / name / subject
     saliency = read_json_if_present(saliency_dir / "saliency.json") or {"segmentations": []}
     paths = {r["series"]: results / r["path"] for r in manifest_rows}
+    sidecars = {r["series"]: results / r["sidecar"] for r in manifest_rows if r.get("sidecar")}
     out: dict[str, dict[str, Any]] = {}
     for image in prediction["images"]:
         mask = results / image["mask"]
@@ -70,6 +71,7 @@ def segmentation_series(
             "image_type": image.get("image_type"),
             "quality_flags": image.get("quality_flags") or [],
             "maps": [],
+            "viewer": None,
             "table_rows": None,
             "table_columns": [],
             "csv_uri": None,
@@ -80,6 +82,8 @@ def segmentation_series(
                 if s.get("series") == image["series"] and (saliency_dir / s["overlay"]).exists()
             ],
         }
+        if prediction["kind"] == "segmentation" and image["series"] in paths and mask.exists():
+            entry["viewer"] = _viewer(paths[image["series"]], mask, sidecars.get(image["series"]))
         if image.get("csv") and (results / image["csv"]).exists():
             table = pd.read_csv(results / image["csv"])
             entry["csv_uri"] = csv_uri(results / image["csv"])
@@ -88,6 +92,15 @@ def segmentation_series(
             entry["table_rows"] = table.head(SHOWN_ROWS).round(3).values.tolist()
         out[image["series"]] = entry
     return out
+
+
+def _viewer(image: Path, mask: Path, sidecar: Path | None) -> dict[str, Any] | None:
+    """The slice viewer's volumes of a 3D image and its mask (None for a 2D image)."""
+    from medcnn.report.viewer import is_volume, viewer_volumes
+
+    if not is_volume(image):
+        return None
+    return viewer_volumes(image, mask, read_json_if_present(sidecar) if sidecar else None)
 
 
 def metric_pairs(metrics: dict[str, Any] | None) -> list[tuple[str, Any]]:

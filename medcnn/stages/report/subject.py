@@ -22,6 +22,7 @@ from medcnn.report.html import (
     report_versions,
 )
 from medcnn.report.thumbnail import windowed_slice
+from medcnn.report.viewer import NIIVUE_VERSION, niivue_bundle
 from medcnn.stages.layout import model_dirs, read_json_if_present
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ def subject_context(config: dict[str, Any], subject: str) -> dict[str, Any]:
     )
     warnings += _prediction_warnings(results, subject, tasks)
     versions.update(report_versions())
+    viewers = any(t.get("viewer") for im in images for t in im["tasks"])
     return {
+        "niivue": niivue_bundle() if viewers else None,
+        "niivue_version": NIIVUE_VERSION,
         "layout": lay["subject"],
         "subject": subject,
         "studies": sorted({r["study"] for r in rows}),
