@@ -39,7 +39,8 @@ def decode_file(path: Path, header: bool = True) -> tuple[Dataset | None, np.nda
             try:
                 with open_regular(path) as fh, pywarnings.catch_warnings():
                     pywarnings.simplefilter("error")  # a warning: decode in full, checked
-                    meta = pydicom.filereader.read_file_meta_info(fh)
+                    # pydicom 3 takes a path here (a file object raises TypeError)
+                    meta = pydicom.filereader.read_file_meta_info(path)
                     syntax = str(meta.get("TransferSyntaxUID", ""))
                     if syntax.startswith(WARNING_IS_ERROR_SYNTAXES):
                         return decode_file(path, header=True)

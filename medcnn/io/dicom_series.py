@@ -453,8 +453,14 @@ def _stack_pixels(
     }
     del first_pixels
     shape = (first.columns, first.rows, len(by_position), n_volumes)
-    shape += (3,) if first.colour else ()
-    data = np.zeros(shape, dtype=np.uint8 if first.colour else np.float64)
+    if first.colour:
+        data = np.zeros(shape + (3,), dtype=np.uint8)
+    else:
+        # Preallocated in the storage type :func:`compact` would pick for the whole series
+        # (promoted when a frame needs a wider one), in Fortran order: a frame is one
+        # contiguous block and the NIfTI writer streams the array as it lies.
+        data = np.zeros(shape, dtype=np.int16, order="F")
+        state = _CompactState()
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
             if info.path not in cache:
@@ -466,9 +472,49 @@ def _stack_pixels(
                 raise DicomReadError(
                     f"{info.path.name}: frame size {values.shape[:2]} differs from the series"
                 )
+            if not first.colour:
+                dtype = state.update(values)
+                if dtype != data.dtype:
+                    data = data.astype(dtype, order="F")
             # (rows, columns) -> (columns, rows): NIfTI's i runs along a row.
             data[:, :, k, t] = np.swapaxes(values, 0, 1)
     return data, first_ds
+
+
+class _CompactState:
+    """The storage type :func:`compact` would choose for all frames seen so far: int16,
+    uint16 or int32 while every value is whole and in range, else float32.
+
+    Casting each frame to it as it comes gives the very array ``compact`` gives for the
+    float64 stack (integers exactly; float32 rounding is per value either way)."""
+
+    def __init__(self) -> None:
+        self.whole = True
+        self.lo = np.inf
+        self.hi = -np.inf
+        self.dtype: np.dtype = np.dtype(np.int16)
+
+    def update(self, values: np.ndarray) -> np.dtype:
+        if self.whole and values.size:
+            if np.issubdtype(values.dtype, np.integer):
+                lo, hi = float(values.min()), float(values.max())
+            elif np.all(np.isfinite(values)) and np.array_equal(values, np.round(values)):
+                lo, hi = float(values.min()), float(values.max())
+            else:
+                self.whole = False
+                lo = hi = 0.0
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        if not self.whole:
+            self.dtype = np.dtype(np.float32)
+            return self.dtype
+        for dtype in (np.int16, np.uint16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= self.lo and self.hi <= info.max:
+                self.dtype = np.dtype(dtype)
+                return self.dtype
+        self.whole = False
+        self.dtype = np.dtype(np.float32)
+        return self.dtype
 
 
 def _check_spacing(
@@ -511,7 +557,7 @@ def _check_spacing(
         warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
     elif options.uneven_spacing == "resample" and not by_position[0][0].colour:
         data, new_positions = geometry.resample_regular(
-            data, report.positions, report.step, nearest=options.labels
+            data.astype(np.float64), report.positions, report.step, nearest=options.labels
         )
         geo.n_slices = data.shape[2]
         geo.resampled = True
