@@ -25,7 +25,7 @@ from pydicom.pixels import apply_modality_lut
 
 from medcnn.io import geometry
 from medcnn.io.dicom import DicomImage, DicomReadError, invert_monochrome1, number_list
-from medcnn.io.dicom_decode import as_frames, decode_file
+from medcnn.io.dicom_decode import as_frames, decode_file, native_frame
 from medcnn.io.dicom_frames import (
     COLOUR_PHOTOMETRICS,
     DEFAULT_IOP,
@@ -464,7 +464,13 @@ def _stack_pixels(
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
             if info.path not in cache:
-                own, pixels = decode_file(info.path, header=lut_table)
+                raw = None
+                if not lut_table and info.frame is None and not first.colour:
+                    raw = native_frame(info.path, first_ds, first.rows, first.columns)
+                if raw is not None:
+                    own, pixels = None, raw[None]
+                else:
+                    own, pixels = decode_file(info.path, header=lut_table)
                 cache = {info.path: (own, as_frames(pixels, info))}  # one file at a time
             own, pixels = cache[info.path]
             values = _frame_values(pixels, info, first_ds, own, options)
