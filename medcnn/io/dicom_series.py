@@ -288,7 +288,8 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     if diffusion is not None and geo.resampled:
         warnings.append("diffusion series resampled between slices")
     return DicomImage(
-        data=compact(data),
+        # Stacked in compact's type already; a resampled (float32) stack is compacted here.
+        data=compact(data) if geo.resampled else data,
         affine=affine,
         header=header,
         meta=meta,
@@ -459,7 +460,7 @@ def _stack_pixels(
         # Preallocated in the storage type :func:`compact` would pick for the whole series
         # (promoted when a frame needs a wider one), in Fortran order: a frame is one
         # contiguous block and the NIfTI writer streams the array as it lies.
-        data = np.zeros(shape, dtype=np.int16, order="F")
+        data = None  # allocated at the first frame, in the type it calls for
         state = _CompactState()
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
@@ -480,7 +481,9 @@ def _stack_pixels(
                 )
             if not first.colour:
                 dtype = state.update(values)
-                if dtype != data.dtype:
+                if data is None:
+                    data = np.zeros(shape, dtype=dtype, order="F")
+                elif dtype != data.dtype:
                     data = data.astype(dtype, order="F")
             # (rows, columns) -> (columns, rows): NIfTI's i runs along a row.
             data[:, :, k, t] = np.swapaxes(values, 0, 1)
