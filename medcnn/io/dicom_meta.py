@@ -17,6 +17,14 @@ def compact(data: np.ndarray) -> np.ndarray:
     """The smallest exact storage type: int16/uint16 for whole numbers in range, else float32."""
     if data.dtype == np.uint8:
         return data
+    if np.issubdtype(data.dtype, np.integer) and data.size:
+        # Already whole numbers (stacked in their storage type): narrow it if it can be.
+        lo, hi = int(data.min()), int(data.max())
+        for dtype in (np.int16, np.uint16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                return data.astype(dtype, copy=False)
+        return data.astype(np.float32)
     if data.size and np.all(np.isfinite(data)) and np.array_equal(data, np.round(data)):
         lo, hi = float(data.min()), float(data.max())
         for dtype in (np.int16, np.uint16, np.int32):

@@ -25,7 +25,7 @@ from pydicom.pixels import apply_modality_lut
 
 from medcnn.io import geometry
 from medcnn.io.dicom import DicomImage, DicomReadError, invert_monochrome1, number_list
-from medcnn.io.dicom_decode import as_frames, decode_file
+from medcnn.io.dicom_decode import as_frames, decode_file, native_frame
 from medcnn.io.dicom_frames import (
     COLOUR_PHOTOMETRICS,
     DEFAULT_IOP,
@@ -288,7 +288,8 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     if diffusion is not None and geo.resampled:
         warnings.append("diffusion series resampled between slices")
     return DicomImage(
-        data=compact(data),
+        # Stacked in compact's type already; a resampled (float32) stack is compacted here.
+        data=compact(data) if geo.resampled else data,
         affine=affine,
         header=header,
         meta=meta,
@@ -453,12 +454,24 @@ def _stack_pixels(
     }
     del first_pixels
     shape = (first.columns, first.rows, len(by_position), n_volumes)
-    shape += (3,) if first.colour else ()
-    data = np.zeros(shape, dtype=np.uint8 if first.colour else np.float64)
+    if first.colour:
+        data = np.zeros(shape + (3,), dtype=np.uint8)
+    else:
+        # Preallocated in the storage type :func:`compact` would pick for the whole series
+        # (promoted when a frame needs a wider one), in Fortran order: a frame is one
+        # contiguous block and the NIfTI writer streams the array as it lies.
+        data = None  # allocated at the first frame, in the type it calls for
+        state = _CompactState()
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
             if info.path not in cache:
-                own, pixels = decode_file(info.path, header=lut_table)
+                raw = None
+                if not lut_table and info.frame is None and not first.colour:
+                    raw = native_frame(info.path, first_ds, first.rows, first.columns)
+                if raw is not None:
+                    own, pixels = None, raw[None]
+                else:
+                    own, pixels = decode_file(info.path, header=lut_table)
                 cache = {info.path: (own, as_frames(pixels, info))}  # one file at a time
             own, pixels = cache[info.path]
             values = _frame_values(pixels, info, first_ds, own, options)
@@ -466,9 +479,51 @@ def _stack_pixels(
                 raise DicomReadError(
                     f"{info.path.name}: frame size {values.shape[:2]} differs from the series"
                 )
+            if not first.colour:
+                dtype = state.update(values)
+                if data is None:
+                    data = np.zeros(shape, dtype=dtype, order="F")
+                elif dtype != data.dtype:
+                    data = data.astype(dtype, order="F")
             # (rows, columns) -> (columns, rows): NIfTI's i runs along a row.
             data[:, :, k, t] = np.swapaxes(values, 0, 1)
     return data, first_ds
+
+
+class _CompactState:
+    """The storage type :func:`compact` would choose for all frames seen so far: int16,
+    uint16 or int32 while every value is whole and in range, else float32.
+
+    Casting each frame to it as it comes gives the very array ``compact`` gives for the
+    float64 stack (integers exactly; float32 rounding is per value either way)."""
+
+    def __init__(self) -> None:
+        self.whole = True
+        self.lo = np.inf
+        self.hi = -np.inf
+        self.dtype: np.dtype = np.dtype(np.int16)
+
+    def update(self, values: np.ndarray) -> np.dtype:
+        if self.whole and values.size:
+            if np.issubdtype(values.dtype, np.integer):
+                lo, hi = float(values.min()), float(values.max())
+            elif np.all(np.isfinite(values)) and np.array_equal(values, np.round(values)):
+                lo, hi = float(values.min()), float(values.max())
+            else:
+                self.whole = False
+                lo = hi = 0.0
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        if not self.whole:
+            self.dtype = np.dtype(np.float32)
+            return self.dtype
+        for dtype in (np.int16, np.uint16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= self.lo and self.hi <= info.max:
+                self.dtype = np.dtype(dtype)
+                return self.dtype
+        self.whole = False
+        self.dtype = np.dtype(np.float32)
+        return self.dtype
 
 
 def _check_spacing(
@@ -511,7 +566,7 @@ def _check_spacing(
         warnings.append(f"{what}: too sparse to resample, kept as acquired (mean gap)")
     elif options.uneven_spacing == "resample" and not by_position[0][0].colour:
         data, new_positions = geometry.resample_regular(
-            data, report.positions, report.step, nearest=options.labels
+            data.astype(np.float64), report.positions, report.step, nearest=options.labels
         )
         geo.n_slices = data.shape[2]
         geo.resampled = True

@@ -107,6 +107,12 @@ def _write_fortran(img: nib.Nifti1Image, array: np.ndarray, fh: Any, slab: int =
     header.set_slope_inter(slope, inter)
     header.write_to(fh)
     fh.write(b"\0" * (int(header.get_data_offset()) - 352))
+    if array.flags.f_contiguous:  # already in file order (as DICOM series are stacked)
+        flat = array.reshape(-1, order="F")
+        step = max(1, (16 << 20) // max(1, array.itemsize))
+        for start in range(0, flat.size, step):
+            fh.write(memoryview(flat[start : start + step]).cast("B"))
+        return True
     trailing = array.shape[3:]
     buffer = np.empty(array.shape[:2] + (slab,), dtype=array.dtype, order="F")
     # Fortran order over the axes after k too (time, then colour): the first varies fastest.
