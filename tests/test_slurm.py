@@ -35,7 +35,8 @@ def without_timings(html: str) -> str:
     html = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "<date>", html)
     html = re.sub(r"[\d.]+ images/s", "<speed>", html)
     html = re.sub(
-        r"<tr><th>(train_images_per_second|data_wait_fraction|seconds)</th><td[^>]*>[^<]*</td></tr>",
+        r"<tr><th>(train[_ ]images[_ ]per[_ ]second|data[_ ]wait[_ ]fraction|seconds)</th>"
+        r"<td[^>]*>[^<]*</td></tr>",
         "",
         html,
     )
