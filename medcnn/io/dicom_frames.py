@@ -287,23 +287,13 @@ def diffusion_of(
         if _private_text(private_source, PHILIPS_DIRECTION).upper() == "I":
             directionality = "ISOTROPIC"
     if bvalue is None and "SIEMENS" in manufacturer:
-        values = _private_float(ds, SIEMENS_BVALUE)
-        if values is None and SIEMENS_BVALUE in ds:
-            values = number_list(ds, SIEMENS_BVALUE)  # type: ignore[arg-type]
-        if values:
-            bvalue = values[0]
-            vector = _private_float(ds, SIEMENS_GRADIENT, 3)
-            if vector and len(vector) >= 3:
-                gradient = (vector[0], vector[1], vector[2])
+        bvalue, gradient = _private_diffusion(
+            ds, SIEMENS_BVALUE, SIEMENS_GRADIENT, SIEMENS_BVALUE, gradient
+        )
     if bvalue is None and "UIH" in manufacturer.split():
-        values = _private_float(ds, UIH_BVALUE)
-        if values is None and UIH_BVALUE in ds:
-            values = number_list(ds, "DiffusionBValue")
-        if values:
-            bvalue = values[0]
-            vector = _private_float(ds, UIH_GRADIENT, 3)
-            if vector and len(vector) >= 3:
-                gradient = (vector[0], vector[1], vector[2])
+        bvalue, gradient = _private_diffusion(
+            ds, UIH_BVALUE, UIH_GRADIENT, "DiffusionBValue", gradient
+        )
     if bvalue is None and "GE" in manufacturer.split():
         text = _private_text(ds, GE_BVALUE)
         try:
@@ -502,3 +492,19 @@ def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndar
         dtype=float,
     )
     return bvals, vectors
+
+
+def _private_diffusion(
+    ds: Any, bvalue_tag: Any, gradient_tag: Any, fallback: Any, gradient: Any
+) -> tuple:
+    """A vendor's private b-value and gradient (``gradient`` unchanged where absent);
+    ``fallback`` is read as a plain number list when the private value has no usable VR."""
+    values = _private_float(ds, bvalue_tag)
+    if values is None and bvalue_tag in ds:
+        values = number_list(ds, fallback)  # type: ignore[arg-type]
+    if not values:
+        return None, gradient
+    vector = _private_float(ds, gradient_tag, 3)
+    if vector and len(vector) >= 3:
+        gradient = (vector[0], vector[1], vector[2])
+    return values[0], gradient
