@@ -60,7 +60,9 @@ def converted(tmp_path_factory):
 @pytest.mark.parametrize("suite", reference.SUITES)
 def test_every_reference_matches(converted, suite):
     if suite not in converted:
-        pytest.skip(f"{suite} absent")
+        pytest.skip(
+            f"real data absent: {QA / suite} (the dcm2niix QA suites live in ../shared/data)"
+        )
     rows = reference.check_suite(QA / suite, converted[suite])
     counted = [r for r in rows if r.counted]
     assert counted, f"{suite}: no reference entry with its input present"
@@ -70,7 +72,7 @@ def test_every_reference_matches(converted, suite):
 
 def test_empty_patient_id_series_is_converted(converted):
     if "dcm_qa_philips" not in converted:
-        pytest.skip("dcm_qa_philips absent")
+        pytest.skip(f"real data absent: {QA / 'dcm_qa_philips'} (../shared/data)")
     dwi = [o for o in converted["dcm_qa_philips"] if o.sidecar.get("SeriesNumber") == 1201]
     assert dwi and all(o.sidecar["SubjectSource"] == "StudyInstanceUID" for o in dwi)
 
@@ -85,7 +87,7 @@ DCM2NIIX = shutil.which("dcm2niix") or shutil.which(
 def test_same_as_dcm2niix_run_here_on_the_transfer_syntax_suite(converted, tmp_path):
     """The PyPI dcm2niix as a second oracle: run now, it must agree with our conversion."""
     if "dcm_qa_ts" not in converted:
-        pytest.skip("dcm_qa_ts absent")
+        pytest.skip(f"real data absent: {QA / 'dcm_qa_ts'} (../shared/data)")
     subprocess.run(
         [
             str(DCM2NIIX),
