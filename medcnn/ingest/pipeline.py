@@ -36,10 +36,12 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pydicom
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
@@ -74,6 +76,8 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
         raise InputError(f"{what} {path} not found: fix the path in the config")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
+        import pandas as pd  # here only: ingest's start does not pay for pandas
+
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's to fix
         raise InputError(
