@@ -62,6 +62,7 @@ from medcnn.ingest.workers import Workers, resolve_workers
 from medcnn.io.deid import resolve_secret, write_mapping
 from medcnn.io.dicom_series import AssemblyOptions
 from medcnn.io.limits import Limits
+from medcnn.io.nifti import NIBABEL
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
         config["ingest"]["workers"], threads, config["resources"]["ingest"]["threads"]
     )
     cache = ConvertCache.load(ctx, tables)
-    with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
+    with Workers(count, {"ctx": ctx, "tables": tables}, preload=[NIBABEL]) as workers:
         candidates, others = _discover(specs, ctx)
         cache.stat([c.path for c in candidates])  # before the files are read
         entries = _read_changed(candidates, ctx, workers, cache)
