@@ -75,23 +75,53 @@ def _element(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int
 
 
 def _skip_items(buf: bytes, pos: int, implicit: bool) -> int:
-    """The end of an undefined-length value (items up to the sequence delimiter)."""
+    """The end of an undefined-length value (items up to the sequence delimiter); the
+    elements of undefined-length items walked as the top level is (inlined: Philips' private
+    sequences hold most of a header's elements)."""
+    n = len(buf)
+    u16, u32, unpack_tag = _U16.unpack_from, _U32.unpack_from, _TAG.unpack_from
     while True:
-        tag, _, length, start = _element(buf, pos, True)
-        if tag == SEQUENCE_END:
-            return start
-        if tag != ITEM:
+        if pos + 8 > n:
             raise _Unusual
+        group, number = unpack_tag(buf, pos)
+        if group != 0xFFFE or number not in (0xE000, 0xE0DD):
+            raise _Unusual
+        length = u32(buf, pos + 4)[0]
+        pos += 8
+        if number == 0xE0DD:  # the sequence delimiter
+            return pos
         if length != UNDEFINED:
-            pos = start + length
+            pos += length
             continue
-        pos = start
         while True:  # an undefined-length item: its elements up to the item delimiter
-            tag, vr, length, start = _element(buf, pos, implicit)
-            if tag == ITEM_END:
-                pos = start
+            if pos + 8 > n:
+                raise _Unusual
+            group, number = unpack_tag(buf, pos)
+            if group == 0xFFFE:
+                if number != 0xE00D:
+                    raise _Unusual
+                pos += 8
                 break
-            pos = _skip_value(buf, vr, length, start, implicit)
+            if implicit:
+                vr, length, start = b"", u32(buf, pos + 4)[0], pos + 8
+            else:
+                vr = buf[pos + 4 : pos + 6]
+                if vr in LONG_VRS:
+                    if pos + 12 > n:
+                        raise _Unusual
+                    length, start = u32(buf, pos + 8)[0], pos + 12
+                elif 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
+                    length, start = u16(buf, pos + 6)[0], pos + 8
+                else:
+                    raise _Unusual  # an item in implicit VR (pydicom allows it): pydicom
+            if length == UNDEFINED:
+                if vr == b"UN":
+                    raise _Unusual  # its items are implicit VR: left to pydicom
+                pos = _skip_items(buf, start, implicit)
+            else:
+                pos = start + length
+                if pos > n:
+                    raise _Unusual
 
 
 def _skip_value(buf: bytes, vr: bytes, length: int, start: int, implicit: bool) -> int:
