@@ -15,8 +15,9 @@ compressed syntax is explicit little endian), PixelData (or no pixel data) withi
 :data:`MAX_HEADER_BYTES`, and nothing unusual on the way (a command group, an undefined-length
 element of VR UN, an element running past the end, an element of ``tags`` larger than
 :data:`MAX_VALUE_BYTES`, or a data set whose first element contradicts the transfer syntax).
-For anything else :func:`scan_header` returns None and the caller reads the file with pydicom
-as before, so unusual or hostile files are handled (and refused) exactly as they were.
+For anything else (and on any error) :func:`scan_header` returns None and the caller reads
+the file with pydicom as before, so unusual or hostile files are handled (and refused)
+exactly as they were.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def scan_header(
             if len(buf) == file_size or size >= MAX_HEADER_BYTES:
                 return None
             size = min(file_size, size * 8, MAX_HEADER_BYTES)
+        except Exception:  # noqa: BLE001 - whatever else (deep nesting, a kept element
+            # pydicom cannot parse): pydicom's full read decides, as it did before
+            return None
 
 
 def _scan(
@@ -200,6 +204,8 @@ def _scan(
         else:
             vr = buf[pos + 4 : pos + 6]
             if vr in LONG_VRS:
+                if pos + 12 > n:
+                    raise _Unusual
                 length, start = u32(buf, pos + 8)[0], pos + 12
             elif 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
                 length, start = u16(buf, pos + 6)[0], pos + 8

@@ -228,3 +228,25 @@ def test_real_headers_read_as_pydicom(suite, step):
         except DicomReadError:
             with pytest.raises(DicomReadError):
                 read_header(path, Limits(), header_tags())
+
+
+def test_a_deeply_nested_header_goes_to_pydicom(tmp_path):
+    """Thousands of nested undefined-length sequences: the scan gives up (pydicom decides)."""
+    path = tmp_path / "deep.dcm"
+    ds = base_dataset()
+    ds.save_as(path, enforce_file_format=True)
+    raw = bytearray(path.read_bytes())
+    sq = b"\x09\x00\x10\x10SQ\x00\x00\xff\xff\xff\xff"  # (0009,1010) SQ, undefined length
+    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"  # an item of undefined length
+    depth = 5000
+    raw += (sq + item) * depth
+    path.write_bytes(bytes(raw))
+    with open(path, "rb") as fh:
+        assert scan_header(fh, os.fstat(fh.fileno()).st_size, header_tags()) is None
+    outcomes = []
+    for tags in (None, header_tags()):
+        try:
+            outcomes.append(str(read_header(path, Limits(), tags).get("PatientID")))
+        except DicomReadError as exc:
+            outcomes.append(f"error {exc}")
+    assert outcomes[0] == outcomes[1]
