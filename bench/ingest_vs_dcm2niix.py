@@ -18,8 +18,15 @@ below the largest process's ``ru_maxrss``) and the ratios medcnn / dcm2niix. ``m
 ``medcnn ingest`` as a user runs it (interpreter start and imports included); ``medcnn
 work`` is the same run without the start (``run_ingest`` alone, as the child reports it);
 ``re-run`` is medcnn again over the unchanged folder with its outputs in place (nothing is
-decoded). Then a table of the compression options for NIfTI output on the first CT volume:
-ratio and MB/s of zlib (levels 1 and 6, nibabel's default) and python-isal's igzip.
+decoded); ``start s`` is medcnn's wall time less its work (interpreter, imports, config).
+
+First, the fixed costs (``--floor-repeat`` runs each, the best): the interpreter alone
+(``python -c pass``), the imports of the ingest path (``python -c "import medcnn.config,
+medcnn.ingest.pipeline"``), and ``dcm2niix -v``, so a reader sees what every row pays before
+any file is read. The load average of the machine is printed with every row (the benchmark
+shares the machine with whatever else runs). Then a table of the compression options for
+NIfTI output on the first CT volume: ratio and MB/s of zlib (levels 1 and 6, nibabel's
+default) and python-isal's igzip.
 """
 
 from __future__ import annotations
@@ -155,7 +162,7 @@ def _memory_of(pid: int) -> int:
     return 0
 
 
-def measured(command: list[str]) -> tuple[float, int, str, float]:
+def measured(command: list[str], check: bool = True) -> tuple[float, int, str, float]:
     """(wall seconds, peak memory of the tree, stdout, CPU seconds of the tree).
 
     The peak is the largest sum of PSS over the tree seen every 20 ms, and never below the
@@ -179,7 +186,7 @@ def measured(command: list[str]) -> tuple[float, int, str, float]:
     stdout, _ = process.communicate()
     wall = time.perf_counter() - start
     sampler.join()
-    if process.returncode:
+    if process.returncode and check:
         raise RuntimeError(f"{command[:3]} failed with exit status {process.returncode}")
     # ru_maxrss is the largest single child so far: a floor for the tree's peak. CPU time
     # counts every process of the tree that was waited for (workers and decoders are).
@@ -229,6 +236,32 @@ def child(folder: str, results: str, workers: str, repo: str) -> None:
     print(json.dumps({"work": time.perf_counter() - start, "images": images, "q": quarantined}))
 
 
+def floor_rows(repeat: int) -> list[tuple[str, float, float]]:
+    """(what, best wall s, best CPU s) of the fixed costs: interpreter, imports, dcm2niix."""
+    code = str(CODE[0])
+    imports = (
+        f"import sys; sys.path.insert(0, {code!r}); import medcnn.config, medcnn.ingest.pipeline"
+    )
+    commands = [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("python: import the ingest path", [sys.executable, "-c", imports]),
+        ("dcm2niix -v (exit status 3)", [dcm2niix_command(Path("."), Path("."))[0], "-v"]),
+    ]
+    rows = []
+    for what, command in commands:
+        best = (float("inf"), float("inf"))
+        for _ in range(repeat):
+            wall, _, _, cpu = measured(command, check=False)
+            best = (min(best[0], wall), min(best[1], cpu))
+        rows.append((what, *best))
+    return rows
+
+
+def load() -> str:
+    """The load average (1, 5, 15 minutes) now."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def bench_row(name: str, folder: Path, tmp: Path, workers: int, repeat: int) -> dict:
     """Interleaved runs of dcm2niix and medcnn on one folder; the best of each.
 
@@ -253,7 +286,7 @@ def bench_row(name: str, folder: Path, tmp: Path, workers: int, repeat: int) -> 
             work = json.loads(stdout.strip().splitlines()[-1])["work"]
             keep(what, (wall, peak, work, cpu))
         shutil.rmtree(results)
-    return {"name": name, "files": files, **best}
+    return {"name": name, "files": files, "load": load(), **best}
 
 
 # --- compression options --------------------------------------------------------------------
@@ -287,7 +320,8 @@ def print_rows(rows: list[dict], workers: int) -> None:
     header = (
         f"{'data':<15} {'files':>5} | {'dcm2niix s':>10} {'f/s':>5} {'cpu':>5} {'MB':>4}"
         f" | {'medcnn s':>8} {'f/s':>5} {'cpu':>5} {'MB':>4} {'ratio':>5} {'cpu':>5}"
-        f" | {'work s':>6} {'ratio':>5} | {'re-run s':>8} {'MB':>4}"
+        f" | {'work s':>6} {'ratio':>5} {'start s':>7} | {'re-run s':>8} {'cpu':>4} {'MB':>4}"
+        f" | {'load':>14}"
     )
     print(f"\nmedcnn ingest ({workers} workers) vs dcm2niix -z y; best of the interleaved runs")
     print(header)
@@ -299,7 +333,8 @@ def print_rows(rows: list[dict], workers: int) -> None:
             f"{r['name']:<15} {n:>5} | {d[0]:>10.2f} {n / d[0]:>5.0f} {d[3]:>5.1f}"
             f" {d[1] / 2**20:>4.0f} | {m[0]:>8.2f} {n / m[0]:>5.0f} {m[3]:>5.1f}"
             f" {m[1] / 2**20:>4.0f} {m[0] / d[0]:>5.2f} {m[3] / d[3]:>5.2f}"
-            f" | {m[2]:>6.2f} {m[2] / d[0]:>5.2f} | {again[0]:>8.2f} {again[1] / 2**20:>4.0f}"
+            f" | {m[2]:>6.2f} {m[2] / d[0]:>5.2f} {m[0] - m[2]:>7.2f}"
+            f" | {again[0]:>8.2f} {again[3]:>4.1f} {again[1] / 2**20:>4.0f} | {r['load']:>14}"
         )
 
 
@@ -311,6 +346,7 @@ def main() -> None:
     parser.add_argument("--ct-series", type=int, default=10)
     parser.add_argument("--ct-slices", type=int, default=300)
     parser.add_argument("--no-ct", action="store_true")
+    parser.add_argument("--floor-repeat", type=int, default=5)
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout to measure")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -318,7 +354,11 @@ def main() -> None:
         child(*args.child)
         return
     CODE[0] = args.repo.resolve()
-    print(f"medcnn from {CODE[0]}")
+    print(f"medcnn from {CODE[0]}; load average at the start {load()}")
+    print(f"\nfixed costs, best of {args.floor_repeat} (load average {load()})")
+    print(f"{'what':<32} {'wall s':>7} {'cpu s':>6}")
+    for what, wall, cpu in floor_rows(args.floor_repeat):
+        print(f"{what:<32} {wall:>7.3f} {cpu:>6.3f}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -343,6 +383,7 @@ def main() -> None:
             for option, ratio, speed in compression_table(volume):
                 print(f"{option:<24} {ratio:>6.2f} {speed:>7.0f}")
     print_rows(rows, args.workers)
+    print(f"load average at the end {load()}")
 
 
 if __name__ == "__main__":

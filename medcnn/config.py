@@ -25,7 +25,9 @@ class ConfigError(ValueError):
 def load_schema() -> dict[str, Any]:
     """Return the configuration JSON schema (parsed from its YAML file)."""
     with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+        # libyaml's loader when PyYAML has it: the same result, ~10x faster than the pure
+        # Python one (which took ~70 ms of every ingest start).
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def section_defaults(section: str) -> dict[str, Any]:

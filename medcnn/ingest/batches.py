@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
-
 BATCHES = "batches.tsv"
 BATCH_FOLDER = "batches"
 
@@ -45,6 +43,8 @@ def read_batches(ingest: Path) -> dict[str, str]:
     path = ingest / BATCHES
     if not path.exists():
         return {}
+    import pandas as pd  # here only: ingest's start does not pay for pandas
+
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     return dict(zip(table["subject"], table["batch"], strict=True))
 

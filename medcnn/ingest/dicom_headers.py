@@ -7,8 +7,11 @@ header costs a header read. Identifiers stay in memory (to group and to scrub), 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from pydicom.datadict import tag_for_keyword
 
 from medcnn.ingest.context import Context, Entry
 from medcnn.ingest.discovery import Candidate, identify
@@ -21,10 +24,138 @@ from medcnn.io.deid import (
     shift_date,
 )
 from medcnn.io.dicom import PROJECTION_MODALITIES, read_header
+from medcnn.io.dicom_frames import (
+    GE_BVALUE,
+    GE_COMPONENT,
+    PHILIPS_BVALUE,
+    PHILIPS_COMPONENT,
+    PHILIPS_DIRECTION,
+    PHILIPS_GRADIENT,
+    PHILIPS_SCALE_SLOPE,
+    SIEMENS_BVALUE,
+    SIEMENS_GRADIENT,
+    UIH_BVALUE,
+    UIH_GRADIENT,
+)
 from medcnn.io.dicom_series import frames_from_header
 from medcnn.io.scrub import FREE_TEXT_KEYWORDS, free_text
 
 STAGE = "header"
+
+#: Every top-level element the header pass reads (:func:`read_entry`, the size check of
+#: :func:`medcnn.io.limits.check_dicom_size`, :func:`medcnn.io.dicom_frames.frames_from_header`
+#: and what it calls), by keyword: a plain file's header is read for these alone
+#: (:mod:`medcnn.io.dicom_scan`), its other elements skipped unparsed. A sequence listed is
+#: read whole. ``tests/ingest/test_header_scan.py`` fails when one of those modules names a
+#: keyword that is not here.
+HEADER_KEYWORDS = (
+    # identity, grouping, size check (read_entry, check_dicom_size)
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "AcquisitionDateTime",
+    "ContentDate",
+    "FrameOfReferenceUID",
+    "InstanceNumber",
+    "BurnedInAnnotation",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    *IDENTIFYING_KEYWORDS,
+    # frames (frames_from_header and its helpers)
+    "Manufacturer",
+    "ManufacturerModelName",
+    "ImageType",
+    "AcquisitionNumber",
+    "AcquisitionTime",
+    "PhotometricInterpretation",
+    "SeriesNumber",
+    "EchoNumbers",
+    "EchoTime",
+    "TemporalPositionIdentifier",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "NominalScannedPixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "WindowCenter",
+    "WindowWidth",
+    "PatientSex",
+    "BodyPartExamined",
+    "ViewPosition",
+    "DiffusionBValue",
+    "DiffusionDirectionality",
+    "DiffusionGradientOrientation",
+    "MRDiffusionSequence",
+    "RealWorldValueMappingSequence",
+    "PixelValueTransformationSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+    # read inside the sequences above; listed too, should a file hold one at the top level
+    "DiffusionGradientDirectionSequence",
+    "MeasurementUnitsCodeSequence",
+    "CodeValue",
+    "PlaneOrientationSequence",
+    "PlanePositionSequence",
+    "PixelMeasuresSequence",
+    "FrameContentSequence",
+    "FrameAcquisitionDateTime",
+    "TemporalPositionIndex",
+    "StackID",
+    "MREchoSequence",
+    "EffectiveEchoTime",
+    "MRImageFrameTypeSequence",
+    "FrameType",
+    "ComplexImageComponent",
+)
+#: The private elements the header pass reads at the top level (:mod:`medcnn.io.dicom_frames`),
+#: with every private creator of their groups (a private element's VR is looked up through
+#: its creator). Philips' private frame sequence (2005,140F) is read only inside the items of
+#: PerFrameFunctionalGroupsSequence (read whole): a classic Philips file's own one (~80
+#: elements) is skipped.
+HEADER_PRIVATE_TAGS = (
+    PHILIPS_SCALE_SLOPE,
+    PHILIPS_BVALUE,
+    PHILIPS_DIRECTION,
+    *PHILIPS_GRADIENT,
+    PHILIPS_COMPONENT,
+    SIEMENS_BVALUE,
+    SIEMENS_GRADIENT,
+    GE_BVALUE,
+    GE_COMPONENT,
+    UIH_BVALUE,
+    UIH_GRADIENT,
+)
+
+
+@lru_cache(maxsize=8)
+def header_tags(label_key: str | None = None) -> frozenset[int] | None:
+    """The tags of :data:`HEADER_KEYWORDS` and :data:`HEADER_PRIVATE_TAGS` (with their
+    groups' private creators), and the labels' key keyword when given; None (read every
+    element) when that key is not a DICOM keyword."""
+    if label_key and tag_for_keyword(label_key) is None:
+        return None
+    keywords = [*HEADER_KEYWORDS, *([label_key] if label_key else [])]
+    tags = {tag_for_keyword(k) for k in keywords}
+    for group, element in HEADER_PRIVATE_TAGS:
+        tags.add(group << 16 | element)  # type: ignore[arg-type]
+        tags.update(group << 16 | creator for creator in range(0x10, 0x100))
+    return frozenset(tags)
 
 
 def read_entry(
@@ -34,8 +165,12 @@ def read_entry(
     tables: dict[Path, dict[str, dict[str, str]]],
 ) -> Entry | None:
     """Header pass of one DICOM file; None (and a quarantine row) when it cannot be used."""
-    ds = read_header(cand.path, ctx.limits)
-    phi = tuple(str(ds.get(k)) for k in IDENTIFYING_KEYWORDS if ds.get(k))
+    key_keyword = ctx.config["labels"]["key"] if ctx.labels else None
+    ds = read_header(cand.path, ctx.limits, header_tags(key_keyword))
+    # Each identifying element read once (as text), for the scrub list and the sidecar.
+    present = {k: v for k, v in ((k, ds.get(k)) for k in IDENTIFYING_KEYWORDS) if v}
+    identifiers = {k: str(v) for k, v in present.items()}
+    phi = tuple(identifiers.values())
     ctx.phi.update(phi)
     sop = str(ds.get("SOPInstanceUID", ""))
     if sop and sop in seen_sop:
@@ -70,7 +205,6 @@ def read_entry(
     dates = {k: str(ds.get(k)) for k in ("StudyDate", "AcquisitionDate") if ds.get(k)}
     if ds.get("AcquisitionDateTime"):
         dates["AcquisitionDateTime"] = str(ds.AcquisitionDateTime)
-    identifiers = {k: str(ds.get(k)) for k in IDENTIFYING_KEYWORDS if ds.get(k)}
     try:
         instance = int(ds.get("InstanceNumber", 0) or 0)
     except (TypeError, ValueError):

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
@@ -173,6 +175,8 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: input table not found")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
+        import pandas as pd  # here only: ingest's start does not pay for pandas
+
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's to fix
         raise ValueError(

@@ -43,10 +43,18 @@ subject/series it went into, or the reason).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported only where a table is read (or a row holds a value the plain writer
+# below does not format as pandas would): importing it costs ingest ~0.2 s at every start.
 
 MANIFEST_COLUMNS = (
     "subject",
@@ -72,16 +80,26 @@ QUARANTINE_COLUMNS = ("file", "stage", "reason")
 FILES_COLUMNS = ("file", "fate", "stage", "detail")
 _SHAPE = re.compile(r"^\d+x\d+x\d+(x\d+)?$")
 _SPACING = re.compile(r"^[0-9.eE+-]+x[0-9.eE+-]+x[0-9.eE+-]+$")
+_ONE_LINE = re.compile(r"[\t\r\n]+")
 
 
 def validate_manifest(frame: pd.DataFrame) -> list[str]:
     """Problems with manifest rows (values as text, as read back); empty when valid."""
+    records = frame.astype(str).to_dict("records")
+    return validate_rows(records, list(frame.columns), list(frame.index))
+
+
+def validate_rows(
+    rows: Sequence[dict[str, str]], columns: list[str], index: Sequence[Any] | None = None
+) -> list[str]:
+    """:func:`validate_manifest` on rows of text (``index``: the row labels shown)."""
     problems = []
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     if missing:
         return [f"missing columns {missing}"]
-    for index, row in frame.astype(str).iterrows():
-        where = f"row {index} ({row['subject']}/{row['series']})"
+    labels = range(len(rows)) if index is None else index
+    for label, row in zip(labels, rows, strict=True):
+        where = f"row {label} ({row['subject']}/{row['series']})"
         if not row["subject"].startswith("sub-") or not row["study"].startswith("ses-"):
             problems.append(f"{where}: subject/study are not pseudonyms")
         if row["dims"] not in ("2", "3"):
@@ -94,13 +112,42 @@ def validate_manifest(frame: pd.DataFrame) -> list[str]:
             float(v) <= 0 for v in row["spacing"].split("x")
         ):
             problems.append(f"{where}: spacing {row['spacing']!r} is not three positive mm")
-        if "role" in frame.columns and row["role"] not in ROLES:
+        if "role" in columns and row["role"] not in ROLES:
             problems.append(f"{where}: role {row['role']!r} is not one of {ROLES}")
         if not row["path"].endswith(".nii.gz") or not row["sidecar"].endswith(".json"):
             problems.append(f"{where}: path/sidecar are not .nii.gz/.json")
-    if frame.duplicated(["subject", "series"]).any():
+    if len({(row["subject"], row["series"]) for row in rows}) < len(rows):
         problems.append("series IDs repeat within a subject")
     return problems
+
+
+def _plain(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> list[list[str]] | None:
+    """The rows as text cells, as ``pandas.DataFrame(rows, columns).to_csv`` writes them,
+    when every cell is a ``str`` or an ``int``; None otherwise (pandas then writes them: a
+    missing cell or a float is formatted by the column's dtype there)."""
+    table = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column, _plain)
+            kind = type(value)
+            if kind is str:
+                cells.append(value)
+            elif kind is int:
+                cells.append(str(value))
+            else:
+                return None
+        table.append(cells)
+    return table
+
+
+def _tsv(columns: Sequence[str], table: Iterable[list[str]]) -> str:
+    """Tab-separated text as pandas' ``to_csv(sep="\t", index=False)`` writes it."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(columns)
+    writer.writerows(table)
+    return out.getvalue()
 
 
 def write_manifest(path: Path, rows: list[dict], label_columns: list[str]) -> None:
@@ -111,6 +158,41 @@ def write_manifest(path: Path, rows: list[dict], label_columns: list[str]) -> No
     """
     fixed = list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS)
     columns = fixed + [c for c in label_columns if c not in fixed]
+    table = _plain(rows, columns)
+    if table is None:
+        _write_manifest_pandas(path, rows, columns)
+        return
+    at = {name: i for i, name in enumerate(columns)}
+    order = sorted(
+        range(len(table)),
+        key=lambda i: (table[i][at["subject"]], table[i][at["study"]], table[i][at["series"]]),
+    )
+    table = [table[i] for i in order]
+    records = [dict(zip(columns, cells, strict=True)) for cells in table]
+    problems = validate_rows(records, columns, order)
+    if problems:
+        raise ValueError(f"{path}: invalid manifest rows: " + "; ".join(problems[:5]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_tsv(columns, table), encoding="utf-8")
+    # One manifest per subject too, rewritten only when its rows change: per-subject jobs
+    # depend on it, so a new batch of scans re-runs the new subjects and no others.
+    by_subject: dict[str, list[list[str]]] = {}
+    for cells in table:
+        by_subject.setdefault(cells[at["subject"]], []).append(cells)
+    for subject, rows_of in by_subject.items():
+        _write_subject_manifest(path.parent / subject / SUBJECT_MANIFEST, _tsv(columns, rows_of))
+
+
+def _write_subject_manifest(own: Path, text: str) -> None:
+    if not own.exists() or own.read_text() != text:
+        own.parent.mkdir(parents=True, exist_ok=True)
+        own.write_text(text)
+
+
+def _write_manifest_pandas(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """:func:`write_manifest` through pandas (rows with cells the plain writer leaves)."""
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=columns)
     frame = frame.sort_values(["subject", "study", "series"], kind="stable")
     problems = validate_manifest(frame)
@@ -122,10 +204,7 @@ def write_manifest(path: Path, rows: list[dict], label_columns: list[str]) -> No
     # depend on it, so a new batch of scans re-runs the new subjects and no others.
     for subject, rows_of in frame.groupby("subject", sort=False):
         own = path.parent / str(subject) / SUBJECT_MANIFEST
-        text = rows_of.to_csv(sep="\t", index=False)
-        if not own.exists() or own.read_text() != text:
-            own.parent.mkdir(parents=True, exist_ok=True)
-            own.write_text(text)
+        _write_subject_manifest(own, rows_of.to_csv(sep="\t", index=False))
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -134,6 +213,8 @@ def read_manifest(path: Path) -> pd.DataFrame:
     Raises:
         ValueError: when a required column is missing.
     """
+    import pandas as pd
+
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
@@ -153,6 +234,16 @@ def write_files(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
 
 
 def _write_table(path: Path, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
+    if all(type(cell) is str for row in rows for cell in row):
+        # Tabs and newlines in a reason would break the table; names are never raw bytes here.
+        ordered = sorted(rows, key=lambda row: row[0])  # stable, as pandas' kind="stable"
+        table = [[_ONE_LINE.sub(" ", cell) for cell in row] for row in ordered]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = _tsv(columns, table)
+        path.write_bytes(text.encode("utf-8", errors="replace"))
+        return
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=list(columns)).sort_values("file", kind="stable")
     # Tabs and newlines in a reason would break the table; names are never raw bytes here.
     frame = frame.replace({r"[\t\r\n]+": " "}, regex=True)
@@ -162,9 +253,13 @@ def _write_table(path: Path, rows: list[tuple[str, ...]], columns: tuple[str, ..
 
 def read_files(path: Path) -> pd.DataFrame:
     """Read ``files.tsv``."""
+    import pandas as pd
+
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
 def read_quarantine(path: Path) -> pd.DataFrame:
     """Read ``quarantine.tsv``."""
+    import pandas as pd
+
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)

@@ -36,10 +36,12 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pydicom
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from medcnn.config import ConfigError
 from medcnn.ingest.batches import write_batches
@@ -60,6 +62,7 @@ from medcnn.ingest.workers import Workers, resolve_workers
 from medcnn.io.deid import resolve_secret, write_mapping
 from medcnn.io.dicom_series import AssemblyOptions
 from medcnn.io.limits import Limits
+from medcnn.io.nifti import NIBABEL
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
         raise InputError(f"{what} {path} not found: fix the path in the config")
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
+        import pandas as pd  # here only: ingest's start does not pay for pandas
+
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's to fix
         raise InputError(
@@ -193,7 +198,7 @@ def _run(config: dict[str, Any], threads: int | None) -> tuple[int, int]:
         config["ingest"]["workers"], threads, config["resources"]["ingest"]["threads"]
     )
     cache = ConvertCache.load(ctx, tables)
-    with Workers(count, {"ctx": ctx, "tables": tables}) as workers:
+    with Workers(count, {"ctx": ctx, "tables": tables}, preload=[NIBABEL]) as workers:
         candidates, others = _discover(specs, ctx)
         cache.stat([c.path for c in candidates])  # before the files are read
         entries = _read_changed(candidates, ctx, workers, cache)

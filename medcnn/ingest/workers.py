@@ -15,6 +15,7 @@ quarantined with that reason, so the batch goes on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
@@ -81,13 +82,15 @@ class Workers:
         count: worker processes.
         shared: what the tasks read from :data:`_SHARED` (the context, tables), inherited
             by the workers when they fork.
+        preload: modules the tasks import lazily, imported before the workers fork.
     """
 
-    def __init__(self, count: int, shared: dict[str, Any]) -> None:
+    def __init__(self, count: int, shared: dict[str, Any], preload: Sequence[str] = ()) -> None:
         self.count = count if "fork" in multiprocessing.get_all_start_methods() else 1
         _SHARED.clear()
         _SHARED.update(shared)
         self._pool: ProcessPoolExecutor | None = None
+        self._preload = tuple(preload)
 
     def __enter__(self) -> Workers:
         return self
@@ -98,6 +101,8 @@ class Workers:
             self._pool = None
 
     def _new_pool(self, count: int) -> ProcessPoolExecutor:
+        for module in self._preload:  # imported once here, not once in every worker
+            importlib.import_module(module)
         return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"))
 
     def run(

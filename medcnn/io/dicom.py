@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
 
+from medcnn.io.dicom_scan import scan_header
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
 from medcnn.io.limits import Limits, check_dicom_size, pixel_bytes_after_header
@@ -65,13 +66,18 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
-def read_header(path: Path, limits: Limits | None = None) -> Dataset:
+def read_header(
+    path: Path, limits: Limits | None = None, tags: frozenset[int] | None = None
+) -> Dataset:
     """Read a DICOM header (no pixel data), only from a regular file.
 
     Args:
         path: the file.
         limits: when given, the declared pixel size (rows x columns x frames x samples x
             bits) is checked against the bytes present and ``limits.max_pixel_bytes``.
+        tags: when given, only these top-level elements are needed: a plain file is read
+            with :func:`medcnn.io.dicom_scan.scan_header` (its other elements skipped
+            unparsed), any other with pydicom as without ``tags``.
 
     Raises:
         DicomReadError: not DICOM, the header cannot be parsed (whatever pydicom raised),
@@ -79,13 +85,21 @@ def read_header(path: Path, limits: Limits | None = None) -> Dataset:
     """
     try:
         with open_regular(path) as fh:
-            fh.seek(128)
-            magic = fh.read(4) == b"DICM"
-            fh.seek(0)
-            # Large values (private blobs, icons) are never loaded: the header pass reads
-            # what grouping needs, so a hostile header costs little memory.
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=not magic, defer_size=1 << 20)
-            length, left = pixel_bytes_after_header(fh, os.fstat(fh.fileno()).st_size)
+            size = os.fstat(fh.fileno()).st_size
+            scanned = scan_header(fh, size, tags) if tags is not None else None
+            if scanned is not None:
+                ds, pixels = scanned
+                fh.seek(pixels if pixels is not None else size)
+            else:
+                fh.seek(128)
+                magic = fh.read(4) == b"DICM"
+                fh.seek(0)
+                # Large values (private blobs, icons) are never loaded: the header pass
+                # reads what grouping needs, so a hostile header costs little memory.
+                ds = pydicom.dcmread(
+                    fh, stop_before_pixels=True, force=not magic, defer_size=1 << 20
+                )
+            length, left = pixel_bytes_after_header(fh, size)
     except DicomReadError:
         raise
     except Exception as exc:  # hostile headers make pydicom raise almost any type

@@ -462,18 +462,26 @@ def _stack_pixels(
         # contiguous block and the NIfTI writer streams the array as it lies.
         data = None  # allocated at the first frame, in the type it calls for
         state = _CompactState()
+    # File by file (each decoded once, one in memory at a time), each of its frames put in
+    # its place (k, t): the frames of multi-frame files interleave in (k, t) order, which
+    # decoded such a file again for each run of its frames.
+    slots: dict[Path, list[tuple[int, int, FrameInfo]]] = {}
     for k, group in enumerate(by_position):
         for t, info in enumerate(group):
-            if info.path not in cache:
-                raw = None
-                if not lut_table and info.frame is None and not first.colour:
-                    raw = native_frame(info.path, first_ds, first.rows, first.columns)
-                if raw is not None:
-                    own, pixels = None, raw[None]
-                else:
-                    own, pixels = decode_file(info.path, header=lut_table)
-                cache = {info.path: (own, as_frames(pixels, info))}  # one file at a time
-            own, pixels = cache[info.path]
+            slots.setdefault(info.path, []).append((k, t, info))
+    for path, members in slots.items():
+        if path not in cache:
+            info = members[0][2]
+            raw = None
+            if not lut_table and info.frame is None and not first.colour:
+                raw = native_frame(path, first_ds, first.rows, first.columns)
+            if raw is not None:
+                own, pixels = None, raw[None]
+            else:
+                own, pixels = decode_file(path, header=lut_table)
+            cache = {path: (own, as_frames(pixels, info))}  # one file at a time
+        own, pixels = cache[path]
+        for k, t, info in members:
             values = _frame_values(pixels, info, first_ds, own, options)
             if values.shape[:2] != (first.rows, first.columns):
                 raise DicomReadError(

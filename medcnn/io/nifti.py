@@ -5,12 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
-from nibabel.arraywriters import get_slope_inter, make_array_writer
-from nibabel.fileholders import FileHolder
 from numpy.typing import DTypeLike
 
 from medcnn.io.errors import DicomReadError
@@ -22,6 +19,13 @@ try:  # ISA-L's deflate: several times zlib's speed at a similar size
 except ImportError:  # no wheel for this platform: the standard library's zlib
     import gzip as _gzip
 
+if TYPE_CHECKING:
+    import nibabel as nib
+
+# nibabel (~40 ms to import, scipy with it) is imported where an image is read or written:
+# a re-run of ingest over unchanged scans writes none and does not pay for it (ingest's
+# workers import it before they fork: ``NIBABEL``).
+NIBABEL = "nibabel"
 
 #: Compression level of written ``.nii.gz`` files (isal: 0-3; zlib: 1-9). Level 1 of ISA-L
 #: packs CT and MR about as tightly as zlib's default 6, several times faster (measured in
@@ -55,6 +59,9 @@ def write_nifti(
         dtype: storage type; None keeps ``data.dtype``.
         repetition_time: seconds between volumes of a time series (pixdim[4]).
     """
+    import nibabel as nib
+    from nibabel.fileholders import FileHolder
+
     array = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)  # scanner anatomical
@@ -96,6 +103,8 @@ def _write_fortran(img: nib.Nifti1Image, array: np.ndarray, fh: Any, slab: int =
     less, one slab in memory at a time (``tests/io/test_nifti.py`` checks that the bytes
     are nibabel's).
     """
+    from nibabel.arraywriters import get_slope_inter, make_array_writer
+
     header = img.header
     if array.ndim < 3 or array.dtype != header.get_data_dtype() or header.extensions:
         return False
@@ -144,6 +153,8 @@ def read_nifti(
     Raises:
         NiftiReadError: unreadable, truncated, too large, or with an unusable affine.
     """
+    import nibabel as nib
+
     try:
         with open_regular(path):
             pass  # a FIFO or device behind a .nii name is refused before nibabel opens it
