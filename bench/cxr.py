@@ -481,7 +481,7 @@ def main() -> int:
             spent = {recipe: spent.get(recipe, 0.0) + cpu_seconds() - before}
             spent_path.write_text(json.dumps(spent))
             clock[recipe] += spent[recipe]
-        pooled["rows"] += by_role["test"]
+        pooled["rows"] += [{**r, "fold": k} for r in by_role["test"]]
         for recipe, result in results.items():
             probs = result["probabilities"]
             for name, p in probs.items() if isinstance(probs, dict) else [(recipe, probs)]:
@@ -559,6 +559,21 @@ def report(
             + " ".join(cells)
             + f" {diff:>36}"
         )
+    fold_of = np.array([r["fold"] for r in rows])
+    if len(set(fold_of)) > 1:
+        from medcnn.metrics.classification import auroc
+
+        print("\nAUROC within each outer fold (not pooled: no cross-fold probability scale):")
+        per_fold = {
+            name: [auroc(targets[fold_of == k], s[fold_of == k]) for k in sorted(set(fold_of))]
+            for name, s in main_scores.items()
+        }
+        for name, values in per_fold.items():
+            print(
+                f"  {name:<10} "
+                + " ".join(f"{v:.3f}" for v in values)
+                + f"   mean {np.mean(values):.3f}"
+            )
     ece = {name: calibration(targets, s, 10)["ece"] for name, s in scores.items()}
     print(
         "\nexpected calibration error (10 bins) of the pooled out-of-fold probabilities, and"
