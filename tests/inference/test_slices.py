@@ -51,7 +51,8 @@ def test_slices_land_on_the_ingest_voxels_of_an_oblique_grid(tmp_path, axis, in_
     rng = np.random.default_rng(4)
     label = np.zeros(shape, np.uint8)
     label[5:20, 2:8, 4:15] = 1
-    label[rng.random(shape) < 0.03] = 1  # isolated voxels: an off-by-one or a transposed slice shows
+    # isolated voxels: an off-by-one or a transposed slice shows
+    label[rng.random(shape) < 0.03] = 1
     image = (rng.normal(100.0, 1.0, shape) + 400.0 * label).astype(np.float32)
     affine = oblique_affine()  # 0.9 x 3.5 x 1.3 mm, axes permuted and flipped, rotated
     paths = {}
