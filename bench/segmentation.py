@@ -1,10 +1,10 @@
 """Segmentation on real data, against no-learning baselines computed in the same run.
 
     PYTHONPATH=. python bench/segmentation.py [--data ../shared/data] [--only nuclei|brats]
-        [--nuclei-minutes 60] [--nuclei-variants full] [--brats-minutes 30] [--threads 2]
+        [--nuclei-minutes 60] [--nuclei-variants full] [--brats-cpu-minutes 60] [--threads 2]
         [--device cpu]
 
-**CPU budget.** Each part trains for at most its minutes (nuclei 60, BraTS 30) of a 2-core CPU:
+**CPU budget.** Nuclei train for at most ``--nuclei-minutes`` (60) of a 2-core CPU:
 ``--threads 2`` torch threads, and the budget counted in this process's CPU seconds divided by
 the threads (``train_segmenter(clock="cpu")``), i.e. the minutes the run would take on two cores
 of its own; on a machine shared with other jobs the wall clock runs longer, and is printed
@@ -35,13 +35,38 @@ and ``--nuclei-features 32``; in a workflow ``device: cuda``, ``resources.train.
 ``train.batch_size``, ``segmentation.features`` and ``train.max_minutes`` (``train.clock:
 wall``).
 
-**BraTS** (``brats2018``: 3 cases, FLAIR + T1, whole-tumour mask ``GT_W``). Leave one case out,
-3D U-Net on FLAIR + T1 at the plans' target spacing (2 mm here: the budget), the prediction
-brought back to the 1 mm ingest grid (probabilities linearly, then argmax). Whole-tumour Dice
-and HD95 (mm) per held-out case. Baseline: FLAIR z-score (inside the non-zero brain) > 1.5,
-largest connected component; its Dice at thresholds 0.8-2 is printed too (the contrast at
-which each case's annotated boundary lies). ``--brats-modalities flair``, ``--brats-scale-range``,
-``--brats-normalisation mr_robust`` and ``--brats-held case_1`` try other settings.
+**BraTS** (``brats2018``: every case folder with FLAIR, T1 and the whole-tumour mask
+``GT_W``; six in the dev set). Leave one case out over every case, in one run: per fold,
+plans from the five training cases only, and two networks on FLAIR + T1 at 2 mm:
+
+- the 3D U-Net on 3D patches (``--brats-patch``, 64 cubed), and
+- the 2D slice U-Net (``segmentation.slices``: axial slices, ``--brats-context`` 1 slice on
+  either side as extra channels, slices with tumour drawn half of the time, 96 x 96 patches
+  of the 120 x 120 slices, batch 8, 32 first-level features), predicted slice by slice;
+
+each held-out prediction is brought back to the 1 mm ingest grid (probabilities linearly),
+and the ensemble is the mean of the two networks' tumour probabilities there. Every mask
+keeps its largest connected component (``segmentation.largest_component: true``; Dice
+without it is printed too). Whole-tumour Dice and HD95 (mm) per held-out case and their
+means, beside the baseline: FLAIR z-score (inside the non-zero brain) > 1.5, largest
+connected component; its Dice at thresholds 0.8-2 is printed too (the contrast at which
+each case's annotated boundary lies).
+
+**BraTS budget.** ``--brats-cpu-minutes`` (60) is the training time of all networks and all
+folds together in **CPU-minutes**: user + system CPU seconds of this process / 60 (all its
+threads together), so a run on cores shared with other jobs trains exactly as much as on
+idle ones, only later. ``--brats-share-2d`` (0.75) of it goes to the 2D U-Net, the rest to
+the 3D; each network's share is divided equally between the folds (``train_segmenter``'s
+``clock="cpu"`` counts CPU seconds / threads, so each fold is given share / folds / threads
+of those). Run it with ``--threads 1`` on a busy machine (a second thread adds less work per
+CPU second than it costs). Preprocessing, prediction and the baseline are outside the
+budget; their times are printed.
+
+On a GPU: ``--device cuda`` makes the budget wall-clock minutes (the same 60 train each
+network many times longer), e.g. ``--device cuda --brats-cpu-minutes 30 --brats-batch-2d 32
+--brats-features-2d 64 --brats-patch-2d 128 128 --brats-patch 96 96 96``; in a workflow
+``device: cuda``, ``resources.train.gpu: 1``, ``train.batch_size``, ``segmentation.features``
+and ``train.max_minutes`` with ``train.clock: wall``.
 
 BraTS goes through the library the workflow uses: ``make_seg_plans``,
 ``preprocess_case``, ``train_segmenter``, ``load_models``/``predict_labels``. The table is
@@ -854,7 +879,7 @@ def brats_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     lines.append(
         f"  training budget {args.brats_cpu_minutes:g} {clock} in total over all networks and "
         "folds: "
-        + ", ".join(f"{NET_NAMES[n]} {budget[n]:.1f}" for n in args.brats_nets)
+        + ", ".join(f"{NET_NAMES[n]} {budget[n]:.3g}" for n in args.brats_nets)
         + f"; {args.threads} torch thread(s), device {args.device}"
     )
     for net in args.brats_nets:
@@ -872,6 +897,10 @@ def brats_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
         )
     lines.append(f"  brats total wall {r['total_s'] / 60:.1f} min")
     return lines
+
+
+#: The data folder of each part (``--only``).
+PARTS = {"nuclei": "nuclei_dsb2018", "brats": "brats2018"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -989,6 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.data.is_dir():
         print(f"segmentation benchmark skipped: no data folder {args.data}")
+        return 0
+    if args.only and not (args.data / PARTS[args.only]).is_dir():
+        print(f"segmentation benchmark skipped: no {PARTS[args.only]} folder in {args.data}")
         return 0
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="medcnn-bench-seg-"))
