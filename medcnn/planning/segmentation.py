@@ -422,13 +422,9 @@ def make_seg_plans(
         "patch_size": patch,
         "batch_size": batch,
         "memory_budget_mb": float(memory_budget_mb),
-        "estimated_memory_mb": round(
-            estimate_memory_mb(patch, batch, net_dims, net_channels), 1
-        ),
+        "estimated_memory_mb": round(estimate_memory_mb(patch, batch, net_dims, net_channels), 1),
         "normalisation": _normalisation(scheme, fp),
-        "network": network_settings(
-            network, net_dims, net_channels, len(names), strides, features
-        ),
+        "network": network_settings(network, net_dims, net_channels, len(names), strides, features),
         "fingerprint": fp,
         "rescale": {"nucleus_diameter": float(nucleus_diameter) if nucleus_diameter else None},
     }
