@@ -108,7 +108,8 @@ log = logging.getLogger("bench.segmentation")
 
 SEED = 0
 NUCLEI_TARGETS = {"dice": 0.90, "aji": 0.72, "pq": 0.70, "f1": 0.88}
-BRATS_TARGET = 0.88
+#: The issue-21 target: mean whole-tumour Dice of the U-Net of Dong et al. (MIUA 2017).
+BRATS_TARGET = 0.86
 
 
 def train_or_reuse(
@@ -806,6 +807,19 @@ def run_brats(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any
     return {"rows": rows, "total_s": time.perf_counter() - t0, "budget": budget}
 
 
+def collect_brats(args: argparse.Namespace) -> dict[str, Any]:
+    """The rows that earlier runs wrote into ``<work>/brats/rows.jsonl`` for each of
+    ``--brats-collect``'s folders (the last row of a case wins), in case order."""
+    by_case: dict[str, dict[str, Any]] = {}
+    for folder in args.brats_collect:
+        with open(folder / "brats" / "rows.jsonl") as fh:
+            for line in fh:
+                row = json.loads(line)
+                by_case[row["case"]] = row
+    rows = [by_case[c] for c in sorted(by_case)]
+    return {"rows": rows, "total_s": float("nan"), "budget": brats_budget(args)}
+
+
 # --------------------------------------------------------------------------------------------
 # Report
 
@@ -895,7 +909,10 @@ def brats_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
             f"channels {used[0]['channels']}; prediction (flip TTA) "
             f"{np.mean([u['predict_cpu_s'] for u in used]):.0f} CPU-s per case"
         )
-    lines.append(f"  brats total wall {r['total_s'] / 60:.1f} min")
+    if r["total_s"] == r["total_s"]:
+        lines.append(f"  brats total wall {r['total_s'] / 60:.1f} min")
+    else:
+        lines.append(f"  (collected from {', '.join(str(f) for f in args.brats_collect)})")
     return lines
 
 
@@ -1011,6 +1028,14 @@ def main(argv: list[str] | None = None) -> int:
         "--brats-held", nargs="+", default=None, help="only these held-out cases (e.g. case_1)"
     )
     parser.add_argument(
+        "--brats-collect",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="no training: the table of the folds that runs with these --work folders wrote "
+        "(folds run as separate processes with --brats-held)",
+    )
+    parser.add_argument(
         "--reuse-models", action="store_true", help="evaluate finished bundles in --work again"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "segmentation.txt")
@@ -1031,7 +1056,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.only in (None, "nuclei") and (args.data / "nuclei_dsb2018").is_dir():
         lines += nuclei_table(run_nuclei(args.data, work / "nuclei", args), args) + [""]
-    if args.only in (None, "brats") and (args.data / "brats2018").is_dir():
+    if args.brats_collect:
+        lines += brats_table(collect_brats(args), args) + [""]
+    elif args.only in (None, "brats") and (args.data / "brats2018").is_dir():
         lines += brats_table(run_brats(args.data, work / "brats", args), args) + [""]
     text = "\n".join(lines)
     print(text)
