@@ -136,3 +136,19 @@ def test_a_2d_unet_on_slices_learns_the_sphere_and_its_bundle_predicts_the_same(
     assert dice(val_prob.argmax(0) > 0, items[3]["label"][0] > 0) == pytest.approx(
         recorded, abs=1e-6
     )
+
+
+def test_the_slices_keys_default_to_axial_and_need_a_3d_segmentation_task():
+    from medcnn.config import ConfigError, validate_config
+
+    def config(**task):
+        return {"inputs": ["scans"], "tasks": {"t": {"kind": "segmentation", **task}}}
+
+    filled = validate_config(config(dims=3))["tasks"]["t"]["segmentation"]["slices"]
+    assert filled == {"enabled": False, "axis": "axial", "context": 0, "foreground_fraction": 0.5}
+    on = {"slices": {"enabled": True, "axis": "coronal"}}
+    assert validate_config(config(dims=3, segmentation=on))["tasks"]["t"]["segmentation"]["slices"][
+        "axis"
+    ] == ("coronal")
+    with pytest.raises(ConfigError, match=r"slices\.enabled: .* needs a 3D segmentation task"):
+        validate_config(config(dims=2, segmentation=on))
