@@ -58,7 +58,10 @@ threads together), so a run on cores shared with other jobs trains exactly as mu
 idle ones, only later. ``--brats-share-2d`` (0.75) of it goes to the 2D U-Net, the rest to
 the 3D; each network's share is divided equally between the folds (``train_segmenter``'s
 ``clock="cpu"`` counts CPU seconds / threads, so each fold is given share / folds / threads
-of those). Run it with ``--threads 1`` on a busy machine (a second thread adds less work per
+of those). Folds can run as separate processes (``--brats-held case_4 case_5`` with a
+``--work`` of their own) and be tabulated together (``--brats-collect WORK ...``); a
+stopped run re-evaluates its finished folds with ``--reuse-models``. Run it with
+``--threads 1`` on a busy machine (a second thread adds less work per
 CPU second than it costs). Preprocessing, prediction and the baseline are outside the
 budget; their times are printed.
 
