@@ -95,7 +95,8 @@ def _check_task(name: str, task: dict[str, Any]) -> None:
     """What the schema cannot say: the default network of a kind, and which fit which.
 
     Raises:
-        ConfigError: a network of the wrong kind, or a 3D task that is not segmentation.
+        ConfigError: a network of the wrong kind, a 3D task that is not segmentation, or
+            slices (2D-on-volume) on a task that is not 3D segmentation.
     """
     segmentation = is_segmentation(task)
     network = task["network"]
@@ -110,6 +111,12 @@ def _check_task(name: str, task: dict[str, Any]) -> None:
         task["train"]["batch_size"] = 16
     if task["dims"] == 3 and task["kind"] != "segmentation":
         raise ConfigError(f"tasks.{name}.dims: 3 is for segmentation tasks ({task['kind']} is 2D)")
+    slices = (task.get("segmentation") or {}).get("slices") or {}
+    if slices.get("enabled") and (task["dims"] != 3 or task["kind"] != "segmentation"):
+        raise ConfigError(
+            f"tasks.{name}.segmentation.slices.enabled: a 2D network on slices needs a 3D "
+            f"segmentation task (this one is a {task['dims']}D {task['kind']} task)"
+        )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -185,6 +185,20 @@ def seg_run(tmp_path_factory):
                 "train": train,
                 "segmentation": {"memory_mb": 200, "min_size": 0},
             },
+            # the same lesions by a 2D network on the axial slices, with one context slice
+            # per side (tests/test_workflow_slices.py)
+            "lesion_slices": {
+                "kind": "segmentation",
+                "dims": 3,
+                "modalities": ["CT"],
+                "split": {"test_fraction": 0.4, "val_fraction": 0.34},
+                "train": {**train, "epochs": 3},
+                "segmentation": {
+                    "memory_mb": 200,
+                    "min_size": 0,
+                    "slices": {"enabled": True, "context": 1},
+                },
+            },
             "nuclei": {
                 "kind": "instance_segmentation",
                 "dims": 2,

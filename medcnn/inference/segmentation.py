@@ -23,6 +23,7 @@ from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
 from medcnn.postprocess.instances import instances_from_probabilities, median_diameter
 from medcnn.transforms.segmentation import preprocess_case
+from medcnn.transforms.slices import slice_settings, slice_stack, unstack_slices
 from medcnn.transforms.spatial import SegmentationInputError, resample
 
 
@@ -78,11 +79,92 @@ def predict_array(
     precision = resolve_amp(precision, device)
     total = None
     for model in models:
-        prob = sliding_probabilities(
-            model, image, plans["patch_size"], device, precision, overlap, flips=flips
-        )
+        prob = image_probabilities(model, image, plans, device, precision, overlap, flips=flips)
         total = prob if total is None else total + prob
     return (total / len(models)).numpy()
+
+
+def image_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    plans: Mapping[str, Any],
+    device: torch.device,
+    precision: str = "fp32",
+    overlap: float = 0.5,
+    flips: bool = False,
+) -> torch.Tensor:
+    """Softmax of one network over a whole preprocessed image: sliding windows of the plans'
+    patch (:func:`sliding_probabilities`), or for 2D-on-volume plans (``plans["slices"]``)
+    slice by slice (:func:`slice_probabilities`).
+
+    Returns:
+        float32 ``(classes, *spatial)`` on the CPU.
+    """
+    slices = slice_settings(plans)
+    if slices is None:
+        return sliding_probabilities(
+            model, image, plans["patch_size"], device, precision, overlap, flips=flips
+        )
+    return slice_probabilities(
+        model,
+        image,
+        int(slices["axis_index"]),
+        int(slices["context"]),
+        plans["patch_size"],
+        device,
+        precision,
+        overlap,
+        flips=flips,
+    )
+
+
+#: Slices per forward pass of :func:`slice_probabilities`.
+SLICE_BATCH = 16
+
+
+@torch.no_grad()
+def slice_probabilities(
+    model: torch.nn.Module,
+    image: np.ndarray | torch.Tensor,
+    axis: int,
+    context: int,
+    patch_size: Sequence[int],
+    device: torch.device,
+    precision: str = "fp32",
+    overlap: float = 0.5,
+    flips: bool = False,
+    batch: int = SLICE_BATCH,
+) -> torch.Tensor:
+    """Softmax of a 2D network over every slice of a volume, stacked back into it.
+
+    Args:
+        model: a 2D network in eval mode, ``C * (2 * context + 1)`` input channels.
+        image: ``(C, X, Y, Z)`` preprocessed (canonical order).
+        axis: the spatial axis the slices are perpendicular to (:data:`~medcnn.transforms.
+            slices.SLICE_AXES`).
+        context: neighbouring slices per side as extra channels
+            (:func:`~medcnn.transforms.slices.slice_stack`).
+        patch_size: the 2D window; a slice larger than it is covered by sliding windows.
+        device, precision, overlap: as :func:`sliding_probabilities`.
+        flips: also average the slices mirrored along each in-plane axis.
+        batch: slices per forward pass.
+
+    Returns:
+        float32 ``(classes, X, Y, Z)`` on the CPU.
+    """
+    volume = image.numpy() if torch.is_tensor(image) else np.asarray(image)
+    stack = slice_stack(volume, axis, context)  # (S, C', H, W)
+    parts = []
+    for start in range(0, stack.shape[0], batch):
+        chunk = torch.from_numpy(stack[start : start + batch])
+        parts.append(
+            _window_probabilities(
+                model, chunk, patch_size, device, precision, overlap, len(chunk), flips
+            ).numpy()
+        )
+    return torch.from_numpy(
+        np.ascontiguousarray(unstack_slices(np.concatenate(parts), axis), dtype=np.float32)
+    )
 
 
 def to_original_grid(
@@ -357,6 +439,23 @@ def sliding_probabilities(
         float32 ``(classes, *spatial)`` on the CPU.
     """
     x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)[None]
+    return _window_probabilities(
+        model, x, patch_size, device, precision, overlap, sw_batch_size, flips
+    )[0]
+
+
+def _window_probabilities(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    patch_size: Sequence[int],
+    device: torch.device,
+    precision: str,
+    overlap: float,
+    sw_batch_size: int,
+    flips: bool,
+) -> torch.Tensor:
+    """:func:`sliding_probabilities` of a batch ``(N, C, *spatial)``: ``(N, classes,
+    *spatial)`` float32 on the CPU."""
     x = x.to(device=device, dtype=torch.float32)
     dims = x.ndim - 2
     variants: list[tuple[int, ...]] = [()]
@@ -382,4 +481,4 @@ def sliding_probabilities(
         )
         prob = torch.flip(prob, axes) if axes else prob
         total = prob if total is None else total + prob
-    return (total / len(variants))[0].float().cpu()
+    return (total / len(variants)).float().cpu()

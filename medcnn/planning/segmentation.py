@@ -17,6 +17,7 @@ import numpy as np
 from medcnn.postprocess.instances import median_diameter
 from medcnn.transforms.nuclei import image_profile, scale_factor, training_profile
 from medcnn.transforms.segmentation import instance_classes
+from medcnn.transforms.slices import SLICE_AXES, in_plane
 from medcnn.transforms.spatial import (
     SegmentationInputError,
     canonical_orientation,
@@ -330,6 +331,7 @@ def make_seg_plans(
     batch_size: int | None,
     memory_budget_mb: float,
     nucleus_diameter: float | None = None,
+    slices: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A segmentation task's plans from its cases (written as ``plans.json``).
 
@@ -353,12 +355,20 @@ def make_seg_plans(
         nucleus_diameter: ``segmentation.nucleus_diameter`` (instance tasks): every image is
             resized so that its typical nucleus is this many pixels across (Cellpose-style,
             :mod:`medcnn.transforms.nuclei`); None: no resizing.
+        slices: ``segmentation.slices`` (``enabled``, ``axis``, ``context``,
+            ``foreground_fraction``): with ``enabled`` on a 3D cohort, a 2D network on the
+            volumes' slices (:mod:`medcnn.transforms.slices`); the patch, batch and network
+            are then planned for the slices (in-plane median shape and spacing); 2D cohorts
+            ignore it.
 
     Returns:
         ``{"task", "kind", "dims", "modality", "n_channels", "classes", "target_spacing",
         "median_shape", "patch_size", "batch_size", "normalisation", "network",
         "fingerprint", "rescale"}``; instance tasks add ``nuclei_profile`` (images per type,
-        nucleus diameters, raw intensity range: what prediction checks a new image against).
+        nucleus diameters, raw intensity range: what prediction checks a new image against);
+        2D-on-volume plans add ``slices`` (``axis``, ``axis_index``, ``context``,
+        ``foreground_fraction``), with ``dims`` 3 (the data's), a 2D ``patch_size`` and a 2D
+        ``network``.
     """
     fp = fingerprint(cases)
     dims = fp["dims"]
@@ -380,12 +390,26 @@ def make_seg_plans(
             }
     median_shape = _median_shape(fp, target)
     names = plan_classes(kind, classes, touching_class)
-    batch = int(batch_size or (2 if dims == 3 else 8))
+    sliced = _slice_plan(slices) if dims == 3 and slices and slices.get("enabled") else None
+    # The network's grid: the volume's, or one slice's (in-plane shape and spacing).
+    net_dims, net_target, net_shape, net_channels = dims, target, median_shape, n_channels
+    if sliced is not None:
+        axis = sliced["axis_index"]
+        net_dims, net_target = 2, in_plane(target, axis)
+        net_shape = in_plane(median_shape, axis)
+        net_channels = n_channels * (2 * sliced["context"] + 1)
+    batch = int(batch_size or (2 if net_dims == 3 else 8))
     if patch_size:
         patch = [int(p) for p in patch_size]
-        strides = _pools(patch, target, MAX_POOLS)
+        if len(patch) != net_dims:
+            raise ValueError(
+                f"segmentation.patch_size {patch} has {len(patch)} sides for a {net_dims}D network"
+            )
+        strides = _pools(patch, net_target, MAX_POOLS)
     else:
-        patch, strides = fit_patch(median_shape, target, dims, n_channels, batch, memory_budget_mb)
+        patch, strides = fit_patch(
+            net_shape, net_target, net_dims, net_channels, batch, memory_budget_mb
+        )
     plans = {
         "task": name,
         "kind": kind,
@@ -398,15 +422,31 @@ def make_seg_plans(
         "patch_size": patch,
         "batch_size": batch,
         "memory_budget_mb": float(memory_budget_mb),
-        "estimated_memory_mb": round(estimate_memory_mb(patch, batch, dims, n_channels), 1),
+        "estimated_memory_mb": round(estimate_memory_mb(patch, batch, net_dims, net_channels), 1),
         "normalisation": _normalisation(scheme, fp),
-        "network": network_settings(network, dims, n_channels, len(names), strides, features),
+        "network": network_settings(network, net_dims, net_channels, len(names), strides, features),
         "fingerprint": fp,
         "rescale": {"nucleus_diameter": float(nucleus_diameter) if nucleus_diameter else None},
     }
+    if sliced is not None:
+        plans["slices"] = sliced
     if profile is not None:
         plans["nuclei_profile"] = profile
     return plans
+
+
+def _slice_plan(slices: Mapping[str, Any]) -> dict[str, Any]:
+    """The plans' ``slices`` from ``segmentation.slices``: the axis by name and index in the
+    canonical grid, the context slices per side, the share of draws with foreground."""
+    axis = str(slices.get("axis", "axial"))
+    if axis not in SLICE_AXES:
+        raise ValueError(f"segmentation.slices.axis {axis!r} is not one of {sorted(SLICE_AXES)}")
+    return {
+        "axis": axis,
+        "axis_index": SLICE_AXES[axis],
+        "context": int(slices.get("context", 0)),
+        "foreground_fraction": float(slices.get("foreground_fraction", 0.5)),
+    }
 
 
 def _nuclei_profile(case: Mapping[str, Any]) -> dict[str, Any]:

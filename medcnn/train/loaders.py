@@ -12,13 +12,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
-from monai.transforms import Compose, Lambdad
+from monai.data import CacheDataset, DataLoader, Dataset, list_data_collate
+from monai.transforms import Compose, Lambdad, Transform
 
 from medcnn.hardware import resolve_workers
 from medcnn.train import distributed
 from medcnn.transforms.radiograph import KEY, augment_transforms
-from medcnn.transforms.segmentation import LoadArraysd, train_transforms
+from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd, train_transforms
+from medcnn.transforms.slices import (
+    foreground_slices,
+    slice_settings,
+    slice_stack,
+    slice_view,
+    slice_weights,
+)
 
 
 def load_array(path: str) -> np.ndarray:
@@ -93,7 +100,10 @@ def segmenter_loader(
     """The cached training cases and their loader. ``settings``: the trainer's
     (:func:`medcnn.train.segmenter.settings_of`); each case gives ``samples_per_image``
     patches, so a batch of ``plans["batch_size"]`` patches takes ``batch_size // samples``
-    cases."""
+    cases. 2D-on-volume plans (``plans["slices"]``) draw slices instead
+    (:func:`slice_loader`)."""
+    if slice_settings(plans) is not None:
+        return slice_loader(train_items, plans, settings, device)
     samples = int(settings["samples_per_image"])
     augmentation = train_transforms(
         plans,
@@ -115,6 +125,82 @@ def segmenter_loader(
         dataset,
         batch_size=max(1, int(plans["batch_size"]) // samples),
         shuffle=True,
+        num_workers=0,
+        generator=generator,
+        collate_fn=list_data_collate,
+        pin_memory=device.type == "cuda",
+    )
+    return dataset, loader, generator
+
+
+class VolumeSliced(Transform):
+    """``{"case": k, "slice": s}`` -> the image and label of slice ``s`` of training volume
+    ``k`` (``(C * (2 * context + 1), H, W)`` and ``(1, H, W)``,
+    :func:`~medcnn.transforms.slices.slice_stack`), from volumes held in memory once."""
+
+    def __init__(
+        self, volumes: Sequence[Mapping[str, np.ndarray]], axis: int, context: int
+    ) -> None:
+        self.volumes, self.axis, self.context = volumes, int(axis), int(context)
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        volume = self.volumes[int(data["case"])]
+        s = [int(data["slice"])]
+        return {
+            IMAGE: slice_stack(volume[IMAGE], self.axis, self.context, s)[0],
+            LABEL: np.ascontiguousarray(np.moveaxis(volume[LABEL], self.axis + 1, 1)[:, s[0]]),
+        }
+
+
+def slice_loader(
+    train_items: Sequence[Mapping[str, Any]],
+    plans: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    device: torch.device,
+) -> tuple[Dataset, DataLoader, torch.Generator]:
+    """The training slices of 2D-on-volume plans and their loader.
+
+    Every slice of every training volume along ``plans["slices"]["axis_index"]`` is an
+    item; a weighted sampler (the loader's seeded generator) draws slices with foreground
+    ``foreground_fraction`` of the time (:func:`~medcnn.transforms.slices.slice_weights`,
+    each volume weighted alike), and each drawn slice gives ``samples_per_image`` 2D
+    patches through the 2D training transforms (crops by ``positive_fraction``, flips,
+    quarter turns, rotation, scaling, elastic, intensity) of :func:`slice_view`'s plans.
+    The volumes are read once and held in memory; a slice is cut when it is drawn.
+    """
+    slices = slice_settings(plans) or {}
+    axis, context = int(slices["axis_index"]), int(slices["context"])
+    view = slice_view(plans)
+    samples = int(settings["samples_per_image"])
+    augmentation = train_transforms(
+        view,
+        samples_per_image=samples,
+        positive_fraction=float(settings["positive_fraction"]),
+        scale_range=settings["scale_range"],
+        augment=bool(settings["augment"]),
+    )
+    load = LoadArraysd()
+    volumes = [load(dict(item)) for item in train_items]
+    index, weights = [], []
+    for k, volume in enumerate(volumes):
+        has_fg = foreground_slices(volume[LABEL], axis)
+        w = slice_weights(has_fg, float(slices["foreground_fraction"])) / len(volumes)
+        index += [{"case": k, "slice": s} for s in range(len(has_fg))]
+        weights.append(w)
+    dataset = Dataset(
+        index, transform=Compose([VolumeSliced(volumes, axis, context), *augmentation.transforms])
+    )
+    generator = torch.Generator()
+    sampler = torch.utils.data.WeightedRandomSampler(
+        torch.as_tensor(np.concatenate(weights), dtype=torch.double),
+        num_samples=len(index),
+        replacement=True,
+        generator=generator,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, int(plans["batch_size"]) // samples),
+        sampler=sampler,
         num_workers=0,
         generator=generator,
         collate_fn=list_data_collate,

@@ -366,7 +366,8 @@ def _precision(
         return state["precision"], {"reason": "resumed"}
     example = torch.zeros(
         int(plans["batch_size"]),
-        int(plans["n_channels"]),
+        # the network's inputs (2D-on-volume: the slice and its context slices per channel)
+        int(plans["network"]["in_channels"]),
         *map(int, plans["patch_size"]),
         device=device,
     )

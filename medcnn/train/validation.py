@@ -11,7 +11,7 @@ import torch
 
 from medcnn.data.labels import LabelScheme
 from medcnn.inference.classification import predict_logits
-from medcnn.inference.segmentation import sliding_probabilities
+from medcnn.inference.segmentation import image_probabilities
 from medcnn.metrics.calibration import apply_calibration, fit_calibration
 from medcnn.transforms.segmentation import IMAGE, LABEL, LoadArraysd
 
@@ -38,7 +38,8 @@ def validate_segmenter(
     precision: str,
     overlap: float,
 ) -> dict[str, Any]:
-    """Mean foreground Dice over validation images (argmax of the sliding-window softmax).
+    """Mean foreground Dice over validation images (argmax of the sliding-window softmax; of
+    the slice-by-slice one for 2D-on-volume plans).
 
     Returns:
         ``{"dice": mean over images of the mean over classes present, "dice_per_class":
@@ -49,9 +50,7 @@ def validate_segmenter(
     per_image, per_class = [], []
     for item in items:
         loaded = load_item(item)
-        prob = sliding_probabilities(
-            model, loaded[IMAGE], plans["patch_size"], device, precision, overlap
-        )
+        prob = image_probabilities(model, loaded[IMAGE], plans, device, precision, overlap)
         pred = prob.argmax(0).numpy()
         dices = dice_per_class(pred, loaded[LABEL][0], n_classes)
         per_class.append(dices)

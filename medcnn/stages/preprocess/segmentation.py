@@ -156,6 +156,7 @@ def run_preprocess_segmentation(config: dict[str, Any], name: str) -> int:
         nucleus_diameter=seg["nucleus_diameter"]
         if task["kind"] == "instance_segmentation"
         else None,
+        slices=seg["slices"],
     )
     index = _preprocess_cases(cases, plans, results, out, with_labels=True)
     write_index(out / "index.tsv", index, extra_columns=SEG_COLUMNS)

@@ -1,0 +1,81 @@
+"""``bench/segmentation.py --only brats`` end to end on a tiny synthetic BraTS folder (two
+cases, a few training steps): every network, the ensemble and the baseline in one table,
+the budget in CPU-minutes; and a clean skip without the data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "segmentation.py"
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_segmentation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def brats_folder(root: Path, n: int = 3) -> Path:
+    """BraTS-like cases: a brain-shaped ellipsoid (zero outside), a bright FLAIR tumour."""
+    shape = (40, 40, 24)
+    ii, jj, kk = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
+    brain = ((ii - 20) / 17) ** 2 + ((jj - 20) / 18) ** 2 + ((kk - 12) / 11) ** 2 <= 1
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        c = rng.uniform([14, 14, 9], [26, 26, 15])
+        tumour = ((ii - c[0]) ** 2 + (jj - c[1]) ** 2 + (kk - c[2]) ** 2 <= 36) & brain
+        case = root / "brats2018" / f"case_{k}"
+        case.mkdir(parents=True)
+        flair = brain * (rng.normal(300, 20, shape) + 250 * tumour)
+        t1 = brain * (rng.normal(500, 20, shape) - 100 * tumour)
+        affine = np.diag([-2.0, -2.0, 2.0, 1.0])
+        for name, data in (("FLAIR", flair), ("T1", t1), ("GT_W", tumour)):
+            dtype = np.uint8 if name == "GT_W" else np.float32
+            nib.save(nib.Nifti1Image(data.astype(dtype), affine), case / f"{name}.nii.gz")
+    return root
+
+
+def test_brats_leave_one_out_prints_every_method_and_the_cpu_minutes(tmp_path, capsys):
+    data = brats_folder(tmp_path / "data", n=2)
+    out = tmp_path / "table.txt"
+    before = torch.get_num_threads()
+    try:
+        rc = bench().main(
+            [
+                *("--data", str(data), "--only", "brats", "--threads", "1"),
+                *("--work", str(tmp_path / "work"), "--out", str(out)),
+                *("--brats-cpu-minutes", "0.08", "--brats-spacing", "4"),
+                *("--brats-patch", "8", "8", "8", "--brats-patch-2d", "16", "16"),
+                *("--brats-features-2d", "4", "--brats-batch-2d", "4"),
+            ]
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert rc == 0
+    text = out.read_text()
+    assert "leave one case out over 2 cases" in text
+    header = next(line for line in text.splitlines() if line.startswith("held-out case"))
+    for name in ("3D U-Net", "2D slice U-Net", "ensemble", "baseline"):
+        assert name in header
+    cases = [line.split()[0] for line in text.splitlines() if line.startswith("case_")]
+    assert cases == ["case_0", "case_1"]
+    assert "training budget 0.08 CPU-minutes" in text
+    assert "2D slice U-Net 0.06" in text and "3D U-Net 0.02" in text  # the 0.75 / 0.25 split
+    rows = [json.loads(line) for line in (tmp_path / "work" / "brats" / "rows.jsonl").open()]
+    assert len(rows) == 2 and {"3d", "2d", "ensemble", "baseline"} <= set(rows[0])
+    assert rows[0]["2d"]["patch"] == [16, 16]
+    assert 0.0 <= rows[0]["baseline"]["dice"] <= 1.0
+
+
+def test_brats_skips_cleanly_without_the_data(tmp_path, capsys):
+    out = tmp_path / "table.txt"
+    assert bench().main(["--data", str(tmp_path), "--only", "brats", "--out", str(out)]) == 0
+    assert "skipped: no brats2018" in capsys.readouterr().out
+    assert not out.exists()
