@@ -57,22 +57,32 @@ class _Unusual(Exception):
     """Something this reader leaves to pydicom."""
 
 
+def _element_header(buf: bytes, pos: int, n: int, implicit: bool) -> tuple[bytes, int, int]:
+    """(VR or b"", value length, value start) of the element whose tag is at ``pos`` (not an
+    item or delimiter); :class:`_Unusual` for a header cut off by ``n`` or a VR that is not
+    two capital letters (e.g. an implicit-VR item in an explicit-VR file, which pydicom
+    allows)."""
+    if implicit:
+        return b"", _U32.unpack_from(buf, pos + 4)[0], pos + 8
+    vr = buf[pos + 4 : pos + 6]
+    if not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B):
+        raise _Unusual  # not explicit VR after all
+    if vr in LONG_VRS:
+        if pos + 12 > n:
+            raise _Unusual
+        return vr, _U32.unpack_from(buf, pos + 8)[0], pos + 12
+    return vr, _U16.unpack_from(buf, pos + 6)[0], pos + 8
+
+
 def _element(buf: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
     """(tag, VR or b"", value length, value start) of the element at ``pos``."""
     if pos + 8 > len(buf):
         raise _Unusual
     group, number = _TAG.unpack_from(buf, pos)
     tag = group << 16 | number
-    if implicit or group == 0xFFFE:  # items and delimiters have no VR
+    if group == 0xFFFE:  # items and delimiters have no VR
         return tag, b"", _U32.unpack_from(buf, pos + 4)[0], pos + 8
-    vr = buf[pos + 4 : pos + 6]
-    if not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B):
-        raise _Unusual  # not explicit VR after all
-    if vr in LONG_VRS:
-        if pos + 12 > len(buf):
-            raise _Unusual
-        return tag, vr, _U32.unpack_from(buf, pos + 8)[0], pos + 12
-    return tag, vr, _U16.unpack_from(buf, pos + 6)[0], pos + 8
+    return (tag, *_element_header(buf, pos, len(buf), implicit))
 
 
 def _skip_items(buf: bytes, pos: int, implicit: bool) -> int:
@@ -80,7 +90,7 @@ def _skip_items(buf: bytes, pos: int, implicit: bool) -> int:
     elements of undefined-length items walked as the top level is (inlined: Philips' private
     sequences hold most of a header's elements)."""
     n = len(buf)
-    u16, u32, unpack_tag = _U16.unpack_from, _U32.unpack_from, _TAG.unpack_from
+    u32, unpack_tag = _U32.unpack_from, _TAG.unpack_from
     while True:
         if pos + 8 > n:
             raise _Unusual
@@ -103,18 +113,7 @@ def _skip_items(buf: bytes, pos: int, implicit: bool) -> int:
                     raise _Unusual
                 pos += 8
                 break
-            if implicit:
-                vr, length, start = b"", u32(buf, pos + 4)[0], pos + 8
-            else:
-                vr = buf[pos + 4 : pos + 6]
-                if vr in LONG_VRS:
-                    if pos + 12 > n:
-                        raise _Unusual
-                    length, start = u32(buf, pos + 8)[0], pos + 12
-                elif 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
-                    length, start = u16(buf, pos + 6)[0], pos + 8
-                else:
-                    raise _Unusual  # an item in implicit VR (pydicom allows it): pydicom
+            vr, length, start = _element_header(buf, pos, n, implicit)
             if length == UNDEFINED:
                 if vr == b"UN":
                     raise _Unusual  # its items are implicit VR: left to pydicom
@@ -188,7 +187,7 @@ def _scan(
     kept: list[bytes] = []
     pixels = None
     n = len(buf)
-    u16, u32, unpack_tag = _U16.unpack_from, _U32.unpack_from, _TAG.unpack_from
+    unpack_tag = _TAG.unpack_from
     while pos < n:  # the top-level elements, inlined (the loop that runs ~500 times a file)
         if pos + 8 > n:
             raise _Unusual  # cut off: read more (or, at the end of the file, pydicom)
@@ -199,18 +198,7 @@ def _scan(
             break
         if group in (0x0000, 0x0002, 0xFFFE):
             return None  # a command group, file meta or a stray item in the data set
-        if implicit:
-            vr, length, start = b"", u32(buf, pos + 4)[0], pos + 8
-        else:
-            vr = buf[pos + 4 : pos + 6]
-            if vr in LONG_VRS:
-                if pos + 12 > n:
-                    raise _Unusual
-                length, start = u32(buf, pos + 8)[0], pos + 12
-            elif 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B:
-                length, start = u16(buf, pos + 6)[0], pos + 8
-            else:
-                raise _Unusual
+        vr, length, start = _element_header(buf, pos, n, implicit)
         end = start + length
         if length == UNDEFINED or end > n:
             if tag == PER_FRAME and tag in tags:

@@ -121,16 +121,7 @@ def segmenter_loader(
         progress=False,
     )
     generator = torch.Generator()
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, int(plans["batch_size"]) // samples),
-        shuffle=True,
-        num_workers=0,
-        generator=generator,
-        collate_fn=list_data_collate,
-        pin_memory=device.type == "cuda",
-    )
-    return dataset, loader, generator
+    return dataset, _patch_loader(dataset, plans, samples, device, generator), generator
 
 
 class VolumeSliced(Transform):
@@ -197,13 +188,27 @@ def slice_loader(
         replacement=True,
         generator=generator,
     )
-    loader = DataLoader(
+    loader = _patch_loader(dataset, plans, samples, device, generator, sampler)
+    return dataset, loader, generator
+
+
+def _patch_loader(
+    dataset: Any,
+    plans: dict[str, Any],
+    samples: int,
+    device: torch.device,
+    generator: torch.Generator,
+    sampler: Any = None,
+) -> DataLoader:
+    """The training loader of either kind: ``plans["batch_size"]`` patches a step (each
+    item yields ``samples`` of them), in this process, drawn by ``sampler`` or shuffled."""
+    return DataLoader(
         dataset,
         batch_size=max(1, int(plans["batch_size"]) // samples),
+        shuffle=sampler is None,
         sampler=sampler,
         num_workers=0,
         generator=generator,
         collate_fn=list_data_collate,
         pin_memory=device.type == "cuda",
     )
-    return dataset, loader, generator
