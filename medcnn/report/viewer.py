@@ -40,14 +40,16 @@ MAX_VOXELS = 2**23
 def niivue_bundle() -> str:
     """NiiVue's UMD browser bundle, gzip-compressed and base64-encoded (made once a process).
 
+    The bundle is vendored already compressed (``niivue.umd.js.gz``, gzip level 9, no
+    mtime): the report embeds those bytes as they are.
+
     Raises:
         FileNotFoundError: the package was installed without its data files.
     """
-    path = VENDOR / "niivue.umd.js"
+    path = VENDOR / "niivue.umd.js.gz"
     if not path.exists():
         raise FileNotFoundError(f"{path}: NiiVue's bundle is missing; reinstall medcnn")
-    packed = gzip.compress(path.read_bytes(), compresslevel=9, mtime=0)
-    return base64.b64encode(packed).decode("ascii")
+    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _nifti_gz(data: np.ndarray, affine: np.ndarray, slope: float, intercept: float) -> bytes:
