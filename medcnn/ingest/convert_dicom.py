@@ -147,10 +147,13 @@ def _convert_part(
         sidecar["SOPInstanceUID"] = entry.sop_uid
     if image.diffusion is not None and role == "image":
         sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
-        if np.isnan(image.diffusion[1]).any():
+        unknown = int(np.isnan(image.diffusion[1]).any(axis=1).sum())
+        if unknown:
+            # dcm2niix's refusal (it cannot reorient them): no .bvec rather than a wrong one.
             image.warnings.append(
-                "diffusion gradient directions not in the header in a form read here (GE"
-                " logical axes): .bval written, no .bvec"
+                f"series {image.meta.get('SeriesNumber')} ({series}): the gradient directions"
+                f" of {unknown} diffusion volume(s) are unknown (see the warning above where"
+                " the header says why): .bval written, no .bvec"
             )
     colour = image.data.ndim == 5 and role == "image"
     if colour and ingest.get("colour", "rgb24") == "rgb24":

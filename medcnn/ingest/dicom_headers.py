@@ -27,6 +27,8 @@ from medcnn.io.dicom import PROJECTION_MODALITIES, read_header
 from medcnn.io.dicom_frames import (
     GE_BVALUE,
     GE_COMPONENT,
+    GE_DIRECTIONS,
+    GE_GRADIENT,
     PHILIPS_BVALUE,
     PHILIPS_COMPONENT,
     PHILIPS_DIRECTION,
@@ -101,6 +103,8 @@ HEADER_KEYWORDS = (
     "DiffusionBValue",
     "DiffusionDirectionality",
     "DiffusionGradientOrientation",
+    "InPlanePhaseEncodingDirection",
+    "PatientPosition",
     "MRDiffusionSequence",
     "RealWorldValueMappingSequence",
     "PixelValueTransformationSequence",
@@ -138,6 +142,8 @@ HEADER_PRIVATE_TAGS = (
     SIEMENS_GRADIENT,
     GE_BVALUE,
     GE_COMPONENT,
+    GE_DIRECTIONS,
+    *GE_GRADIENT,
     UIH_BVALUE,
     UIH_GRADIENT,
 )

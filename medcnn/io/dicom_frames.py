@@ -55,7 +55,11 @@ class FrameInfo:
         units: the unit of the frame's values when its header names a physical one (the
             real-world value mapping's or RescaleType, e.g. ``Hz``); ``""`` otherwise.
         bvalue: diffusion b-value (s/mm2) when the header has one.
-        gradient: diffusion gradient direction in patient LPS, when present.
+        gradient: diffusion gradient direction in patient LPS, when present (GE's, given
+            along the image's logical axes, turned into LPS as dcm2niix does:
+            :func:`ge_gradient`).
+        diffusion_note: why a b > 0 frame's direction is unknown (or how far to trust it),
+            for the series' warnings; "" when there is nothing to say.
         derived_diffusion: a derived (isotropic / trace / ADC) diffusion image stored with
             the acquired ones (Philips): written apart from the diffusion series.
         echo_number: EchoNumbers (0 when absent).
@@ -93,6 +97,7 @@ class FrameInfo:
     bvalue: float | None = None
     gradient: tuple[float, float, float] | None = None
     derived_diffusion: bool = False
+    diffusion_note: str = ""
     echo_number: int = 0
     acquisition_time: float | None = None
     enhanced: bool = False
@@ -149,6 +154,11 @@ PHILIPS_COMPONENT = (0x2005, 0x1011)
 SIEMENS_BVALUE = (0x0019, 0x100C)
 SIEMENS_GRADIENT = (0x0019, 0x100E)
 GE_BVALUE = (0x0043, 0x1039)
+#: GE's diffusion direction along the phase, frequency and slice axes (dcm2niix's names).
+GE_GRADIENT = ((0x0019, 0x10BB), (0x0019, 0x10BC), (0x0019, 0x10BD))
+#: GE's number of diffusion directions (user data 24): 0 marks a b > 0 volume without a
+#: direction as a derived (trace / ADC) one; otherwise such a volume is a b = 0 (dcm2niix).
+GE_DIRECTIONS = (0x0019, 0x10E0)
 UIH_BVALUE = (0x0065, 0x1009)
 UIH_GRADIENT = (0x0065, 0x1037)
 GE_COMPONENT = (0x0043, 0x102F)
@@ -240,14 +250,15 @@ def _seconds(value: Any) -> float | None:
 
 def diffusion_of(
     ds: Dataset, item: Dataset | None = None, shared: Dataset | None = None
-) -> tuple[float | None, tuple[float, float, float] | None, bool]:
+) -> tuple[float | None, tuple[float, float, float] | None, bool, str]:
     """(b-value, gradient direction in LPS, derived) of a file or one enhanced frame.
 
     The standard's MR Diffusion macro first (per frame, shared, then top level), then the
     vendors' private elements: Philips (2001,1003) and (2005,10B0-10B2), Siemens
-    (0019,100C/100E), UIH (0065,1009/1037), GE (0043,1039, b-value only). A derived image
-    is one the standard or Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image
-    whose direction is given as zeros.
+    (0019,100C/100E), UIH (0065,1009/1037), GE (0043,1039 and its logical-axis directions:
+    :func:`ge_gradient`). A derived image is one the standard or Philips marks ISOTROPIC
+    ("I") with b > 0, or a b > 0 image whose direction is given as zeros (GE: see
+    :func:`ge_gradient`). The note says why a direction is unknown ("" otherwise).
     """
     bvalue = None
     gradient = None
@@ -294,18 +305,103 @@ def diffusion_of(
         bvalue, gradient = _private_diffusion(
             ds, UIH_BVALUE, UIH_GRADIENT, "DiffusionBValue", gradient
         )
+    note = ""
     if bvalue is None and "GE" in manufacturer.split():
         text = _private_text(ds, GE_BVALUE)
         try:
+            # The first value, less the 10^9 GE adds to it (dcm2niix's reading).
             bvalue = float(text.split("\\")[0]) % 1e9 if text else None
         except ValueError:
             bvalue = None
+        if bvalue is not None:
+            bvalue, gradient, note, ge_derived = ge_gradient(ds, bvalue)
+            return bvalue, gradient, ge_derived, note
     derived = False
     if bvalue is not None and bvalue > 0:
-        # A direction of zeros (not an unknown one: GE's are not read) with b > 0 is derived.
+        # A direction of zeros (not an unknown one) with b > 0 is derived.
         no_direction = gradient is not None and float(np.linalg.norm(gradient)) < 1e-6
         derived = directionality == "ISOTROPIC" or (no_direction and directionality != "NONE")
-    return bvalue, gradient, derived
+    return bvalue, gradient, derived, note
+
+
+#: Which logical axes dcm2niix's ``geCorrectBvecs`` negates, by the slice orientation
+#: (1 sagittal, 2 coronal, 3 axial: the patient axis the slice normal is closest to).
+_GE_FLIP = {1: (True, True, False), 2: (False, True, True), 3: (False, False, True)}
+
+
+def ge_gradient(
+    ds: Dataset, bvalue: float
+) -> tuple[float, tuple[float, float, float] | None, str, bool]:
+    """(b-value, gradient in LPS or None, note, derived) of a GE diffusion image.
+
+    GE gives the direction along the image's logical axes (0019,10BB-10BD). dcm2niix's
+    ``geCorrectBvecs`` (console/nii_dicom_batch.cpp) turns it into its image-space b-vector:
+    a length between 0.03 and 0.97 scales the b-value by its square (rounded to 5 s/mm2,
+    at least 5) and the vector to match; row phase encoding swaps the first two components
+    (negating the new second); the components of the axes ``_GE_FLIP`` names for the slice
+    orientation are negated, then the second, then all three. That vector runs along
+    dcm2niix's voxel axes (the DICOM row direction, the column direction reversed, the
+    slice normal; determinant negative, so no FSL flip), which gives it in LPS here: the
+    b-vectors are then written as for every other vendor. The PyPI dcm2niix
+    (v1.0.20260724) also negates the first two components for coronal slices with row
+    phase encoding (checked on written files), and is followed in that.
+
+    Unknown (None) where dcm2niix cannot reorient: InPlanePhaseEncodingDirection (0018,1312)
+    neither ROW nor COL (dcm2niix then writes the vectors unturned; here no .bvec), or no
+    direction elements. A b > 0 image with a zero vector is derived (trace / ADC) when GE's
+    number of directions (0019,10E0) is 0, else a b = 0 image (dcm2niix, issue 245).
+    """
+    parts = [_private_float(ds, tag) for tag in GE_GRADIENT]
+    if not all(parts):
+        if bvalue > 0:
+            return bvalue, None, "no GE diffusion direction elements (0019,10BB-10BD)", False
+        return bvalue, (0.0, 0.0, 0.0), "", False
+    v = np.array([p[0] for p in parts], dtype=float)  # type: ignore[index]
+    length = float(np.linalg.norm(v))
+    if bvalue <= 1.1920929e-07 or length <= 1.1920929e-07:
+        if bvalue > 0:
+            directions = _private_float(ds, GE_DIRECTIONS)
+            if directions is not None and directions[0] == 0:
+                return bvalue, (0.0, 0.0, 0.0), "", True  # GE trace / ADC
+            return 0.0, (0.0, 0.0, 0.0), "", False
+        return bvalue, (0.0, 0.0, 0.0), "", False
+    pe = str(ds.get("InPlanePhaseEncodingDirection", "") or "").upper()
+    if pe not in ("ROW", "COL"):
+        why = (
+            "GE diffusion directions are given along the phase/frequency axes and"
+            " InPlanePhaseEncodingDirection (0018,1312) is neither ROW nor COL"
+        )
+        return bvalue, None, why, False
+    if 0.03 < length < 0.97:
+        scaled = bvalue * length * length  # b scaled by |g|^2 (dcm2niix issues 163, 245)
+        rounded = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
+        v = v * (math.sqrt(bvalue / rounded) if rounded else 0.0)
+        bvalue = rounded
+    iop = orientation(ds)
+    iop = list(iop[:6]) if iop and len(iop) >= 6 else list(DEFAULT_IOP)
+    row = np.asarray(iop[:3], dtype=float)
+    col = np.asarray(iop[3:6], dtype=float)
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    normal = np.cross(row, col)
+    a = np.abs(normal)
+    axis = 3 if a[2] >= a[0] and a[2] >= a[1] else (2 if a[1] >= a[0] else 1)
+    x, y, z = v
+    if pe == "ROW":
+        x, y = y, -x
+    flips = _GE_FLIP[axis]
+    x, y, z = (-x if flips[0] else x), (-y if flips[1] else y), (-z if flips[2] else z)
+    x, y, z = -x, y, -z  # y is negated twice: by dcm2niix's row order, then with the others
+    if pe == "ROW" and axis == 2:
+        x, y = -x, -y
+    lps = x * row - y * col + z * normal
+    note = ""
+    position = str(ds.get("PatientPosition", "") or "").upper()
+    if position and position != "HFS":
+        note = (
+            f"GE diffusion directions of a {position} (not head first supine) acquisition:"
+            " reoriented as for HFS, as dcm2niix does (limited validation)"
+        )
+    return bvalue, (float(lps[0]), float(lps[1]), float(lps[2])), note, False
 
 
 def _step(ds: Dataset | None) -> float | None:
@@ -359,7 +455,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
     philips = "PHILIPS" in str(ds.get("Manufacturer", "")).upper()
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if not per_frame:
-        bvalue, gradient, derived = diffusion_of(ds)
+        bvalue, gradient, derived, note = diffusion_of(ds)
         scale = _private_float(ds, PHILIPS_SCALE_SLOPE) if philips else None
         private_component = _private_text(ds, PHILIPS_COMPONENT) if philips else ""
         if not philips and "GE" in str(ds.get("Manufacturer", "")).upper().split():
@@ -374,6 +470,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             bvalue=bvalue,
             gradient=gradient,
             derived_diffusion=derived,
+            diffusion_note=note,
             echo_number=to_int(ds.get("EchoNumbers")),
             slice_step=_step(ds),
             acquisition_time=_seconds(ds.get("AcquisitionTime"))
@@ -426,7 +523,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
         frame_type = _functional(item, shared, "MRImageFrameTypeSequence")
         kinds = list(frame_type.get("FrameType") or []) if frame_type else []
         complex_part = str(frame_type.get("ComplexImageComponent", "")) if frame_type else ""
-        bvalue, gradient, derived = diffusion_of(ds, item, shared)
+        bvalue, gradient, derived, note = diffusion_of(ds, item, shared)
         scale = None
         if philips:
             scale = _private_float(private, PHILIPS_SCALE_SLOPE) or _private_float(
@@ -443,6 +540,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             bvalue=bvalue,
             gradient=gradient,
             derived_diffusion=derived,
+            diffusion_note=note,
             echo_number=to_int(private.get("EchoNumbers")) if private is not None else 0,
             acquisition_time=_seconds(acquired) if acquired else None,
             enhanced=True,
@@ -479,7 +577,7 @@ def time_order(info: FrameInfo) -> tuple:
 def diffusion_table(volume_frames: list[FrameInfo]) -> tuple[np.ndarray, np.ndarray] | None:
     """(b-values, LPS gradient directions) of the volumes, given one frame of each in volume
     order; None when no frame has a b-value (not a diffusion series). A b > 0 volume whose
-    direction the header does not give (GE's logical-axis vectors are not read) gets NaN."""
+    direction the header does not give (or that cannot be reoriented) gets NaN."""
     if all(f.bvalue is None for f in volume_frames):
         return None
     bvals = np.array([f.bvalue or 0.0 for f in volume_frames], dtype=float)

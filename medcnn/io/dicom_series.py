@@ -287,6 +287,10 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
     diffusion = diffusion_table(by_position[0])
     if diffusion is not None and geo.resampled:
         warnings.append("diffusion series resampled between slices")
+    if diffusion is not None:
+        series = meta.get("SeriesNumber")
+        for note in sorted({f.diffusion_note for f in by_position[0] if f.diffusion_note}):
+            warnings.append(f"series {series}: {note}")
     return DicomImage(
         # Stacked in compact's type already; a resampled (float32) stack is compacted here.
         data=compact(data) if geo.resampled else data,
