@@ -65,6 +65,8 @@ class FrameInfo:
         echo_number: EchoNumbers (0 when absent).
         acquisition_time: AcquisitionTime (or the frame's acquisition time) in seconds since
             midnight, for slice timing; None when absent.
+        time_after_start: Siemens XA's TimeAfterStart (0021,1104) in seconds, the slice's
+            time that dcm2niix's slice timing of XA classic files uses; None when absent.
         enhanced: a frame of an enhanced multi-frame file (functional groups): the frames of
             every such file of a series are stacked together (one 4D series, as dcm2niix).
         slice_step: SpacingBetweenSlices, else SliceThickness (mm), when given: the slice
@@ -100,6 +102,7 @@ class FrameInfo:
     diffusion_note: str = ""
     echo_number: int = 0
     acquisition_time: float | None = None
+    time_after_start: float | None = None
     enhanced: bool = False
     slice_step: float | None = None
 
@@ -153,6 +156,7 @@ PHILIPS_GRADIENT = ((0x2005, 0x10B0), (0x2005, 0x10B1), (0x2005, 0x10B2))
 PHILIPS_COMPONENT = (0x2005, 0x1011)
 SIEMENS_BVALUE = (0x0019, 0x100C)
 SIEMENS_GRADIENT = (0x0019, 0x100E)
+SIEMENS_TIME_AFTER_START = (0x0021, 0x1104)
 GE_BVALUE = (0x0043, 0x1039)
 #: GE's diffusion direction along the phase, frequency and slice axes (dcm2niix's names).
 GE_GRADIENT = ((0x0019, 0x10BB), (0x0019, 0x10BC), (0x0019, 0x10BD))
@@ -189,6 +193,11 @@ def _private_float(ds: Dataset | None, tag: tuple[int, int], count: int = 1) -> 
     except (ValueError, TypeError, UnicodeDecodeError, struct.error):
         return None
     return items if items and all(math.isfinite(v) for v in items) else None
+
+
+def _first_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
+    values = _private_float(ds, tag)
+    return values[0] if values else None
 
 
 def _private_text(ds: Dataset | None, tag: tuple[int, int]) -> str:
@@ -475,6 +484,9 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             slice_step=_step(ds),
             acquisition_time=_seconds(ds.get("AcquisitionTime"))
             if ds.get("AcquisitionTime")
+            else None,
+            time_after_start=_first_float(ds, SIEMENS_TIME_AFTER_START)
+            if "SIEMENS" in str(ds.get("Manufacturer", "")).upper()
             else None,
         )
         iop = orientation(ds)
