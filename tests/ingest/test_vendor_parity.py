@@ -1,0 +1,376 @@
+"""GE diffusion and phase encoding, Siemens slice timing and Philips echoes as dcm2niix gives
+them, on tiny DICOM files written here with pydicom.
+
+Each test asserts numbers worked out by hand from what dcm2niix's source does (named in each
+test), and, where the PyPI ``dcm2niix`` is installed next to this Python (or on PATH), runs
+it on the same files and compares: b-values exactly, b-vectors as world directions (each
+file's vectors through its own voxel axes, sign included), sidecar fields with dcm2niix's
+row order flipped (its ``j-`` is our ``j``). Without the binary that part is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.ingest.test_dcm2niix_parity import ingest, save
+from tests.io.synthetic import AXIAL, base_dataset, slice_ipps
+
+GE = "GE MEDICAL SYSTEMS"
+
+
+def dcm2niix_binary() -> str | None:
+    beside = Path(sys.executable).parent / "dcm2niix"
+    return str(beside) if beside.is_file() else shutil.which("dcm2niix")
+
+
+def run_dcm2niix(folder: Path, out: Path) -> list[dict]:
+    """dcm2niix's outputs for ``folder`` (one dict per NIfTI), or a skip without it."""
+    binary = dcm2niix_binary()
+    if binary is None:
+        pytest.skip("dcm2niix not installed: the comparison with it is skipped")
+    out.mkdir(parents=True)
+    subprocess.run(
+        [binary, "-z", "n", "-b", "y", "-f", "%s_%e", "-o", str(out), str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    found = []
+    for nii in sorted(out.glob("*.nii")):
+        item = {"img": nib.load(nii), "sidecar": json.loads(nii.with_suffix(".json").read_text())}
+        for suffix in (".bval", ".bvec"):
+            if nii.with_suffix(suffix).is_file():
+                item[suffix] = nii.with_suffix(suffix).read_text()
+        found.append(item)
+    return found
+
+
+def world_vectors(bvec_text: str, affine: np.ndarray) -> np.ndarray:
+    """FSL b-vectors (x negated when the affine's determinant is positive) as unit world
+    directions, one row per volume."""
+    vox = np.array([line.split() for line in bvec_text.splitlines()], dtype=float)
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    if np.linalg.det(axes) > 0:
+        vox[0] *= -1
+    world = (axes @ vox).T
+    norms = np.linalg.norm(world, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, world / np.where(norms > 1e-6, norms, 1.0), 0.0)
+
+
+def bvec_array(text: str) -> np.ndarray:
+    return np.array([line.split() for line in text.splitlines()], dtype=float)
+
+
+def ge_dwi(
+    folder: Path,
+    gradients,
+    bvalues,
+    phase_encoding="COL",
+    position="HFS",
+    iop=AXIAL,
+    directions=None,
+) -> Path:
+    """A GE DWI: 3 slices per volume, b in (0043,1039) with GE's 10^9 offset, the direction
+    along the logical axes in (0019,10BB-10BD)."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(21)
+    instance = 0
+    for gradient, bvalue in zip(gradients, bvalues, strict=True):
+        for z, ipp in enumerate(slice_ipps(3, iop=iop)):
+            instance += 1
+            tags = {"InPlanePhaseEncodingDirection": phase_encoding} if phase_encoding else {}
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                SeriesNumber=5,
+                Manufacturer=GE,
+                ImageOrientationPatient=list(iop),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                PatientPosition=position,
+                ScanningSequence="EP",
+                MRAcquisitionType="2D",
+                EchoTime=80,
+                RepetitionTime=5000,
+                **tags,
+            )
+            ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+            ds.add_new((0x0043, 0x1039), "IS", [1_000_000_000 + int(bvalue), 8, 0, 0])
+            ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
+            for element, value in zip((0x10BB, 0x10BC, 0x10BD), gradient, strict=True):
+                ds.add_new((0x0019, element), "DS", f"{value:.6g}")
+            if directions is not None:
+                ds.add_new((0x0019, 0x10E0), "DS", str(directions))
+            save(
+                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
+            )
+    return folder
+
+
+GRADIENTS = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.6, 0.8)]
+BVALUES = [0, 1000, 1000, 1000]
+
+
+def compare_with_dcm2niix(folder: Path, tmp_path: Path, ours: dict) -> None:
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    assert ours[".bval"].split() == theirs[".bval"].split()
+    np.testing.assert_allclose(
+        world_vectors(ours[".bvec"], ours["img"].affine),
+        world_vectors(theirs[".bvec"], theirs["img"].affine),
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase_encoding", "position", "expected"),
+    [
+        # By hand (geCorrectBvecs, axial: slice axis negated, then y, then all; dcm2niix's
+        # axes are row, -column, normal), then along our axes (row, column, normal; the
+        # determinant is positive here, so x is negated, FSL's convention):
+        # COL: GE (gx, gy, gz) -> dcm2niix (-gx, gy, gz) -> LPS (-gx, -gy, gz) -> ours
+        # (gx, -gy, gz). ROW first swaps: (gy, -gx, gz) -> ... -> ours (gy, gx, gz).
+        ("COL", "HFS", [(1, 0, 0), (0, -1, 0), (0, -0.6, 0.8)]),
+        ("ROW", "HFS", [(0, 1, 0), (1, 0, 0), (0.6, 0, 0.8)]),
+        # dcm2niix v1.0.20260724 reorients feet-first the same way (with a warning).
+        ("COL", "FFS", [(1, 0, 0), (0, -1, 0), (0, -0.6, 0.8)]),
+    ],
+)
+def test_ge_dwi_bvecs_as_dcm2niix(tmp_path, phase_encoding, position, expected):
+    folder = ge_dwi(tmp_path / "in", GRADIENTS, BVALUES, phase_encoding, position)
+    (out,) = ingest(folder, tmp_path)
+    assert np.asarray(out["img"].dataobj).shape == (5, 4, 3, 4)
+    assert out[".bval"].split() == ["0", "1000", "1000", "1000"]
+    bvec = bvec_array(out[".bvec"])
+    np.testing.assert_allclose(bvec[:, 0], 0.0)
+    np.testing.assert_allclose(bvec[:, 1:].T, np.array(expected, dtype=float), atol=1e-6)
+    warned = any("not head first supine" in w for w in out["sidecar"]["Warnings"])
+    assert warned == (position != "HFS")
+    compare_with_dcm2niix(folder, tmp_path, out)
+
+
+@pytest.mark.parametrize(
+    ("iop", "phase_encoding"),
+    [
+        ((0.0, 1.0, 0.0, 0.0, 0.0, -1.0), "COL"),  # sagittal
+        ((1.0, 0.0, 0.0, 0.0, 0.0, -1.0), "ROW"),  # coronal, row phase encoding
+        ((0.866025, 0.5, 0.0, -0.5, 0.866025, 0.0), "COL"),  # oblique axial
+        ((0.0, 0.707107, -0.707107, 0.0, 0.707107, 0.707107), "ROW"),  # oblique sagittal
+    ],
+)
+def test_ge_dwi_bvecs_in_other_orientations_match_dcm2niix(tmp_path, iop, phase_encoding):
+    folder = ge_dwi(tmp_path / "in", GRADIENTS, BVALUES, phase_encoding, iop=iop)
+    (out,) = ingest(folder, tmp_path)
+    assert out[".bval"].split() == ["0", "1000", "1000", "1000"]
+    compare_with_dcm2niix(folder, tmp_path, out)
+
+
+def test_ge_dwi_short_vectors_scale_the_bvalue(tmp_path):
+    """|g| between 0.03 and 0.97: b * |g|^2 rounded to 5 s/mm2, the vector rescaled
+    (dcm2niix issues 163, 245)."""
+    gradients = [(0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (0.0, 0.7071, 0.0), (0.3, 0.4, 0.0)]
+    folder = ge_dwi(tmp_path / "in", gradients, BVALUES)
+    (out,) = ingest(folder, tmp_path)
+    assert out[".bval"].split() == ["0", "250", "500", "250"]
+    bvec = bvec_array(out[".bvec"])
+    np.testing.assert_allclose(bvec[:, 3], [0.6, -0.8, 0.0], atol=1e-6)
+    compare_with_dcm2niix(folder, tmp_path, out)
+
+
+def test_ge_dwi_without_phase_encoding_axis_gets_bval_and_no_bvec(tmp_path):
+    """geCorrectBvecs cannot reorient without (0018,1312) ROW or COL: .bval, no .bvec and a
+    warning that names the series."""
+    folder = ge_dwi(tmp_path / "in", GRADIENTS, BVALUES, phase_encoding="")
+    (out,) = ingest(folder, tmp_path)
+    assert out[".bval"].split() == ["0", "1000", "1000", "1000"]
+    assert ".bvec" not in out
+    warnings = out["sidecar"]["Warnings"]
+    assert any("series 5" in w and "(0018,1312)" in w for w in warnings)
+    assert any("series 5" in w and "no .bvec" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("directions", "parts"), [(0, 2), (3, 1), (None, 1)])
+def test_ge_bvalue_without_direction_is_trace_only_when_ge_says_no_directions(
+    tmp_path, directions, parts
+):
+    """b > 0 with a zero vector: a derived trace volume when (0019,10E0) is 0 (written apart,
+    as dcm2niix's _ADC), otherwise a b = 0 volume (nii_SaveDTI, issue 245)."""
+    gradients = [*GRADIENTS, (0.0, 0.0, 0.0)]
+    folder = ge_dwi(tmp_path / "in", gradients, [*BVALUES, 1000], directions=directions)
+    outputs = ingest(folder, tmp_path)
+    assert len(outputs) == parts
+    dwi = max(outputs, key=lambda o: np.asarray(o["img"].dataobj).ndim)
+    expected = ["0", "1000", "1000", "1000"] + ([] if parts == 2 else ["0"])
+    assert dwi[".bval"].split() == expected
+
+
+def ge_user_data(version: float, flipped: bool, bottom_up: bool, epi: bool = True) -> bytes:
+    """GE's (0043,102A) block with the fields dcm2niix reads (little endian)."""
+    offset = 64
+    raw = bytearray(offset + 1200)
+    struct.pack_into("<H", raw, 24, offset)
+    struct.pack_into("<f", raw, offset, version)
+    base = offset + (0x4C if version >= 25.002 else 0)
+    ky = 0x394 - (0x8C if version >= 25.002 else 0)
+    struct.pack_into("<H", raw, base + 0x3A, 0x800 if epi else 0)
+    struct.pack_into("<H", raw, base + 0x30, 4 if flipped else 0)
+    struct.pack_into("<H", raw, base + ky, 2 if bottom_up else 0)
+    return bytes(raw)
+
+
+def ge_epi(folder: Path, phase_encoding: str, reordering=None, user_data=None) -> Path:
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(22)
+    instance = 0
+    for volume in range(2):
+        for ipp in slice_ipps(3):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                SeriesNumber=7,
+                Manufacturer=GE,
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                ScanningSequence="EP",
+                MRAcquisitionType="2D",
+                InPlanePhaseEncodingDirection=phase_encoding,
+                TemporalPositionIdentifier=volume + 1,
+                EchoTime=30,
+                RepetitionTime=2000,
+            )
+            if reordering:
+                ds.RectilinearPhaseEncodeReordering = reordering
+            if user_data is not None:
+                ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+                ds.add_new((0x0043, 0x102A), "OB", user_data)
+            save(
+                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
+            )
+    return folder
+
+
+@pytest.mark.parametrize("phase_encoding", ["COL", "ROW"])
+@pytest.mark.parametrize(
+    ("reordering", "user_data", "polarity"),
+    [
+        ("LINEAR", None, "Flipped"),
+        ("REVERSE_LINEAR", None, "Unflipped"),
+        ("LINEAR", ge_user_data(24.0, False, False), "Flipped"),  # (0018,9034) comes first
+        ("CENTRIC", ge_user_data(24.0, True, False), "Flipped"),  # says nothing: the block
+        (None, ge_user_data(24.0, False, False), "Unflipped"),
+        (None, ge_user_data(24.0, True, False), "Flipped"),
+        (None, ge_user_data(24.0, True, True), "Unflipped"),  # bottom-up ky inverts
+        (None, ge_user_data(26.0, False, True), "Flipped"),  # fields moved from 25.002
+        (None, ge_user_data(24.0, True, False, epi=False), None),  # not EPI: unknown
+        (None, None, None),
+    ],
+)
+def test_ge_phase_encoding_polarity_as_dcm2niix(
+    tmp_path, phase_encoding, reordering, user_data, polarity
+):
+    folder = ge_epi(tmp_path / "in", phase_encoding, reordering, user_data)
+    (out,) = ingest(folder, tmp_path)
+    sidecar = out["sidecar"]
+    axis = "j" if phase_encoding == "COL" else "i"
+    assert sidecar["PhaseEncodingAxis"] == axis
+    assert sidecar.get("PhaseEncodingPolarityGE") == polarity
+    # Unflipped is dcm2niix's PhaseEncodingDirectionPositive 1: along the DICOM column
+    # (row) direction, which is our j (i); dcm2niix, whose rows run the other way, writes j-.
+    expected = None if polarity is None else axis + ("" if polarity == "Unflipped" else "-")
+    assert sidecar.get("PhaseEncodingDirection") == expected
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    direction = theirs["sidecar"].get("PhaseEncodingDirection")
+    if direction and direction[0] == "j":
+        direction = "j" if direction.endswith("-") else "j-"
+    assert direction == expected
+    assert theirs["sidecar"].get("PhaseEncodingPolarityGE") == polarity
+
+
+def hhmmss(seconds: float) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{int(hours):02d}{int(minutes):02d}{secs:09.6f}"
+
+
+def siemens_2d(folder: Path, offsets, volumes=3, start=36000.0, **tags) -> Path:
+    """A Siemens single-frame 2D series: slice z of volume v acquired at start + 2 v + offsets[z]."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(23)
+    instance = 0
+    for volume in range(volumes):
+        for z, ipp in enumerate(slice_ipps(len(offsets))):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                AcquisitionNumber=volume + 1,
+                SeriesNumber=9,
+                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                ScanningSequence="EP",
+                RepetitionTime=2000.0,
+                EchoTime=30.0,
+                AcquisitionTime=hhmmss(start + 2.0 * volume + offsets[z]),
+                **{"MRAcquisitionType": "2D", "Manufacturer": "SIEMENS", **tags},
+            )
+            save(
+                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
+            )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("offsets", "volumes", "start", "tags", "expected"),
+    [
+        ([0.0, 1.0, 0.5, 1.5], 3, 36000.0, {}, [0.0, 1.0, 0.5, 1.5]),  # interleaved
+        ([0.5, 0.0, 1.0, 1.5], 1, 36000.0, {}, [0.5, 0.0, 1.0, 1.5]),  # one volume too
+        # dcm2niix holds HHMMSS.ffffff in single precision: 100000.2 is 100000.203125.
+        ([0.2, 0.1, 0.0, 0.3], 2, 36000.0, {}, [0.203125, 0.1015625, 0.0, 0.296875]),
+        ([0.0, 0.5, 1.0, 1.5], 2, 36059.2, {}, [0.0, 0.5, 1.0, 1.5]),  # across a minute
+        ([0.0, 1.0, 0.5, 1.5], 3, 36000.0, {"MRAcquisitionType": "3D"}, None),
+        ([0.0, 0.0, 0.0, 0.0], 3, 36000.0, {}, None),
+    ],
+)
+def test_siemens_non_mosaic_slice_timing_as_dcm2niix(
+    tmp_path, offsets, volumes, start, tags, expected
+):
+    folder = siemens_2d(tmp_path / "in", offsets, volumes, start, **tags)
+    (out,) = ingest(folder, tmp_path)
+    timing = out["sidecar"].get("SliceTiming")
+    if expected is None:
+        assert timing is None
+    else:
+        np.testing.assert_allclose(timing, expected, atol=1e-6)
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    reference = theirs["sidecar"].get("SliceTiming")
+    assert (reference is None) == (expected is None)
+    if reference is not None:
+        np.testing.assert_allclose(timing, reference, atol=1e-4)  # dcm2niix prints 5 digits
+
+
+@pytest.mark.parametrize("manufacturer", ["Philips Medical Systems", "GE MEDICAL SYSTEMS"])
+def test_no_slice_timing_from_acquisition_times_where_dcm2niix_writes_none(tmp_path, manufacturer):
+    """Philips single-frame series and GE ones without a protocol block get none."""
+    folder = siemens_2d(tmp_path / "in", [0.0, 1.0, 0.5, 1.5], Manufacturer=manufacturer)
+    (out,) = ingest(folder, tmp_path)
+    assert "SliceTiming" not in out["sidecar"]
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    assert "SliceTiming" not in theirs["sidecar"]
