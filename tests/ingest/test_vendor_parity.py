@@ -85,7 +85,7 @@ def ge_dwi(
     rng = np.random.default_rng(21)
     instance = 0
     for gradient, bvalue in zip(gradients, bvalues, strict=True):
-        for z, ipp in enumerate(slice_ipps(3, iop=iop)):
+        for ipp in slice_ipps(3, iop=iop):
             instance += 1
             tags = {"InPlanePhaseEncodingDirection": phase_encoding} if phase_encoding else {}
             ds = base_dataset(
@@ -307,7 +307,8 @@ def hhmmss(seconds: float) -> str:
 
 
 def siemens_2d(folder: Path, offsets, volumes=3, start=36000.0, **tags) -> Path:
-    """A Siemens single-frame 2D series: slice z of volume v acquired at start + 2 v + offsets[z]."""
+    """A Siemens single-frame 2D series: slice z of volume v acquired at
+    start + 2 v + offsets[z] (s since midnight)."""
     study, series = generate_uid(), generate_uid()
     rng = np.random.default_rng(23)
     instance = 0
