@@ -87,6 +87,7 @@ def convert_volumes(members: list[Entry], ctx: Context, role: str = "image") -> 
     if any(ctx.fates[p].fate == "quarantined" for p in by_path):
         return
     base = f"{members[0].modality}-{pseudonym(members[0].series_uid, ctx.secret, '', 8)}"
+    echoes = enhanced_volume_echoes(parts)
     for number, part in enumerate(parts, start=1):
         series = base if len(parts) == 1 else f"{base}-{number:03d}"
         files = sorted({f.path for f in part.frames}, key=lambda p: by_path[p].instance)
@@ -95,7 +96,35 @@ def convert_volumes(members: list[Entry], ctx: Context, role: str = "image") -> 
             if explanation:
                 log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
             names = (subject, study, series, number, len(parts))
-            _convert_part(ctx, by_path, files, part, names, role)
+            _convert_part(ctx, by_path, files, part, names, role, echoes.get(number))
+
+
+def enhanced_volume_echoes(parts: list[Any]) -> dict[int, int]:
+    """EchoNumber by part number for the parts of an enhanced multi-frame series that the
+    image component split apart (a Philips B0 map and its magnitude, say): each part's rank
+    in the files' volume order, as dcm2niix numbers them.
+
+    dcm2niix (console/nii_dicom.cpp, the ``isScaleOrTEVaries`` test after the frames'
+    DimensionIndexValues sort) writes the volumes of an enhanced file that differ in phase /
+    real / imaginary, scaling or echo time one by one, numbered as echoes 1, 2, ... in that
+    sort order (checked with the PyPI v1.0.20260724: reordering the frames' dimension
+    indices swaps the numbers, their EchoNumbers do not matter). Here the volumes are
+    ordered by each part's smallest DimensionIndexValues (then first frame). {} when the
+    parts are not such a split, or their frames' own echo numbers already tell them apart.
+    """
+    if len(parts) < 2 or not all("component" in p.reasons for p in parts):
+        return {}
+    frames = [f for p in parts for f in p.frames]
+    if not all(f.enhanced for f in frames):
+        return {}
+    if len({tuple(sorted({f.echo_number for f in p.frames})) for p in parts}) > 1:
+        return {}  # the frames say which echo each part is
+
+    def order(part: Any) -> tuple:
+        return min((f.dimension_index, str(f.path), f.frame or 0) for f in part.frames)
+
+    ranked = sorted(range(len(parts)), key=lambda i: order(parts[i]))
+    return {index + 1: rank + 1 for rank, index in enumerate(ranked)}
 
 
 def _convert_part(
@@ -105,10 +134,12 @@ def _convert_part(
     part: Any,
     names: tuple[str, str, str, int, int],
     role: str,
+    echo_number: int | None = None,
 ) -> None:
     """Decode, check and write one volume of a series (raises on any problem).
 
-    ``names`` is (subject, study, series, part number, number of parts).
+    ``names`` is (subject, study, series, part number, number of parts); ``echo_number``
+    overrides the header's EchoNumber (:func:`enhanced_volume_echoes`).
     """
     subject, study, series, number, n_parts = names
     ingest = ctx.config["ingest"]
@@ -143,6 +174,8 @@ def _convert_part(
             "by": dict(part.reasons),
             "explanation": describe_split(part.reasons),
         }
+    if echo_number is not None:
+        sidecar["EchoNumber"] = echo_number
     if len(files) == 1:
         sidecar["SOPInstanceUID"] = entry.sop_uid
     if image.diffusion is not None and role == "image":

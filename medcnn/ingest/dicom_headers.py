@@ -120,6 +120,7 @@ HEADER_KEYWORDS = (
     "PixelMeasuresSequence",
     "FrameContentSequence",
     "FrameAcquisitionDateTime",
+    "DimensionIndexValues",
     "TemporalPositionIndex",
     "StackID",
     "MREchoSequence",

@@ -69,6 +69,8 @@ class FrameInfo:
             time that dcm2niix's slice timing of XA classic files uses; None when absent.
         enhanced: a frame of an enhanced multi-frame file (functional groups): the frames of
             every such file of a series are stacked together (one 4D series, as dcm2niix).
+        dimension_index: an enhanced frame's DimensionIndexValues (the order dcm2niix sorts
+            a file's frames and volumes in); () otherwise.
         slice_step: SpacingBetweenSlices, else SliceThickness (mm), when given: the slice
             step of a series without positions.
     """
@@ -104,6 +106,7 @@ class FrameInfo:
     acquisition_time: float | None = None
     time_after_start: float | None = None
     enhanced: bool = False
+    dimension_index: tuple[int, ...] = ()
     slice_step: float | None = None
 
     @property
@@ -193,6 +196,15 @@ def _private_float(ds: Dataset | None, tag: tuple[int, int], count: int = 1) -> 
     except (ValueError, TypeError, UnicodeDecodeError, struct.error):
         return None
     return items if items and all(math.isfinite(v) for v in items) else None
+
+
+def _dimension_index(content: Dataset | None) -> tuple[int, ...]:
+    values = content.get("DimensionIndexValues") if content is not None else None
+    if values is None:
+        return ()
+    if not isinstance(values, (list, tuple, pydicom.multival.MultiValue)):
+        values = [values]
+    return tuple(to_int(v) for v in values)
 
 
 def _first_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
@@ -556,6 +568,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
             echo_number=to_int(private.get("EchoNumbers")) if private is not None else 0,
             acquisition_time=_seconds(acquired) if acquired else None,
             enhanced=True,
+            dimension_index=_dimension_index(content),
             slice_step=_step(measures) or _step(ds),
         )
         if measures is not None and number_list(measures, "PixelSpacing"):

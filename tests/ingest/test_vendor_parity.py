@@ -375,3 +375,109 @@ def test_no_slice_timing_from_acquisition_times_where_dcm2niix_writes_none(tmp_p
     assert "SliceTiming" not in out["sidecar"]
     (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
     assert "SliceTiming" not in theirs["sidecar"]
+
+
+def philips_b0_file(path: Path, b0_first: bool) -> Path:
+    """A Philips enhanced B0-map file: a magnitude volume and a field map in Hz (3 slices
+    each), told apart by their frame type, component and dimension index values; with
+    ``b0_first`` the field map's dimension indices sort first."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    def seq(**values) -> DicomSequence:
+        item = Dataset()
+        for key, value in values.items():
+            setattr(item, key, value)
+        return DicomSequence([item])
+
+    ds = base_dataset(
+        "1.2.840.10008.5.1.4.1.1.4.1",
+        InstanceNumber=1,
+        SeriesNumber=801,
+        Manufacturer="Philips Medical Systems",
+        ImageType=["ORIGINAL", "PRIMARY", "T1", "MIXED"],
+        MRAcquisitionType="3D",
+    )
+    shared = Dataset()
+    shared.PlaneOrientationSequence = seq(ImageOrientationPatient=list(AXIAL))
+    shared.PixelMeasuresSequence = seq(PixelSpacing=[0.5, 0.8], SliceThickness=2.0)
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    pointers = []
+    for pointer in (0x00209056, 0x00209057, 0x2005106E, 0x20051011):
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        pointers.append(item)
+    ds.DimensionIndexSequence = DicomSequence(pointers)
+    rng = np.random.default_rng(24)
+    frames, items = [], []
+    kinds = [
+        ("M", "MAGNITUDE", "1", 1.27985, 0.0, [2, 0]),
+        ("FIELD_MAP", "REAL", "Hz", 0.2442, -500.0, [5, 18]),
+    ]
+    if b0_first:
+        kinds[0] = (*kinds[0][:5], [5, 18])
+        kinds[1] = (*kinds[1][:5], [2, 0])
+    for kind, component, units, slope, intercept, dims in kinds:
+        for k, ipp in enumerate(slice_ipps(3)):
+            item = Dataset()
+            item.PlanePositionSequence = seq(ImagePositionPatient=[float(v) for v in ipp])
+            item.FrameContentSequence = seq(
+                StackID="1",
+                InStackPositionNumber=k + 1,
+                TemporalPositionIndex=1,
+                DimensionIndexValues=[1, k + 1, *dims],
+            )
+            item.MREchoSequence = seq(EffectiveEchoTime=1.52 if kind == "M" else 0.0)
+            item.MRImageFrameTypeSequence = seq(
+                FrameType=["ORIGINAL", "PRIMARY", "T1", kind], ComplexImageComponent=component
+            )
+            item.PixelValueTransformationSequence = seq(
+                RescaleSlope=slope, RescaleIntercept=intercept, RescaleType="US"
+            )
+            mapping = Dataset()
+            mapping.MeasurementUnitsCodeSequence = seq(
+                CodeValue=units, CodingSchemeDesignator="UCUM", CodeMeaning=units
+            )
+            mapping.RealWorldValueIntercept = intercept
+            mapping.RealWorldValueSlope = slope
+            mapping.RealWorldValueFirstValueMapped = 0
+            mapping.RealWorldValueLastValueMapped = 4095
+            mapping.LUTLabel = "Philips"
+            item.RealWorldValueMappingSequence = DicomSequence([mapping])
+            private = Dataset()
+            block = private.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+            block.add_new(0x0E, "FL", 4.095 if kind != "M" else 0.0084)
+            block.add_new(0x11, "CS", "M" if kind == "M" else "B0")
+            private.EchoNumbers = 1
+            private.ImageType = (
+                ["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"]
+                if kind == "M"
+                else ["ORIGINAL", "PRIMARY", "B0 MAP", "B0", "UNSPECIFIED"]
+            )
+            outer = item.private_block(0x2005, "Philips MR Imaging DD 005", create=True)
+            outer.add_new(0x0F, "SQ", DicomSequence([private]))
+            items.append(item)
+            frames.append(rng.integers(0, 4096, (4, 5)).astype(np.uint16))
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(items)
+    return save(ds, np.stack(frames), path)
+
+
+@pytest.mark.parametrize("b0_first", [False, True])
+def test_philips_b0_map_volumes_numbered_as_echoes_like_dcm2niix(tmp_path, b0_first):
+    """dcm2niix writes an enhanced file's volumes that differ in type one by one, numbered
+    as echoes in the order of their dimension indices (a field map after its magnitude is
+    echo 2), whatever the frames' own EchoNumbers say (all 1 here)."""
+    folder = tmp_path / "in"
+    philips_b0_file(folder / "b0.dcm", b0_first)
+    outputs = ingest(folder, tmp_path)
+    assert len(outputs) == 2
+    echoes = {o["sidecar"]["ImageComponent"]: o["sidecar"]["EchoNumber"] for o in outputs}
+    assert echoes == (
+        {"fieldmap": 1, "magnitude": 2} if b0_first else {"magnitude": 1, "fieldmap": 2}
+    )
+    theirs = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    by_type = {
+        "fieldmap" if "FIELDMAPHZ" in t["sidecar"]["ImageType"] else "magnitude": t["sidecar"]
+        for t in theirs
+    }
+    assert {k: v.get("EchoNumber") for k, v in by_type.items()} == echoes
