@@ -106,6 +106,7 @@ HEADER_KEYWORDS = (
     "DiffusionGradientOrientation",
     "InPlanePhaseEncodingDirection",
     "PatientPosition",
+    "ImageComments",
     "MRDiffusionSequence",
     "RealWorldValueMappingSequence",
     "PixelValueTransformationSequence",

@@ -7,6 +7,7 @@ frames of a legacy multi-frame file (time points), and Siemens mosaic files.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,11 @@ def diffusion_of(
     if "PHILIPS" in manufacturer and not directionality:
         if _private_text(private_source, PHILIPS_DIRECTION).upper() == "I":
             directionality = "ISOTROPIC"
+    if bvalue is not None and item is None and shared is None:
+        canon = canon_gradient(ds, bvalue, gradient)
+        if canon is not None:
+            bvalue, gradient, note = canon
+            return bvalue, gradient, False, note
     if bvalue is None and "SIEMENS" in manufacturer:
         bvalue, gradient = _private_diffusion(
             ds, SIEMENS_BVALUE, SIEMENS_GRADIENT, SIEMENS_BVALUE, gradient
@@ -355,22 +361,10 @@ def ge_gradient(
 ) -> tuple[float, tuple[float, float, float] | None, str, bool]:
     """(b-value, gradient in LPS or None, note, derived) of a GE diffusion image.
 
-    GE gives the direction along the image's logical axes (0019,10BB-10BD). dcm2niix's
-    ``geCorrectBvecs`` (console/nii_dicom_batch.cpp) turns it into its image-space b-vector:
-    a length between 0.03 and 0.97 scales the b-value by its square (rounded to 5 s/mm2,
-    at least 5) and the vector to match; row phase encoding swaps the first two components
-    (negating the new second); the components of the axes ``_GE_FLIP`` names for the slice
-    orientation are negated, then the second, then all three. That vector runs along
-    dcm2niix's voxel axes (the DICOM row direction, the column direction reversed, the
-    slice normal; determinant negative, so no FSL flip), which gives it in LPS here: the
-    b-vectors are then written as for every other vendor. The PyPI dcm2niix
-    (v1.0.20260724) also negates the first two components for coronal slices with row
-    phase encoding (checked on written files), and is followed in that.
-
-    Unknown (None) where dcm2niix cannot reorient: InPlanePhaseEncodingDirection (0018,1312)
-    neither ROW nor COL (dcm2niix then writes the vectors unturned; here no .bvec), or no
-    direction elements. A b > 0 image with a zero vector is derived (trace / ADC) when GE's
-    number of directions (0019,10E0) is 0, else a b = 0 image (dcm2niix, issue 245).
+    GE gives the direction along the image's logical axes (0019,10BB-10BD), turned into LPS
+    by :func:`logical_gradient`. Unknown (None) without those elements. A b > 0 image with a
+    zero vector is derived (trace / ADC) when GE's number of directions (0019,10E0) is 0,
+    else a b = 0 image (dcm2niix's nii_SaveDTI, issue 245).
     """
     parts = [_private_float(ds, tag) for tag in GE_GRADIENT]
     if not all(parts):
@@ -378,21 +372,46 @@ def ge_gradient(
             return bvalue, None, "no GE diffusion direction elements (0019,10BB-10BD)", False
         return bvalue, (0.0, 0.0, 0.0), "", False
     v = np.array([p[0] for p in parts], dtype=float)  # type: ignore[index]
+    if bvalue > 1.1920929e-07 and float(np.linalg.norm(v)) <= 1.1920929e-07:
+        directions = _private_float(ds, GE_DIRECTIONS)
+        if directions is not None and directions[0] == 0:
+            return bvalue, (0.0, 0.0, 0.0), "", True  # GE trace / ADC
+        return 0.0, (0.0, 0.0, 0.0), "", False
+    bvalue, gradient, note = logical_gradient(ds, bvalue, v, "GE")
+    return bvalue, gradient, note, False
+
+
+def logical_gradient(
+    ds: Dataset, bvalue: float, v: np.ndarray, vendor: str
+) -> tuple[float, tuple[float, float, float] | None, str]:
+    """(b-value, gradient in LPS or None, note) of a diffusion direction given along the
+    image's logical axes (phase, frequency, slice: GE; Canon's classic files).
+
+    dcm2niix's ``geCorrectBvecs`` (console/nii_dicom_batch.cpp) turns it into its
+    image-space b-vector: a length between 0.03 and 0.97 scales the b-value by its square
+    (rounded to 5 s/mm2, at least 5) and the vector to match; row phase encoding swaps the
+    first two components (negating the new second); the components of the axes
+    ``_GE_FLIP`` names for the slice orientation are negated, then the second, then all
+    three. That vector runs along dcm2niix's voxel axes (the DICOM row direction, the column
+    direction reversed, the slice normal; determinant negative, so no FSL flip), which gives
+    it in LPS here: the b-vectors are then written as for every other vendor. The PyPI
+    dcm2niix (v1.0.20260724) also negates the first two components for coronal slices with
+    row phase encoding (checked on written files), and is followed in that. A zero vector
+    (or b = 0) is b = 0.
+
+    Unknown (None) where dcm2niix cannot reorient: InPlanePhaseEncodingDirection (0018,1312)
+    neither ROW nor COL (dcm2niix then writes the vectors unturned; here no .bvec).
+    """
     length = float(np.linalg.norm(v))
     if bvalue <= 1.1920929e-07 or length <= 1.1920929e-07:
-        if bvalue > 0:
-            directions = _private_float(ds, GE_DIRECTIONS)
-            if directions is not None and directions[0] == 0:
-                return bvalue, (0.0, 0.0, 0.0), "", True  # GE trace / ADC
-            return 0.0, (0.0, 0.0, 0.0), "", False
-        return bvalue, (0.0, 0.0, 0.0), "", False
+        return bvalue, (0.0, 0.0, 0.0), ""
     pe = str(ds.get("InPlanePhaseEncodingDirection", "") or "").upper()
     if pe not in ("ROW", "COL"):
         why = (
-            "GE diffusion directions are given along the phase/frequency axes and"
+            f"{vendor} diffusion directions are given along the phase/frequency axes and"
             " InPlanePhaseEncodingDirection (0018,1312) is neither ROW nor COL"
         )
-        return bvalue, None, why, False
+        return bvalue, None, why
     if 0.03 < length < 0.97:
         scaled = bvalue * length * length  # b scaled by |g|^2 (dcm2niix issues 163, 245)
         rounded = 5.0 if 0 < scaled < 5 else float(int((scaled + 2.5) / 5) * 5)
@@ -419,10 +438,46 @@ def ge_gradient(
     position = str(ds.get("PatientPosition", "") or "").upper()
     if position and position != "HFS":
         note = (
-            f"GE diffusion directions of a {position} (not head first supine) acquisition:"
-            " reoriented as for HFS, as dcm2niix does (limited validation)"
+            f"{vendor} diffusion directions of a {position} (not head first supine)"
+            " acquisition: reoriented as for HFS, as dcm2niix does (limited validation)"
         )
-    return bvalue, (float(lps[0]), float(lps[1]), float(lps[2])), note, False
+    return bvalue, (float(lps[0]), float(lps[1]), float(lps[2])), note
+
+
+_CANON_COMMENT = re.compile(r"b=(\d+)\(([^)]*)\)")
+
+
+def canon_gradient(
+    ds: Dataset, bvalue: float, world: tuple[float, float, float] | None
+) -> tuple[float, tuple[float, float, float] | None, str] | None:
+    """(b-value, gradient in LPS or None, note) of a Canon / Toshiba classic (single-frame)
+    diffusion image as dcm2niix reads it, or None to keep the standard reading.
+
+    dcm2niix (console/nii_dicom.cpp, issue 388) reads a b > 0 image's direction from
+    ImageComments ``b=<b>(x,y,z)`` (the b rounded as the header's), taking (y, x, z) as the
+    logical-axis vector and the vendor as Canon; Canon's classic files are image space
+    (nii_dicom_batch.cpp's ``geCorrectBvecs``: :func:`logical_gradient`), their
+    DiffusionGradientOrientation (0018,9089) too, which comes before the comment (checked
+    with the PyPI v1.0.20260724, whose vectors then follow the phase-encoding axis). A
+    Toshiba file with (0018,9089) keeps the standard (patient) reading.
+    """
+    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    canon = manufacturer.startswith("CANON")
+    if not (canon or manufacturer.startswith("TOSHIBA")) or bvalue <= 0:
+        return None
+    if world is not None:
+        # Canon: (0018,9089) along the logical axes; Toshiba: the standard reading.
+        if not canon:
+            return None
+        return logical_gradient(ds, bvalue, np.asarray(world, dtype=float), "Canon")
+    match = _CANON_COMMENT.search(str(ds.get("ImageComments", "") or ""))
+    if not match or int(match.group(1)) != round(bvalue):
+        return None
+    numbers = re.findall(r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?", match.group(2))
+    if len(numbers) < 3:
+        return None
+    x, y, z = (float(n) for n in numbers[:3])
+    return logical_gradient(ds, bvalue, np.array([y, x, z]), "Canon")
 
 
 def _step(ds: Dataset | None) -> float | None:

@@ -481,3 +481,64 @@ def test_philips_b0_map_volumes_numbered_as_echoes_like_dcm2niix(tmp_path, b0_fi
         for t in theirs
     }
     assert {k: v.get("EchoNumber") for k, v in by_type.items()} == echoes
+
+
+def canon_dwi(folder: Path, manufacturer: str, phase_encoding: str, world: bool, comment: bool):
+    """A Canon / Toshiba classic DWI: b in (0018,9087), the direction in (0018,9089) and/or
+    ImageComments ``b=1000(x,y,z)``."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(25)
+    instance = 0
+    for gradient, bvalue in zip(GRADIENTS, BVALUES, strict=True):
+        for ipp in slice_ipps(3):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                SeriesNumber=6,
+                Manufacturer=manufacturer,
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                PatientPosition="HFS",
+                ScanningSequence=["SE", "EP"],
+                MRAcquisitionType="2D",
+                InPlanePhaseEncodingDirection=phase_encoding,
+                DiffusionBValue=float(bvalue),
+            )
+            if bvalue > 0 and world:
+                ds.DiffusionGradientOrientation = [float(v) for v in gradient]
+            if bvalue > 0 and comment:
+                ds.ImageComments = "b={}({:g},{:g},{:g})".format(bvalue, *gradient)
+            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
+            save(ds, pixels, folder / f"IM{instance:04d}.dcm")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("manufacturer", "phase_encoding", "world", "comment", "expected"),
+    [
+        # Canon classic: image space, read as GE's logical axes (geCorrectBvecs). From the
+        # comment, (x, y, z) is taken as (y, x, z): COL axial then gives ours (y, -x, z).
+        ("CANON_MEC", "COL", False, True, [(0, -1, 0), (1, 0, 0), (0.6, 0, 0.8)]),
+        ("CANON_MEC", "ROW", False, True, None),
+        # (0018,9089) of a Canon classic file, also image space (before the comment).
+        ("CANON_MEC", "COL", True, True, [(1, 0, 0), (0, -1, 0), (0, -0.6, 0.8)]),
+        ("CANON_MEC", "ROW", True, False, [(0, 1, 0), (1, 0, 0), (0.6, 0, 0.8)]),
+        # Toshiba with (0018,9089): patient (LPS) directions, as every other vendor.
+        ("TOSHIBA_MEC", "COL", True, True, [(-1, 0, 0), (0, 1, 0), (0, 0.6, 0.8)]),
+    ],
+)
+def test_canon_toshiba_diffusion_as_dcm2niix(
+    tmp_path, manufacturer, phase_encoding, world, comment, expected
+):
+    folder = canon_dwi(tmp_path / "in", manufacturer, phase_encoding, world, comment)
+    (out,) = ingest(folder, tmp_path)
+    assert out[".bval"].split() == ["0", "1000", "1000", "1000"]
+    if expected is not None:
+        np.testing.assert_allclose(
+            bvec_array(out[".bvec"])[:, 1:].T, np.array(expected, dtype=float), atol=1e-6
+        )
+    compare_with_dcm2niix(folder, tmp_path, out)
