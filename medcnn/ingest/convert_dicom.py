@@ -178,8 +178,11 @@ def _convert_part(
         sidecar["EchoNumber"] = echo_number
     if len(files) == 1:
         sidecar["SOPInstanceUID"] = entry.sop_uid
-    if image.diffusion is not None and role == "image":
-        sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
+    diffusion = image.diffusion if role == "image" else None
+    if diffusion is not None and not writes_diffusion(*diffusion):
+        diffusion = None
+    if diffusion is not None:
+        sidecar["DiffusionVolumes"] = int(len(diffusion[0]))
         unknown = int(np.isnan(image.diffusion[1]).any(axis=1).sum())
         if unknown:
             # dcm2niix's refusal (it cannot reorient them): no .bvec rather than a wrong one.
@@ -197,10 +200,32 @@ def _convert_part(
     row["role"] = role
     if colour:
         row["channels"] = 3
-    if image.diffusion is not None and role == "image":
-        write_diffusion(ctx.results / row["path"], image.affine, *image.diffusion)
+    if diffusion is not None:
+        write_diffusion(ctx.results / row["path"], image.affine, *diffusion)
+    else:
+        nii = ctx.results / row["path"]
+        stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
+        for suffix in (".bval", ".bvec"):  # a stale one from an earlier run goes
+            nii.with_name(stem + suffix).unlink(missing_ok=True)
     ctx.rows.append(row)
     ctx.converted(files, subject, series)
+
+
+def writes_diffusion(bvals: np.ndarray, gradients: np.ndarray) -> bool:
+    """Whether dcm2niix writes .bval/.bvec for these volumes (its nii_SaveDTI): when the
+    b-values vary, or all exceed 50 s/mm2, or the first volume has a direction; otherwise
+    only when the directions vary and some volume has none (such volumes are b = 0). So a
+    GE fMRI series, whose every file carries b = 0 in (0043,1039), gets none."""
+    bvals = np.asarray(bvals, dtype=float)
+    vectors = np.nan_to_num(np.asarray(gradients, dtype=float), nan=np.inf)
+    if len(bvals) == 0:
+        return False
+    first_has_direction = bool(np.any(vectors[0] != 0))
+    if np.any(bvals != bvals[0]) or float(bvals.min()) > 50 or first_has_direction:
+        return True
+    if not np.any(vectors != vectors[0]):
+        return False
+    return bool(np.any(np.all(vectors == 0, axis=1)))
 
 
 def bvecs_in_image_space(affine: np.ndarray, gradients_lps: np.ndarray) -> np.ndarray:

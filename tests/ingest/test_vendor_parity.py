@@ -542,3 +542,22 @@ def test_canon_toshiba_diffusion_as_dcm2niix(
             bvec_array(out[".bvec"])[:, 1:].T, np.array(expected, dtype=float), atol=1e-6
         )
     compare_with_dcm2niix(folder, tmp_path, out)
+
+
+@pytest.mark.parametrize(
+    ("gradients", "bvalues", "written"),
+    [
+        ([(0.0, 0.0, 0.0)] * 3, [0, 0, 0], False),  # GE fMRI: b = 0 in every file
+        ([(1.0, 0.0, 0.0)] * 2, [1000, 1000], True),  # all b > 50
+        ([(0.0, 0.0, 0.0), (1.0, 0.0, 0.0)], [0, 0], True),  # directions vary, one without
+    ],
+)
+def test_bval_bvec_files_only_where_dcm2niix_writes_them(tmp_path, gradients, bvalues, written):
+    """nii_SaveDTI: no .bval/.bvec when every b-value is the same (and not all above 50)
+    and no direction tells the volumes apart."""
+    folder = ge_dwi(tmp_path / "in", gradients, bvalues)
+    (out,) = ingest(folder, tmp_path)
+    assert (".bval" in out) == written and (".bvec" in out) == written
+    assert ("DiffusionVolumes" in out["sidecar"]) == written
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    assert (".bval" in theirs) == written
