@@ -549,7 +549,7 @@ def test_canon_toshiba_diffusion_as_dcm2niix(
     [
         ([(0.0, 0.0, 0.0)] * 3, [0, 0, 0], False),  # GE fMRI: b = 0 in every file
         ([(1.0, 0.0, 0.0)] * 2, [1000, 1000], True),  # all b > 50
-        ([(0.0, 0.0, 0.0), (1.0, 0.0, 0.0)], [0, 0], True),  # directions vary, one without
+        ([(0.0, 0.0, 0.0), (1.0, 0.0, 0.0)], [0, 10], True),  # b-values vary
     ],
 )
 def test_bval_bvec_files_only_where_dcm2niix_writes_them(tmp_path, gradients, bvalues, written):
