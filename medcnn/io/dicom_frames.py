@@ -273,14 +273,16 @@ def _seconds(value: Any) -> float | None:
 def diffusion_of(
     ds: Dataset, item: Dataset | None = None, shared: Dataset | None = None
 ) -> tuple[float | None, tuple[float, float, float] | None, bool, str]:
-    """(b-value, gradient direction in LPS, derived) of a file or one enhanced frame.
+    """(b-value, gradient direction in LPS, derived, note) of a file or one enhanced frame.
 
     The standard's MR Diffusion macro first (per frame, shared, then top level), then the
     vendors' private elements: Philips (2001,1003) and (2005,10B0-10B2), Siemens
-    (0019,100C/100E), UIH (0065,1009/1037), GE (0043,1039 and its logical-axis directions:
-    :func:`ge_gradient`). A derived image is one the standard or Philips marks ISOTROPIC
-    ("I") with b > 0, or a b > 0 image whose direction is given as zeros (GE: see
-    :func:`ge_gradient`). The note says why a direction is unknown ("" otherwise).
+    (0019,100C/100E), UIH (0065,1009/1037, the direction along the image axes), GE
+    (0043,1039 and its logical-axis directions: :func:`ge_gradient`); Canon / Toshiba
+    classic files as :func:`canon_gradient` reads them. A derived image is one the standard
+    or Philips marks ISOTROPIC ("I") with b > 0, or a b > 0 image whose direction is given
+    as zeros (GE: see :func:`ge_gradient`). The note says why a direction is unknown (or
+    how far to trust it); "" otherwise.
     """
     bvalue = None
     gradient = None
@@ -328,10 +330,14 @@ def diffusion_of(
         bvalue, gradient = _private_diffusion(
             ds, SIEMENS_BVALUE, SIEMENS_GRADIENT, SIEMENS_BVALUE, gradient
         )
-    if bvalue is None and "UIH" in manufacturer.split():
-        bvalue, gradient = _private_diffusion(
-            ds, UIH_BVALUE, UIH_GRADIENT, "DiffusionBValue", gradient
-        )
+    if "UIH" in manufacturer.split() and (bvalue is None or UIH_GRADIENT in ds):
+        uih_b, uih_g = _private_diffusion(ds, UIH_BVALUE, UIH_GRADIENT, "DiffusionBValue", None)
+        if uih_b is not None:
+            bvalue = uih_b
+        if uih_g is not None:
+            # dcm2niix (siemensPhilipsCorrectBvecs, issues 225, 836): UIH's (0065,1037) is
+            # along the image's row, column and normal, and comes before (0018,9089).
+            gradient = _image_to_patient(ds, uih_g)
     note = ""
     if bvalue is None and "GE" in manufacturer.split():
         text = _private_text(ds, GE_BVALUE)
@@ -349,6 +355,19 @@ def diffusion_of(
         no_direction = gradient is not None and float(np.linalg.norm(gradient)) < 1e-6
         derived = directionality == "ISOTROPIC" or (no_direction and directionality != "NONE")
     return bvalue, gradient, derived, note
+
+
+def _image_to_patient(
+    ds: Dataset, vector: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """A vector given along the DICOM row, column and slice normal, in LPS."""
+    iop = orientation(ds)
+    iop = list(iop[:6]) if iop and len(iop) >= 6 else list(DEFAULT_IOP)
+    row = np.asarray(iop[:3], dtype=float)
+    col = np.asarray(iop[3:6], dtype=float)
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    lps = vector[0] * row + vector[1] * col + vector[2] * np.cross(row, col)
+    return (float(lps[0]), float(lps[1]), float(lps[2]))
 
 
 #: Which logical axes dcm2niix's ``geCorrectBvecs`` negates, by the slice orientation

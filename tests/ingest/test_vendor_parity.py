@@ -561,3 +561,48 @@ def test_bval_bvec_files_only_where_dcm2niix_writes_them(tmp_path, gradients, bv
     assert ("DiffusionVolumes" in out["sidecar"]) == written
     (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
     assert (".bval" in theirs) == written
+
+
+@pytest.mark.parametrize(
+    "iop",
+    [AXIAL, (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (0.877583, 0.479426, 0.0, 0.0, 0.0, -1.0)],
+)
+def test_uih_diffusion_directions_are_along_the_image_axes_as_dcm2niix(tmp_path, iop):
+    """dcm2niix reads UIH's (0065,1037) along the row, column and normal (its
+    siemensPhilipsCorrectBvecs only negates the column component, its row order)."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(26)
+    gradients = [*GRADIENTS[:3], (0.267, 0.535, 0.802)]
+    instance = 0
+    for volume, (gradient, bvalue) in enumerate(zip(gradients, BVALUES, strict=True)):
+        for ipp in slice_ipps(3, iop=iop):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                AcquisitionNumber=volume + 1,
+                SeriesNumber=6,
+                Manufacturer="UIH",
+                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+                ImageOrientationPatient=list(iop),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                MRAcquisitionType="2D",
+            )
+            block = ds.private_block(0x0065, "Image Private Header", create=True)
+            block.add_new(0x09, "FD", float(bvalue))
+            block.add_new(0x37, "FD", [float(v) for v in gradient])
+            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
+            save(ds, pixels, tmp_path / "in" / f"IM{instance:04d}.dcm")
+    (out,) = ingest(tmp_path / "in", tmp_path)
+    bvec = bvec_array(out[".bvec"])
+    # By hand: along our axes (row, column, normal) the vector is as given, x negated
+    # where the determinant is positive (FSL).
+    sign = -1.0 if np.linalg.det(out["img"].affine[:3, :3]) > 0 else 1.0
+    for volume in (1, 2, 3):
+        expected = np.array(gradients[volume], dtype=float)
+        expected[0] *= sign
+        np.testing.assert_allclose(bvec[:, volume], expected / np.linalg.norm(expected), atol=1e-5)
+    compare_with_dcm2niix(tmp_path / "in", tmp_path, out)
