@@ -31,6 +31,7 @@ from medcnn.ingest.outputs import (
 from medcnn.io.bounded import run_bounded
 from medcnn.io.deid import pseudonym
 from medcnn.io.dicom import DicomImage, DicomReadError, read_image
+from medcnn.io.dicom_frames import time_order
 from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_by_position
 from medcnn.io.files import sha256_file
 from medcnn.io.limits import NATIVE_SYNTAXES
@@ -176,6 +177,16 @@ def _convert_part(
         }
     if echo_number is not None:
         sidecar["EchoNumber"] = echo_number
+    sources = sorted({f.source_series_uid for f in part.frames if f.source_series_uid})
+    if sources:
+        own = min(part.frames, key=time_order).source_series_uid
+        sidecar["SeriesInstanceUID"] = own
+        sidecar["SeriesStacking"] = {
+            "by": "SeriesTime",
+            "series": len(sources),
+            "explanation": "Siemens XA classic files: each volume under its own"
+            " SeriesInstanceUID, stacked by SeriesTime as dcm2niix does (issue 394)",
+        }
     if len(files) == 1:
         sidecar["SOPInstanceUID"] = entry.sop_uid
     diffusion = image.diffusion if role == "image" else None
@@ -345,7 +356,7 @@ def write_dicom(
         "Series": series,
         "SubjectSource": entry.patient_source,
         "StudyInstanceUID": entry.study_uid,
-        "SeriesInstanceUID": entry.series_uid,
+        "SeriesInstanceUID": sidecar.get("SeriesInstanceUID") or entry.series_uid,
         "Warnings": image.warnings,
         "ConversionSoftware": f"medcnn {__version__}",
         **entry.identifiers,

@@ -7,6 +7,7 @@ header costs a header read. Identifiers stay in memory (to group and to scrub), 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,9 @@ HEADER_KEYWORDS = (
     "FrameContentSequence",
     "FrameAcquisitionDateTime",
     "DimensionIndexValues",
+    # Siemens XA classic files stacked by SeriesTime (stacked_series_key)
+    "SoftwareVersions",
+    "SeriesTime",
     "TemporalPositionIndex",
     "StackID",
     "MREchoSequence",
@@ -212,6 +216,13 @@ def read_entry(
         ctx.reject(cand.path, STAGE, "BurnedInAnnotation YES (ingest.burned_in: quarantine)")
         return None
     frames = frames_from_header(ds, cand.path)
+    series_uid = str(ds.SeriesInstanceUID)
+    stacked = stacked_series_key(ds, frames)
+    if stacked is not None:
+        for frame in frames:
+            frame.source_series_uid = series_uid
+            frame.series_number = 0  # dcm2niix stacks them whatever their SeriesNumber
+        series_uid = stacked
     dates = {k: str(ds.get(k)) for k in ("StudyDate", "AcquisitionDate") if ds.get(k)}
     if ds.get("AcquisitionDateTime"):
         dates["AcquisitionDateTime"] = str(ds.AcquisitionDateTime)
@@ -226,7 +237,7 @@ def read_entry(
         patient_id=patient_id,
         patient_source=source,
         study_uid=study_uid or str(ds.SeriesInstanceUID),
-        series_uid=str(ds.SeriesInstanceUID),
+        series_uid=series_uid,
         sop_uid=sop,
         instance=instance,
         key_value=str(ds.get(key_keyword, "")) if ctx.labels else None,
@@ -237,6 +248,31 @@ def read_entry(
         phi=phi,
         syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")),
     )
+
+
+_XA_SOFTWARE = re.compile(r"\bXA\d")
+
+
+def stacked_series_key(ds: Any, frames: list[Any]) -> str | None:
+    """The key a Siemens XA classic (interoperability) file is grouped by instead of its
+    SeriesInstanceUID, or None for every other file.
+
+    XA systems saving classic single-frame DICOM give each volume of a series its own
+    SeriesInstanceUID; dcm2niix (console/nii_dicom.cpp, issue 394: Siemens, XA software,
+    one frame, a SeriesTime) groups such files by their SeriesTime instead, and so does
+    this (within the study: the key is the StudyInstanceUID and the SeriesTime), across
+    SeriesNumbers too (dcm2niix orders the volumes by them; the sidecar has the first
+    volume's). The file's own UID stays with its frames (``source_series_uid``) for the
+    sidecar.
+    """
+    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
+        return None
+    if not _XA_SOFTWARE.search(str(ds.get("SoftwareVersions", "") or "").upper()):
+        return None
+    series_time = str(ds.get("SeriesTime", "") or "").strip()
+    if not series_time or len(frames) != 1 or frames[0].frame is not None:
+        return None
+    return f"{ds.get('StudyInstanceUID', '')}/XA-SeriesTime/{series_time}"
 
 
 def is_projection(members: list[Entry]) -> bool:

@@ -72,6 +72,9 @@ class FrameInfo:
             every such file of a series are stacked together (one 4D series, as dcm2niix).
         dimension_index: an enhanced frame's DimensionIndexValues (the order dcm2niix sorts
             a file's frames and volumes in); () otherwise.
+        source_series_uid: the file's own SeriesInstanceUID where the header pass grouped it
+            under another key (Siemens XA classic files stacked by SeriesTime: see
+            :func:`medcnn.ingest.dicom_headers.stacked_series_key`); "" otherwise.
         slice_step: SpacingBetweenSlices, else SliceThickness (mm), when given: the slice
             step of a series without positions.
     """
@@ -108,6 +111,7 @@ class FrameInfo:
     time_after_start: float | None = None
     enhanced: bool = False
     dimension_index: tuple[int, ...] = ()
+    source_series_uid: str = ""
     slice_step: float | None = None
 
     @property

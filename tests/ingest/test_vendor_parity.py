@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
+from medcnn.io.deid import keyed_uid, resolve_secret
 from tests.ingest.test_dcm2niix_parity import ingest, save
 from tests.io.synthetic import AXIAL, base_dataset, slice_ipps
 
@@ -606,3 +607,46 @@ def test_uih_diffusion_directions_are_along_the_image_axes_as_dcm2niix(tmp_path,
         expected[0] *= sign
         np.testing.assert_allclose(bvec[:, volume], expected / np.linalg.norm(expected), atol=1e-5)
     compare_with_dcm2niix(tmp_path / "in", tmp_path, out)
+
+
+@pytest.mark.parametrize("same_number", [True, False])
+def test_siemens_xa_classic_volumes_under_separate_series_uids_are_stacked(tmp_path, same_number):
+    """Siemens XA interoperability (classic) files give each volume its own
+    SeriesInstanceUID; dcm2niix stacks single-frame XA files by SeriesTime (issue 394)."""
+    study = generate_uid()
+    rng = np.random.default_rng(27)
+    stored = rng.integers(0, 1000, (2, 3, 4, 5)).astype(np.int16)  # volume, slice, rows, cols
+    own_uids = []
+    for volume in range(2):
+        own_uids.append(generate_uid())
+        for z, ipp in enumerate(slice_ipps(3)):
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=own_uids[-1],
+                InstanceNumber=z + 1,
+                AcquisitionNumber=volume + 1,
+                SeriesNumber=5 if same_number else 5 + volume,
+                Manufacturer="SIEMENS",
+                SoftwareVersions="syngo MR XA30",
+                SeriesTime="095959.000000",
+                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                MRAcquisitionType="2D",
+            )
+            save(ds, stored[volume, z], tmp_path / "in" / f"V{volume}S{z}.dcm")
+    (out,) = ingest(tmp_path / "in", tmp_path)
+    data = np.asarray(out["img"].dataobj)
+    assert data.shape == (5, 4, 3, 2)
+    np.testing.assert_array_equal(data, stored.transpose(3, 2, 1, 0))
+    sidecar = out["sidecar"]
+    assert sidecar["SeriesNumber"] == 5
+    # The first volume's own UID (keyed: deid.uids replace is the default).
+    assert sidecar["SeriesInstanceUID"] == keyed_uid(own_uids[0], resolve_secret("parity-test"))
+    assert sidecar["SeriesStacking"]["by"] == "SeriesTime"
+    assert sidecar["SeriesStacking"]["series"] == 2
+    (theirs,) = run_dcm2niix(tmp_path / "in", tmp_path / "dcm2niix")
+    assert theirs["img"].shape == (5, 4, 3, 2)
+    assert theirs["sidecar"]["SeriesNumber"] == 5
