@@ -116,6 +116,9 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
     siemens = siemens_csa(ds)
     positive = siemens.get("PhaseEncodingDirectionPositive")
     polarity = ge_phase_polarity(ds)
+    uih = uih_phase_flipped(ds)
+    if uih is not None:
+        positive = int(not uih)
     if polarity is not None:
         meta["PhaseEncodingPolarityGE"] = polarity
         # dcm2niix: GE's "unflipped" is PhaseEncodingDirectionPositive 1, "flipped" 0.
@@ -128,6 +131,26 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
     syntax = file_meta.get("TransferSyntaxUID", "") if file_meta is not None else ""
     meta["TransferSyntaxUID"] = str(syntax)
     return meta
+
+
+#: UIH's phase-encoding polarity (0065,1058): 1 flipped, 0 not (dcm2niix's reading).
+UIH_PHASE_POLARITY = (0x0065, 0x1058)
+
+
+def uih_phase_flipped(ds: Dataset) -> bool | None:
+    """Whether a UIH image's phase encoding runs against the DICOM row/column (0065,1058)
+    = 1, as dcm2niix reads it (``kPhaseEncodingDirectionPositiveUIH``: 1 is flipped, the
+    opposite of Siemens' flag; checked with the PyPI v1.0.20260724); None when absent."""
+    if "UIH" not in str(ds.get("Manufacturer", "")).upper().split() or UIH_PHASE_POLARITY not in ds:
+        return None
+    value = ds[UIH_PHASE_POLARITY].value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore").strip("\x00 ")
+    try:
+        flag = int(str(value).split("\\")[0].strip())
+    except ValueError:
+        return None
+    return {0: False, 1: True}.get(flag)
 
 
 #: GE's user data block (0043,102A), which holds the EPI phase-encoding flags.

@@ -650,3 +650,44 @@ def test_siemens_xa_classic_volumes_under_separate_series_uids_are_stacked(tmp_p
     (theirs,) = run_dcm2niix(tmp_path / "in", tmp_path / "dcm2niix")
     assert theirs["img"].shape == (5, 4, 3, 2)
     assert theirs["sidecar"]["SeriesNumber"] == 5
+
+
+@pytest.mark.parametrize("phase_encoding", ["COL", "ROW"])
+@pytest.mark.parametrize(("flag", "sign"), [("0", ""), ("1", "-"), (None, None)])
+def test_uih_phase_encoding_polarity_as_dcm2niix(tmp_path, phase_encoding, flag, sign):
+    """UIH's (0065,1058): 1 is flipped (against the DICOM row/column), 0 not."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(28)
+    instance = 0
+    for volume in range(2):
+        for ipp in slice_ipps(3):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                AcquisitionNumber=volume + 1,
+                SeriesNumber=7,
+                Manufacturer="UIH",
+                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                MRAcquisitionType="2D",
+                InPlanePhaseEncodingDirection=phase_encoding,
+            )
+            if flag is not None:
+                block = ds.private_block(0x0065, "Image Private Header", create=True)
+                block.add_new(0x58, "IS", flag)
+            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
+            save(ds, pixels, tmp_path / "in" / f"IM{instance:04d}.dcm")
+    (out,) = ingest(tmp_path / "in", tmp_path)
+    axis = "j" if phase_encoding == "COL" else "i"
+    expected = None if sign is None else axis + sign
+    assert out["sidecar"].get("PhaseEncodingDirection") == expected
+    (theirs,) = run_dcm2niix(tmp_path / "in", tmp_path / "dcm2niix")
+    direction = theirs["sidecar"].get("PhaseEncodingDirection")
+    if direction and direction[0] == "j":
+        direction = "j" if direction.endswith("-") else "j-"
+    assert direction == expected
