@@ -192,6 +192,8 @@ def _convert_part(
     diffusion = image.diffusion if role == "image" else None
     if diffusion is not None and not writes_diffusion(*diffusion):
         diffusion = None
+    if diffusion is not None and len(diffusion[0]) == 1 and _single_non_epi_ge(image.meta):
+        diffusion = None  # geCorrectBvecs: one non-EPI volume is no DWI (dcm2niix issue 449)
     if diffusion is not None:
         sidecar["DiffusionVolumes"] = int(len(diffusion[0]))
         unknown = int(np.isnan(image.diffusion[1]).any(axis=1).sum())
@@ -220,6 +222,16 @@ def _convert_part(
             nii.with_name(stem + suffix).unlink(missing_ok=True)
     ctx.rows.append(row)
     ctx.converted(files, subject, series)
+
+
+def _single_non_epi_ge(meta: dict[str, Any]) -> bool:
+    """A GE or Canon series whose ScanningSequence has no EP (not EPI)."""
+    maker = str(meta.get("Manufacturer", "")).upper()
+    if not (maker.startswith("CANON") or "GE" in maker.split()):
+        return False
+    sequence = meta.get("ScanningSequence", "")
+    sequence = sequence if isinstance(sequence, list) else str(sequence).split("\\")
+    return not any("EP" in str(v).upper() for v in sequence)
 
 
 def writes_diffusion(bvals: np.ndarray, gradients: np.ndarray) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
@@ -691,3 +692,17 @@ def test_uih_phase_encoding_polarity_as_dcm2niix(tmp_path, phase_encoding, flag,
     if direction and direction[0] == "j":
         direction = "j" if direction.endswith("-") else "j-"
     assert direction == expected
+
+
+@pytest.mark.parametrize(("sequence", "written"), [("EP", True), ("SE", False)])
+def test_single_ge_volume_with_a_bvalue_is_diffusion_only_when_epi(tmp_path, sequence, written):
+    """geCorrectBvecs (issue 449): one volume of a non-EPI GE series gets no .bval/.bvec."""
+    folder = ge_dwi(tmp_path / "in", [(1.0, 0.0, 0.0)], [1000])
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.ScanningSequence = sequence
+        ds.save_as(path)
+    (out,) = ingest(folder, tmp_path)
+    assert (".bval" in out) == written
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    assert (".bval" in theirs) == written
