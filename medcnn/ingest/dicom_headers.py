@@ -7,7 +7,6 @@ header costs a header read. Identifiers stay in memory (to group and to scrub), 
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from medcnn.io.dicom_frames import (
     SIEMENS_TIME_AFTER_START,
     UIH_BVALUE,
     UIH_GRADIENT,
+    is_siemens_xa,
 )
 from medcnn.io.dicom_series import frames_from_header
 from medcnn.io.scrub import FREE_TEXT_KEYWORDS, free_text
@@ -250,24 +250,19 @@ def read_entry(
     )
 
 
-_XA_SOFTWARE = re.compile(r"\bXA\d")
-
-
 def stacked_series_key(ds: Any, frames: list[Any]) -> str | None:
     """The key a Siemens XA classic (interoperability) file is grouped by instead of its
     SeriesInstanceUID, or None for every other file.
 
     XA systems saving classic single-frame DICOM give each volume of a series its own
-    SeriesInstanceUID; dcm2niix (console/nii_dicom.cpp, issue 394: Siemens, XA software,
-    one frame, a SeriesTime) groups such files by their SeriesTime instead, and so does
-    this (within the study: the key is the StudyInstanceUID and the SeriesTime), across
-    SeriesNumbers too (dcm2niix orders the volumes by them; the sidecar has the first
-    volume's). The file's own UID stays with its frames (``source_series_uid``) for the
-    sidecar.
+    SeriesInstanceUID; dcm2niix (console/nii_dicom.cpp, issue 394: Siemens, XA software as
+    :func:`medcnn.io.dicom_frames.is_siemens_xa` tells it, one frame, a SeriesTime) groups
+    such files by their SeriesTime instead, and so does this (within the study: the key is
+    the StudyInstanceUID and the SeriesTime), across SeriesNumbers too (dcm2niix orders the
+    volumes by them; the sidecar has the first volume's). The file's own UID stays with its
+    frames (``source_series_uid``) for the sidecar.
     """
-    if "SIEMENS" not in str(ds.get("Manufacturer", "")).upper():
-        return None
-    if not _XA_SOFTWARE.search(str(ds.get("SoftwareVersions", "") or "").upper()):
+    if not is_siemens_xa(ds):
         return None
     series_time = str(ds.get("SeriesTime", "") or "").strip()
     if not series_time or len(frames) != 1 or frames[0].frame is not None:

@@ -361,6 +361,19 @@ def diffusion_of(
     return bvalue, gradient, derived, note
 
 
+#: The Siemens software versions dcm2niix treats as XA (its ``isXA10A``: XA10, XA11, XA20,
+#: XA30, XA31 in the source; the PyPI v1.0.20260724 also XA5x, XA6x and XA7x, but not
+#: XA12, XA21, XA22, XA32, XA40 or XA80: checked on written files).
+SIEMENS_XA = re.compile(r"XA(10|11|20|30|31|5\d|6\d|7\d)")
+
+
+def is_siemens_xa(ds: Dataset) -> bool:
+    """Whether dcm2niix takes this Siemens file for XA software (:data:`SIEMENS_XA`)."""
+    return "SIEMENS" in str(ds.get("Manufacturer", "")).upper() and bool(
+        SIEMENS_XA.search(str(ds.get("SoftwareVersions", "") or "").upper())
+    )
+
+
 def _image_to_patient(
     ds: Dataset, vector: tuple[float, float, float]
 ) -> tuple[float, float, float]:

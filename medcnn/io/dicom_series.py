@@ -15,7 +15,6 @@ data of one group and stacks it:
 from __future__ import annotations
 
 import gzip
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from medcnn.io.dicom_frames import (
     diffusion_table,
     frames_from_header,
     is_mosaic,
+    is_siemens_xa,
     time_order,
 )
 from medcnn.io.dicom_meta import acquisition_meta, compact, enhanced_meta
@@ -371,16 +371,18 @@ def _float32_hhmmss_seconds(seconds: float) -> float:
 def siemens_slice_timing(ds: Dataset, by_position: list[list[FrameInfo]]) -> list[float] | None:
     """Slice times (s, per NIfTI k) of a Siemens 2D MR series of single-frame, non-mosaic
     files, as dcm2niix gives them (checked with the PyPI v1.0.20260724 on written files): the
-    first volume's slices' times less the earliest, one volume or many. XA software (its
-    SoftwareVersions say XA) times each slice by TimeAfterStart (0021,1104), and has none
-    without it; earlier versions by AcquisitionTime, read as dcm2niix reads it (a single
+    first volume's slices' times less the earliest, one volume or many. XA software (as
+    :func:`medcnn.io.dicom_frames.is_siemens_xa` tells it) times each slice by TimeAfterStart
+    (0021,1104), and has none without it; others none where TimeAfterStart is there, else
+    by AcquisitionTime, read as dcm2niix reads it (a single
     precision HHMMSS number: :func:`_float32_hhmmss_seconds`). None when a slice has no
     time or all times are equal."""
     if len(by_position) < 2:
         return None
-    software = str(ds.get("SoftwareVersions", "") or "").upper()
-    if re.search(r"\bXA\d", software):
+    if is_siemens_xa(ds):
         times = [group[0].time_after_start for group in by_position]
+    elif any(f.time_after_start is not None for group in by_position for f in group):
+        return None  # dcm2niix: TimeAfterStart outside XA leaves no slice times
     else:
         raw = [group[0].acquisition_time for group in by_position]
         times = [None if t is None else _float32_hhmmss_seconds(t) for t in raw]
