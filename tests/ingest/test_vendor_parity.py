@@ -706,3 +706,44 @@ def test_single_ge_volume_with_a_bvalue_is_diffusion_only_when_epi(tmp_path, seq
     assert (".bval" in out) == written
     (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
     assert (".bval" in theirs) == written
+
+
+@pytest.mark.parametrize(
+    ("software", "expected"),
+    [
+        ("syngo MR XA30", [0.25, 0.15, 0.05, 0.0]),  # XA: TimeAfterStart
+        ("syngo MR XA60", [0.25, 0.15, 0.05, 0.0]),
+        ("syngo MR XA40", None),  # not XA to dcm2niix: TimeAfterStart leaves none
+    ],
+)
+def test_siemens_xa_slice_timing_from_time_after_start(tmp_path, software, expected):
+    folder = siemens_2d(tmp_path / "in", [0.0, 1.0, 0.5, 1.5], SoftwareVersions=software)
+    after_start = [2.3, 2.2, 2.1, 2.05]
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        # (0021,1104): the element dcm2niix reads, in the block of (0021,0011).
+        ds.add_new((0x0021, 0x0011), "LO", "SIEMENS MR SDI 02")
+        ds.add_new((0x0021, 0x1104), "DS", f"{after_start[(ds.InstanceNumber - 1) % 4]:g}")
+        ds.save_as(path)
+    (out,) = ingest(folder, tmp_path)
+    timing = out["sidecar"].get("SliceTiming")
+    (theirs,) = run_dcm2niix(folder, tmp_path / "dcm2niix")
+    reference = theirs["sidecar"].get("SliceTiming")
+    if expected is None:
+        assert timing is None and reference is None
+    else:
+        np.testing.assert_allclose(timing, expected, atol=1e-6)
+        np.testing.assert_allclose(timing, reference, atol=1e-4)
+
+
+def test_siemens_xa40_classic_series_are_not_stacked(tmp_path):
+    """dcm2niix's XA test leaves XA40 out: separate SeriesInstanceUIDs stay apart."""
+    for volume in range(2):
+        siemens_2d(
+            tmp_path / "in" / f"v{volume}",
+            [0.0, 1.0, 0.5],
+            volumes=1,
+            SoftwareVersions="syngo MR XA40",
+            SeriesTime="095959.000000",
+        )
+    assert len(ingest(tmp_path / "in", tmp_path)) == 2
