@@ -179,8 +179,9 @@ def _convert_part(
         sidecar["EchoNumber"] = echo_number
     sources = sorted({f.source_series_uid for f in part.frames if f.source_series_uid})
     if sources:
-        own = min(part.frames, key=time_order).source_series_uid
-        sidecar["SeriesInstanceUID"] = own
+        # Grouped under a SeriesTime key: the sidecar keeps the first volume's own UID.
+        sidecar["SeriesInstanceUID"] = min(part.frames, key=time_order).source_series_uid
+    if len(sources) > 1:
         sidecar["SeriesStacking"] = {
             "by": "SeriesTime",
             "series": len(sources),
@@ -201,8 +202,8 @@ def _convert_part(
             # dcm2niix's refusal (it cannot reorient them): no .bvec rather than a wrong one.
             image.warnings.append(
                 f"series {image.meta.get('SeriesNumber')} ({series}): the gradient directions"
-                f" of {unknown} diffusion volume(s) are unknown (see the warning above where"
-                " the header says why): .bval written, no .bvec"
+                f" of {unknown} diffusion volume(s) are unknown (the warning before says why):"
+                " .bval written, no .bvec"
             )
     colour = image.data.ndim == 5 and role == "image"
     if colour and ingest.get("colour", "rgb24") == "rgb24":
