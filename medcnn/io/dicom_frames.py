@@ -168,6 +168,10 @@ SIEMENS_TIME_AFTER_START = (0x0021, 0x1104)
 GE_BVALUE = (0x0043, 0x1039)
 #: GE's diffusion direction along the phase, frequency and slice axes (dcm2niix's names).
 GE_GRADIENT = ((0x0019, 0x10BB), (0x0019, 0x10BC), (0x0019, 0x10BD))
+#: GE's pulse sequence name (epi, epiRT, epi2, epi_pepolar...) and its user data 12 (0019,10B3),
+#: which says which volumes of an epi_pepolar series are phase-encoded in reverse.
+GE_PULSE_SEQUENCE = (0x0019, 0x109C)
+GE_USER_DATA12 = (0x0019, 0x10B3)
 #: GE's number of diffusion directions (user data 24): 0 marks a b > 0 volume without a
 #: direction as a derived (trace / ADC) one; otherwise such a volume is a b = 0 (dcm2niix).
 GE_DIRECTIONS = (0x0019, 0x10E0)
@@ -201,6 +205,27 @@ def _private_float(ds: Dataset | None, tag: tuple[int, int], count: int = 1) -> 
     except (ValueError, TypeError, UnicodeDecodeError, struct.error):
         return None
     return items if items and all(math.isfinite(v) for v in items) else None
+
+
+def ge_pepolar(ds: Dataset) -> tuple[bool, bool]:
+    """(phase encoding reversed, moved to SeriesNumber + 1000) for a GE epi_pepolar image, as
+    dcm2niix decides it (console/nii_dicom.cpp, heudiconv issue 479, dcm2niix issue 532):
+    (0019,109C) names epi_pepolar; user data 12 (0019,10B3) is 1 (every volume reversed),
+    2 (reverse then forward: odd TemporalPositionIdentifier reversed) or 3 (forward then
+    reverse: even ones reversed). Reversed volumes of an alternating series are written as
+    their own series, SeriesNumber + 1000 (checked with the PyPI v1.0.20260724)."""
+    reversed_pe = moved = False
+    ge = "GE" in str(ds.get("Manufacturer", "")).upper().split()
+    mode = _first_float(ds, GE_USER_DATA12) if ge else None
+    if mode is not None and "epi_pepolar" in _private_text(ds, GE_PULSE_SEQUENCE):
+        volume = to_int(ds.get("TemporalPositionIdentifier"))
+        if round(mode) == 1:
+            reversed_pe = True
+        elif volume > 0 and 2 <= round(mode) <= 3:
+            # 2: reverse first, so odd volumes are reversed; 3: forward first, even ones.
+            odd = volume % 2 == 1
+            reversed_pe = moved = odd if round(mode) == 2 else not odd
+    return reversed_pe, moved
 
 
 def _dimension_index(content: Dataset | None) -> tuple[int, ...]:
@@ -562,7 +587,7 @@ def frames_from_header(ds: Dataset, path: Path) -> list[FrameInfo]:
         localizer="LOCALIZER" in image_type,
         photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         samples=to_int(ds.get("SamplesPerPixel", 1)) or 1,
-        series_number=to_int(ds.get("SeriesNumber")),
+        series_number=to_int(ds.get("SeriesNumber")) + (1000 if ge_pepolar(ds)[1] else 0),
     )
     philips = "PHILIPS" in str(ds.get("Manufacturer", "")).upper()
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")

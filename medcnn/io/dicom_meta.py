@@ -11,7 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medcnn.io.dicom import number_list
-from medcnn.io.dicom_frames import to_int
+from medcnn.io.dicom_frames import ge_pepolar, to_int
 
 
 def compact(data: np.ndarray) -> np.ndarray:
@@ -89,8 +89,9 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
             meta[key] = int(value)
         else:
             meta[key] = str(value)
+    reversed_pe, moved = ge_pepolar(ds)
     if "SeriesNumber" in meta:
-        meta["SeriesNumber"] = to_int(meta["SeriesNumber"])
+        meta["SeriesNumber"] = to_int(meta["SeriesNumber"]) + (1000 if moved else 0)
     if "ImageType" in meta:
         # dcm2niix's form: the values split at "\\" and "_" (Philips' M_SE is M, SE).
         meta["ImageType"] = [t for v in meta["ImageType"] for t in str(v).split("_") if t]
@@ -119,6 +120,9 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
     uih = uih_phase_flipped(ds)
     if uih is not None:
         positive = int(not uih)
+    if polarity is not None and reversed_pe:
+        # epi_pepolar: this volume is phase-encoded the other way (dcm2niix inverts it).
+        polarity = "Unflipped" if polarity == "Flipped" else "Flipped"
     if polarity is not None:
         meta["PhaseEncodingPolarityGE"] = polarity
         # dcm2niix: GE's "unflipped" is PhaseEncodingDirectionPositive 1, "flipped" 0.

@@ -32,6 +32,7 @@ from medcnn.io.dicom_frames import (
     FrameInfo,
     diffusion_table,
     frames_from_header,
+    ge_pepolar,
     is_mosaic,
     is_siemens_xa,
     time_order,
@@ -271,6 +272,16 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         if keyword in header:
             delattr(header, keyword)
     meta = _series_meta(first_ds, first, iop, geo)
+    if ge_pepolar(first_ds)[0] and not first.colour:
+        # dcm2niix (issue 532, unless built with myDisableGEPEPolarFlip) writes the reversed
+        # volumes of a GE epi_pepolar series with their rows in the other order under the
+        # same affine, so that they look like forward ones: the same here.
+        data = np.flip(data, axis=1).copy(order="F")
+        meta["PEPolarRowsReversed"] = True
+        warnings.append(
+            "GE epi_pepolar reversed phase encoding: rows written in reverse order under the"
+            " usual affine, as dcm2niix does (issue 532)"
+        )
     if first.enhanced:
         extra = enhanced_meta(first_ds, first.frame or 0)
         positive = extra.pop("PhaseEncodingDirectionPositive", None)

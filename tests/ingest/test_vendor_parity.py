@@ -747,3 +747,56 @@ def test_siemens_xa40_classic_series_are_not_stacked(tmp_path):
             SeriesTime="095959.000000",
         )
     assert len(ingest(tmp_path / "in", tmp_path)) == 2
+
+
+@pytest.mark.parametrize(("mode", "moved"), [(None, []), (1, []), (2, [1, 3]), (3, [2, 4])])
+def test_ge_epi_pepolar_reversed_volumes_as_dcm2niix(tmp_path, mode, moved):
+    """GE epi_pepolar (0019,109C) with user data 12 (0019,10B3): reversed volumes get the
+    other polarity and their rows reversed; alternating ones are SeriesNumber + 1000."""
+    study, series = generate_uid(), generate_uid()
+    rng = np.random.default_rng(29)
+    stored = rng.integers(0, 1000, (4, 3, 4, 5)).astype(np.int16)  # volume, slice, rows, cols
+    instance = 0
+    for volume in range(4):
+        for z, ipp in enumerate(slice_ipps(3)):
+            instance += 1
+            ds = base_dataset(
+                StudyInstanceUID=study,
+                SeriesInstanceUID=series,
+                InstanceNumber=instance,
+                SeriesNumber=8,
+                Manufacturer=GE,
+                ImageOrientationPatient=list(AXIAL),
+                ImagePositionPatient=[float(x) for x in ipp],
+                PixelSpacing=[0.5, 0.8],
+                SliceThickness=2.0,
+                MRAcquisitionType="2D",
+                ScanningSequence="EP",
+                InPlanePhaseEncodingDirection="COL",
+                RectilinearPhaseEncodeReordering="LINEAR",
+                TemporalPositionIdentifier=volume + 1,
+            )
+            ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
+            ds.add_new((0x0019, 0x109C), "LO", "epi_pepolar")
+            if mode is not None:
+                ds.add_new((0x0019, 0x10B3), "DS", str(mode))
+            save(ds, stored[volume, z], tmp_path / "in" / f"IM{instance:04d}.dcm")
+    outputs = {o["sidecar"]["SeriesNumber"]: o for o in ingest(tmp_path / "in", tmp_path)}
+    assert sorted(outputs) == ([8, 1008] if moved else [8])
+    reversed_all = mode == 1
+    for number, out in outputs.items():
+        volumes = moved if number == 1008 else [v for v in (1, 2, 3, 4) if v not in moved]
+        expected = stored[[v - 1 for v in volumes]].transpose(3, 2, 1, 0)  # (i, j, k, t)
+        flipped = number == 1008 or reversed_all
+        if flipped:
+            expected = expected[:, ::-1]
+        np.testing.assert_array_equal(np.asarray(out["img"].dataobj), expected)
+        # LINEAR is flipped (j- here); a reversed volume is the other way round.
+        assert out["sidecar"]["PhaseEncodingDirection"] == ("j" if flipped else "j-")
+    theirs = run_dcm2niix(tmp_path / "in", tmp_path / "dcm2niix")
+    assert sorted(t["sidecar"]["SeriesNumber"] for t in theirs) == sorted(outputs)
+    for t in theirs:
+        ours = nib.as_closest_canonical(outputs[t["sidecar"]["SeriesNumber"]]["img"])
+        reference = nib.as_closest_canonical(t["img"])
+        np.testing.assert_array_equal(np.asarray(ours.dataobj), np.asarray(reference.dataobj))
+        np.testing.assert_allclose(ours.affine, reference.affine, atol=1e-3)
