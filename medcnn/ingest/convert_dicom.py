@@ -31,6 +31,7 @@ from medcnn.ingest.outputs import (
 from medcnn.io.bounded import run_bounded
 from medcnn.io.deid import pseudonym
 from medcnn.io.dicom import DicomImage, DicomReadError, read_image
+from medcnn.io.dicom_frames import time_order
 from medcnn.io.dicom_series import AssemblyOptions, FrameInfo, assemble_series, frames_by_position
 from medcnn.io.files import sha256_file
 from medcnn.io.limits import NATIVE_SYNTAXES
@@ -87,6 +88,7 @@ def convert_volumes(members: list[Entry], ctx: Context, role: str = "image") -> 
     if any(ctx.fates[p].fate == "quarantined" for p in by_path):
         return
     base = f"{members[0].modality}-{pseudonym(members[0].series_uid, ctx.secret, '', 8)}"
+    echoes = enhanced_volume_echoes(parts)
     for number, part in enumerate(parts, start=1):
         series = base if len(parts) == 1 else f"{base}-{number:03d}"
         files = sorted({f.path for f in part.frames}, key=lambda p: by_path[p].instance)
@@ -95,7 +97,35 @@ def convert_volumes(members: list[Entry], ctx: Context, role: str = "image") -> 
             if explanation:
                 log.info("%s: %s of %d: %s", series, number, len(parts), explanation)
             names = (subject, study, series, number, len(parts))
-            _convert_part(ctx, by_path, files, part, names, role)
+            _convert_part(ctx, by_path, files, part, names, role, echoes.get(number))
+
+
+def enhanced_volume_echoes(parts: list[Any]) -> dict[int, int]:
+    """EchoNumber by part number for the parts of an enhanced multi-frame series that the
+    image component split apart (a Philips B0 map and its magnitude, say): each part's rank
+    in the files' volume order, as dcm2niix numbers them.
+
+    dcm2niix (console/nii_dicom.cpp, the ``isScaleOrTEVaries`` test after the frames'
+    DimensionIndexValues sort) writes the volumes of an enhanced file that differ in phase /
+    real / imaginary, scaling or echo time one by one, numbered as echoes 1, 2, ... in that
+    sort order (checked with the PyPI v1.0.20260724: reordering the frames' dimension
+    indices swaps the numbers, their EchoNumbers do not matter). Here the volumes are
+    ordered by each part's smallest DimensionIndexValues (then first frame). {} when the
+    parts are not such a split, or their frames' own echo numbers already tell them apart.
+    """
+    if len(parts) < 2 or not all("component" in p.reasons for p in parts):
+        return {}
+    frames = [f for p in parts for f in p.frames]
+    if not all(f.enhanced for f in frames):
+        return {}
+    if len({tuple(sorted({f.echo_number for f in p.frames})) for p in parts}) > 1:
+        return {}  # the frames say which echo each part is
+
+    def order(part: Any) -> tuple:
+        return min((f.dimension_index, str(f.path), f.frame or 0) for f in part.frames)
+
+    ranked = sorted(range(len(parts)), key=lambda i: order(parts[i]))
+    return {index + 1: rank + 1 for rank, index in enumerate(ranked)}
 
 
 def _convert_part(
@@ -105,10 +135,12 @@ def _convert_part(
     part: Any,
     names: tuple[str, str, str, int, int],
     role: str,
+    echo_number: int | None = None,
 ) -> None:
     """Decode, check and write one volume of a series (raises on any problem).
 
-    ``names`` is (subject, study, series, part number, number of parts).
+    ``names`` is (subject, study, series, part number, number of parts); ``echo_number``
+    overrides the header's EchoNumber (:func:`enhanced_volume_echoes`).
     """
     subject, study, series, number, n_parts = names
     ingest = ctx.config["ingest"]
@@ -143,14 +175,35 @@ def _convert_part(
             "by": dict(part.reasons),
             "explanation": describe_split(part.reasons),
         }
+    if echo_number is not None:
+        sidecar["EchoNumber"] = echo_number
+    sources = sorted({f.source_series_uid for f in part.frames if f.source_series_uid})
+    if sources:
+        # Grouped under a SeriesTime key: the sidecar keeps the first volume's own UID.
+        sidecar["SeriesInstanceUID"] = min(part.frames, key=time_order).source_series_uid
+    if len(sources) > 1:
+        sidecar["SeriesStacking"] = {
+            "by": "SeriesTime",
+            "series": len(sources),
+            "explanation": "Siemens XA classic files: each volume under its own"
+            " SeriesInstanceUID, stacked by SeriesTime as dcm2niix does (issue 394)",
+        }
     if len(files) == 1:
         sidecar["SOPInstanceUID"] = entry.sop_uid
-    if image.diffusion is not None and role == "image":
-        sidecar["DiffusionVolumes"] = int(len(image.diffusion[0]))
-        if np.isnan(image.diffusion[1]).any():
+    diffusion = image.diffusion if role == "image" else None
+    if diffusion is not None and not writes_diffusion(*diffusion):
+        diffusion = None
+    if diffusion is not None and len(diffusion[0]) == 1 and _single_non_epi_ge(image.meta):
+        diffusion = None  # geCorrectBvecs: one non-EPI volume is no DWI (dcm2niix issue 449)
+    if diffusion is not None:
+        sidecar["DiffusionVolumes"] = int(len(diffusion[0]))
+        unknown = int(np.isnan(image.diffusion[1]).any(axis=1).sum())
+        if unknown:
+            # dcm2niix's refusal (it cannot reorient them): no .bvec rather than a wrong one.
             image.warnings.append(
-                "diffusion gradient directions not in the header in a form read here (GE"
-                " logical axes): .bval written, no .bvec"
+                f"series {image.meta.get('SeriesNumber')} ({series}): the gradient directions"
+                f" of {unknown} diffusion volume(s) are unknown (the warning before says why):"
+                " .bval written, no .bvec"
             )
     colour = image.data.ndim == 5 and role == "image"
     if colour and ingest.get("colour", "rgb24") == "rgb24":
@@ -161,10 +214,42 @@ def _convert_part(
     row["role"] = role
     if colour:
         row["channels"] = 3
-    if image.diffusion is not None and role == "image":
-        write_diffusion(ctx.results / row["path"], image.affine, *image.diffusion)
+    if diffusion is not None:
+        write_diffusion(ctx.results / row["path"], image.affine, *diffusion)
+    else:
+        nii = ctx.results / row["path"]
+        stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
+        for suffix in (".bval", ".bvec"):  # a stale one from an earlier run goes
+            nii.with_name(stem + suffix).unlink(missing_ok=True)
     ctx.rows.append(row)
     ctx.converted(files, subject, series)
+
+
+def _single_non_epi_ge(meta: dict[str, Any]) -> bool:
+    """A GE or Canon series whose ScanningSequence has no EP (not EPI)."""
+    maker = str(meta.get("Manufacturer", "")).upper()
+    if not (maker.startswith("CANON") or "GE" in maker.split()):
+        return False
+    sequence = meta.get("ScanningSequence", "")
+    sequence = sequence if isinstance(sequence, list) else str(sequence).split("\\")
+    return not any("EP" in str(v).upper() for v in sequence)
+
+
+def writes_diffusion(bvals: np.ndarray, gradients: np.ndarray) -> bool:
+    """Whether dcm2niix writes .bval/.bvec for these volumes (its nii_SaveDTI): when the
+    b-values vary, or all exceed 50 s/mm2, or the first volume has a direction; otherwise
+    only when the directions vary and some volume has none (such volumes are b = 0). So a
+    GE fMRI series, whose every file carries b = 0 in (0043,1039), gets none."""
+    bvals = np.asarray(bvals, dtype=float)
+    vectors = np.nan_to_num(np.asarray(gradients, dtype=float), nan=np.inf)
+    if len(bvals) == 0:
+        return False
+    first_has_direction = bool(np.any(vectors[0] != 0))
+    if np.any(bvals != bvals[0]) or float(bvals.min()) > 50 or first_has_direction:
+        return True
+    if not np.any(vectors != vectors[0]):
+        return False
+    return bool(np.any(np.all(vectors == 0, axis=1)))
 
 
 def bvecs_in_image_space(affine: np.ndarray, gradients_lps: np.ndarray) -> np.ndarray:
@@ -284,7 +369,7 @@ def write_dicom(
         "Series": series,
         "SubjectSource": entry.patient_source,
         "StudyInstanceUID": entry.study_uid,
-        "SeriesInstanceUID": entry.series_uid,
+        "SeriesInstanceUID": sidecar.get("SeriesInstanceUID") or entry.series_uid,
         "Warnings": image.warnings,
         "ConversionSoftware": f"medcnn {__version__}",
         **entry.identifiers,

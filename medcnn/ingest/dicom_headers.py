@@ -27,6 +27,10 @@ from medcnn.io.dicom import PROJECTION_MODALITIES, read_header
 from medcnn.io.dicom_frames import (
     GE_BVALUE,
     GE_COMPONENT,
+    GE_DIRECTIONS,
+    GE_GRADIENT,
+    GE_PULSE_SEQUENCE,
+    GE_USER_DATA12,
     PHILIPS_BVALUE,
     PHILIPS_COMPONENT,
     PHILIPS_DIRECTION,
@@ -34,8 +38,10 @@ from medcnn.io.dicom_frames import (
     PHILIPS_SCALE_SLOPE,
     SIEMENS_BVALUE,
     SIEMENS_GRADIENT,
+    SIEMENS_TIME_AFTER_START,
     UIH_BVALUE,
     UIH_GRADIENT,
+    is_siemens_xa,
 )
 from medcnn.io.dicom_series import frames_from_header
 from medcnn.io.scrub import FREE_TEXT_KEYWORDS, free_text
@@ -101,6 +107,9 @@ HEADER_KEYWORDS = (
     "DiffusionBValue",
     "DiffusionDirectionality",
     "DiffusionGradientOrientation",
+    "InPlanePhaseEncodingDirection",
+    "PatientPosition",
+    "ImageComments",
     "MRDiffusionSequence",
     "RealWorldValueMappingSequence",
     "PixelValueTransformationSequence",
@@ -115,6 +124,10 @@ HEADER_KEYWORDS = (
     "PixelMeasuresSequence",
     "FrameContentSequence",
     "FrameAcquisitionDateTime",
+    "DimensionIndexValues",
+    # Siemens XA classic files stacked by SeriesTime (stacked_series_key)
+    "SoftwareVersions",
+    "SeriesTime",
     "TemporalPositionIndex",
     "StackID",
     "MREchoSequence",
@@ -136,8 +149,13 @@ HEADER_PRIVATE_TAGS = (
     PHILIPS_COMPONENT,
     SIEMENS_BVALUE,
     SIEMENS_GRADIENT,
+    SIEMENS_TIME_AFTER_START,
     GE_BVALUE,
     GE_COMPONENT,
+    GE_DIRECTIONS,
+    *GE_GRADIENT,
+    GE_PULSE_SEQUENCE,
+    GE_USER_DATA12,
     UIH_BVALUE,
     UIH_GRADIENT,
 )
@@ -202,6 +220,13 @@ def read_entry(
         ctx.reject(cand.path, STAGE, "BurnedInAnnotation YES (ingest.burned_in: quarantine)")
         return None
     frames = frames_from_header(ds, cand.path)
+    series_uid = str(ds.SeriesInstanceUID)
+    stacked = stacked_series_key(ds, frames)
+    if stacked is not None:
+        for frame in frames:
+            frame.source_series_uid = series_uid
+            frame.series_number = 0  # dcm2niix stacks them whatever their SeriesNumber
+        series_uid = stacked
     dates = {k: str(ds.get(k)) for k in ("StudyDate", "AcquisitionDate") if ds.get(k)}
     if ds.get("AcquisitionDateTime"):
         dates["AcquisitionDateTime"] = str(ds.AcquisitionDateTime)
@@ -216,7 +241,7 @@ def read_entry(
         patient_id=patient_id,
         patient_source=source,
         study_uid=study_uid or str(ds.SeriesInstanceUID),
-        series_uid=str(ds.SeriesInstanceUID),
+        series_uid=series_uid,
         sop_uid=sop,
         instance=instance,
         key_value=str(ds.get(key_keyword, "")) if ctx.labels else None,
@@ -227,6 +252,26 @@ def read_entry(
         phi=phi,
         syntax=str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")),
     )
+
+
+def stacked_series_key(ds: Any, frames: list[Any]) -> str | None:
+    """The key a Siemens XA classic (interoperability) file is grouped by instead of its
+    SeriesInstanceUID, or None for every other file.
+
+    XA systems saving classic single-frame DICOM give each volume of a series its own
+    SeriesInstanceUID; dcm2niix (console/nii_dicom.cpp, issue 394: Siemens, XA software as
+    :func:`medcnn.io.dicom_frames.is_siemens_xa` tells it, one frame, a SeriesTime) groups
+    such files by their SeriesTime instead, and so does this (within the study: the key is
+    the StudyInstanceUID and the SeriesTime), across SeriesNumbers too (dcm2niix orders the
+    volumes by them; the sidecar has the first volume's). The file's own UID stays with its
+    frames (``source_series_uid``) for the sidecar.
+    """
+    if not is_siemens_xa(ds):
+        return None
+    series_time = str(ds.get("SeriesTime", "") or "").strip()
+    if not series_time or len(frames) != 1 or frames[0].frame is not None:
+        return None
+    return f"{ds.get('StudyInstanceUID', '')}/XA-SeriesTime/{series_time}"
 
 
 def is_projection(members: list[Entry]) -> bool:

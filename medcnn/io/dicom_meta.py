@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 from typing import Any
 
@@ -10,7 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medcnn.io.dicom import number_list
-from medcnn.io.dicom_frames import to_int
+from medcnn.io.dicom_frames import ge_pepolar, to_int
 
 
 def compact(data: np.ndarray) -> np.ndarray:
@@ -88,8 +89,9 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
             meta[key] = int(value)
         else:
             meta[key] = str(value)
+    reversed_pe, moved = ge_pepolar(ds)
     if "SeriesNumber" in meta:
-        meta["SeriesNumber"] = to_int(meta["SeriesNumber"])
+        meta["SeriesNumber"] = to_int(meta["SeriesNumber"]) + (1000 if moved else 0)
     if "ImageType" in meta:
         # dcm2niix's form: the values split at "\\" and "_" (Philips' M_SE is M, SE).
         meta["ImageType"] = [t for v in meta["ImageType"] for t in str(v).split("_") if t]
@@ -113,15 +115,97 @@ def acquisition_meta(ds: Dataset) -> dict[str, Any]:
     if "VOILUTSequence" in ds:
         meta["VOILUTSequence"] = True
     siemens = siemens_csa(ds)
-    if siemens.get("PhaseEncodingDirectionPositive") is not None and "PhaseEncodingAxis" in meta:
+    positive = siemens.get("PhaseEncodingDirectionPositive")
+    polarity = ge_phase_polarity(ds)
+    uih = uih_phase_flipped(ds)
+    if uih is not None:
+        positive = int(not uih)
+    if polarity is not None and reversed_pe:
+        # epi_pepolar: this volume is phase-encoded the other way (dcm2niix inverts it).
+        polarity = "Unflipped" if polarity == "Flipped" else "Flipped"
+    if polarity is not None:
+        meta["PhaseEncodingPolarityGE"] = polarity
+        # dcm2niix: GE's "unflipped" is PhaseEncodingDirectionPositive 1, "flipped" 0.
+        positive = int(polarity == "Unflipped")
+    if positive is not None and "PhaseEncodingAxis" in meta:
         # Polarity along our voxel axes (rows are not flipped here, unlike dcm2niix's
         # layout, whose "j-" is our "j"): positive means along the DICOM row/column.
-        positive = siemens["PhaseEncodingDirectionPositive"] == 1
-        meta["PhaseEncodingDirection"] = meta["PhaseEncodingAxis"] + ("" if positive else "-")
+        meta["PhaseEncodingDirection"] = meta["PhaseEncodingAxis"] + ("" if positive == 1 else "-")
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID", "") if file_meta is not None else ""
     meta["TransferSyntaxUID"] = str(syntax)
     return meta
+
+
+#: UIH's phase-encoding polarity (0065,1058): 1 flipped, 0 not (dcm2niix's reading).
+UIH_PHASE_POLARITY = (0x0065, 0x1058)
+
+
+def uih_phase_flipped(ds: Dataset) -> bool | None:
+    """Whether a UIH image's phase encoding runs against the DICOM row/column (0065,1058)
+    = 1, as dcm2niix reads it (``kPhaseEncodingDirectionPositiveUIH``: 1 is flipped, the
+    opposite of Siemens' flag; checked with the PyPI v1.0.20260724); None when absent."""
+    if "UIH" not in str(ds.get("Manufacturer", "")).upper().split() or UIH_PHASE_POLARITY not in ds:
+        return None
+    value = ds[UIH_PHASE_POLARITY].value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore").strip("\x00 ")
+    try:
+        flag = int(str(value).split("\\")[0].strip())
+    except ValueError:
+        return None
+    return {0: False, 1: True}.get(flag)
+
+
+#: GE's user data block (0043,102A), which holds the EPI phase-encoding flags.
+GE_USER_DATA = (0x0043, 0x102A)
+
+
+def ge_phase_polarity(ds: Dataset) -> str | None:
+    """GE's phase-encoding polarity, ``Flipped`` or ``Unflipped``, as dcm2niix reads it
+    (console/nii_dicom.cpp, ``kRectilinearPhaseEncodeReordering`` then ``kUserDefineDataGE``);
+    None when the header does not say.
+
+    RectilinearPhaseEncodeReordering (0018,9034) comes first (dcm2niix issue 674): LINEAR is
+    flipped, REVERSE_* unflipped (others say nothing). Otherwise the binary user data block
+    (0043,102A), little endian: the header offset at byte 24 (uint16), a float32 version
+    there (5 to 40; from 25.002 on the fields sit 0x4c bytes further and the ky direction
+    0x8c bytes nearer); only an EPI (bit 0x800 of the uint16 at +0x3a) says anything: bit 4
+    of the uint16 at +0x30 set means flipped, and a bottom-up ky direction (2, uint16 at
+    +0x394) inverts it. The block must hold at least 916 bytes past its header offset.
+    """
+    if "GE" not in str(ds.get("Manufacturer", "")).upper().split():
+        return None
+    reordering = str(ds.get("RectilinearPhaseEncodeReordering", "") or "").upper()
+    if reordering.startswith("REVERSE"):
+        return "Unflipped"
+    if reordering == "LINEAR":
+        return "Flipped"
+    if GE_USER_DATA not in ds:
+        return None
+    try:
+        raw = bytes(ds[GE_USER_DATA].value)
+        if len(raw) < 916:
+            return None
+        offset = struct.unpack_from("<H", raw, 24)[0]
+        if len(raw) < offset + 916:
+            return None
+        version = struct.unpack_from("<f", raw, offset)[0]
+        if not 5.0 <= version <= 40.0:
+            return None
+        base, ky = offset, 0x0394
+        if version >= 25.002:
+            base += 0x004C
+            ky -= 0x008C
+        epi = struct.unpack_from("<H", raw, base + 0x3A)[0] & 0x800
+        if not epi:
+            return None
+        flipped = bool(struct.unpack_from("<H", raw, base + 0x30)[0] & 0x0004)
+        if struct.unpack_from("<H", raw, base + ky)[0] == 2:  # bottom-up ky
+            flipped = not flipped
+    except (TypeError, ValueError, struct.error):
+        return None
+    return "Flipped" if flipped else "Unflipped"
 
 
 def siemens_csa(ds: Dataset) -> dict[str, Any]:

@@ -32,7 +32,9 @@ from medcnn.io.dicom_frames import (
     FrameInfo,
     diffusion_table,
     frames_from_header,
+    ge_pepolar,
     is_mosaic,
+    is_siemens_xa,
     time_order,
 )
 from medcnn.io.dicom_meta import acquisition_meta, compact, enhanced_meta
@@ -270,6 +272,16 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
         if keyword in header:
             delattr(header, keyword)
     meta = _series_meta(first_ds, first, iop, geo)
+    if ge_pepolar(first_ds)[0] and not first.colour:
+        # dcm2niix (issue 532, unless built with myDisableGEPEPolarFlip) writes the reversed
+        # volumes of a GE epi_pepolar series with their rows in the other order under the
+        # same affine, so that they look like forward ones: the same here.
+        data = np.flip(data, axis=1).copy(order="F")
+        meta["PEPolarRowsReversed"] = True
+        warnings.append(
+            "GE epi_pepolar reversed phase encoding: rows written in reverse order under the"
+            " usual affine, as dcm2niix does (issue 532)"
+        )
     if first.enhanced:
         extra = enhanced_meta(first_ds, first.frame or 0)
         positive = extra.pop("PhaseEncodingDirectionPositive", None)
@@ -280,13 +292,17 @@ def assemble_series(frames: list[FrameInfo], options: AssemblyOptions) -> DicomI
             meta.setdefault(key, value)
     meta.update(scaling_meta([g[0] for g in by_position] + by_position[0], options))
     _mark_component(meta, first)
-    if n_volumes > 1 and "SliceTiming" not in meta:
-        timing = ge_slice_timing(first_ds, by_position) or acquisition_slice_timing(by_position)
+    if "SliceTiming" not in meta:
+        timing = slice_timing(first_ds, first, by_position, n_volumes)
         if timing is not None:
             meta["SliceTiming"] = timing
     diffusion = diffusion_table(by_position[0])
     if diffusion is not None and geo.resampled:
         warnings.append("diffusion series resampled between slices")
+    if diffusion is not None:
+        series = meta.get("SeriesNumber")
+        for note in sorted({f.diffusion_note for f in by_position[0] if f.diffusion_note}):
+            warnings.append(f"series {series}: {note}")
     return DicomImage(
         # Stacked in compact's type already; a resampled (float32) stack is compacted here.
         data=compact(data) if geo.resampled else data,
@@ -311,6 +327,81 @@ def acquisition_slice_timing(by_position: list[list[FrameInfo]]) -> list[float] 
     spread = max(relative)
     repeat = by_position[0][1].acquisition_time if len(by_position[0]) > 1 else None
     if spread <= 0 or (repeat is not None and repeat - times[0] <= spread):  # type: ignore[operator]
+        return None
+    return relative
+
+
+def slice_timing(
+    ds: Dataset, first: FrameInfo, by_position: list[list[FrameInfo]], n_volumes: int
+) -> list[float] | None:
+    """SliceTiming (s, per NIfTI k) where dcm2niix writes it: enhanced files' time series
+    from the frames' acquisition times; Siemens single-frame MR from each slice's header
+    (:func:`siemens_slice_timing`, any number of volumes, none for 3D); GE time series from
+    the protocol block (:func:`ge_slice_timing`); UIH time series from AcquisitionTime.
+    dcm2niix (v1.0.20260724, checked on written files) gives Philips, Canon, Toshiba,
+    Hitachi and Bruker single-frame series none, so neither does this."""
+    manufacturer = str(ds.get("Manufacturer", "")).upper()
+    if first.enhanced:
+        return acquisition_slice_timing(by_position) if n_volumes > 1 else None
+    if "SIEMENS" in manufacturer:
+        return siemens_slice_timing(ds, by_position) if siemens_classic_2d(ds, first) else None
+    if n_volumes < 2:
+        return None
+    if "GE" in manufacturer.split():
+        return ge_slice_timing(ds, by_position)
+    if "UIH" in manufacturer.split():
+        return acquisition_slice_timing(by_position)
+    return None
+
+
+def siemens_classic_2d(ds: Dataset, first: FrameInfo) -> bool:
+    """A Siemens MR series of single-frame, non-mosaic files that is not a 3D acquisition:
+    the kind whose slice timing dcm2niix takes from each slice's header
+    (:func:`siemens_slice_timing`)."""
+    return (
+        "SIEMENS" in str(ds.get("Manufacturer", "")).upper()
+        and str(ds.get("Modality", "")).upper() == "MR"
+        and first.frame is None
+        and not first.mosaic
+        and str(ds.get("MRAcquisitionType", "") or "").upper() != "3D"
+    )
+
+
+def _float32_hhmmss_seconds(seconds: float) -> float:
+    """Seconds since midnight as dcm2niix has them from an AcquisitionTime: the HHMMSS.ffffff
+    number held in single precision (1/128 s steps after 06:55:36), then split into hours,
+    minutes and seconds."""
+    hours, rest = divmod(seconds, 3600.0)
+    minutes, secs = divmod(rest, 60.0)
+    value = float(np.float32(hours * 10000 + minutes * 100 + secs))
+    hh, rest = divmod(value, 10000.0)
+    mm, ss = divmod(rest, 100.0)
+    return hh * 3600 + mm * 60 + ss
+
+
+def siemens_slice_timing(ds: Dataset, by_position: list[list[FrameInfo]]) -> list[float] | None:
+    """Slice times (s, per NIfTI k) of a Siemens 2D MR series of single-frame, non-mosaic
+    files, as dcm2niix gives them (checked with the PyPI v1.0.20260724 on written files): the
+    first volume's slices' times less the earliest, one volume or many. XA software (as
+    :func:`medcnn.io.dicom_frames.is_siemens_xa` tells it) times each slice by TimeAfterStart
+    (0021,1104), and has none without it; others none where TimeAfterStart is there, else
+    by AcquisitionTime, read as dcm2niix reads it (a single
+    precision HHMMSS number: :func:`_float32_hhmmss_seconds`). None when a slice has no
+    time or all times are equal."""
+    if len(by_position) < 2:
+        return None
+    if is_siemens_xa(ds):
+        times = [group[0].time_after_start for group in by_position]
+    elif any(f.time_after_start is not None for group in by_position for f in group):
+        return None  # dcm2niix: TimeAfterStart outside XA leaves no slice times
+    else:
+        raw = [group[0].acquisition_time for group in by_position]
+        times = [None if t is None else _float32_hhmmss_seconds(t) for t in raw]
+    if any(t is None for t in times):
+        return None
+    zero = min(times)  # type: ignore[type-var]
+    relative = [round(float(t - zero), 6) for t in times]  # type: ignore[operator]
+    if max(relative) <= 0:
         return None
     return relative
 
