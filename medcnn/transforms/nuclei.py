@@ -12,8 +12,9 @@ one kind differ tenfold in size between microscopes. As the anchors of the field
 - *scale* (Cellpose): each image is resized so that its typical nucleus has the plans'
   target diameter. For training the diameter comes from the reference instances
   (:func:`medcnn.postprocess.instances.median_diameter`); for a new image first from a quick
-  Otsu + components pass (:func:`estimate_diameter`), then from the instances of the model's
-  own first pass (:mod:`medcnn.inference.segmentation`).
+  estimate (:func:`estimate_diameter`: Otsu + components, or for colour images the
+  characteristic scale of its blobs, :func:`blob_diameter`), then from the instances of the
+  model's own first pass (:mod:`medcnn.inference.segmentation`).
 
 :func:`image_type` names the kind of image from its pixels (``fluorescence``, ``colour``,
 ``light_grey``): the benchmark stratifies its folds by it, and the plans' profile of the
@@ -131,14 +132,56 @@ def otsu_nuclei(grey: np.ndarray) -> np.ndarray:
 
 
 def estimate_diameter(image: np.ndarray) -> float | None:
-    """Typical nucleus diameter in pixels of an unlabelled image, from Otsu's mask of the
-    nuclei-bright grey image (opened by one pixel against noise): the median equivalent
-    diameter (``2 sqrt(area / pi)``) of its solid components (solidity above 0.85: single
-    nuclei rather than clumps) of :data:`MIN_COMPONENT` pixels up to 5 % of the image.
+    """Typical nucleus diameter in pixels of an unlabelled image.
+
+    Grey images: from Otsu's mask of the nuclei-bright grey image (opened by one pixel
+    against noise), the median equivalent diameter (``2 sqrt(area / pi)``) of its solid
+    components (solidity above 0.85: single nuclei rather than clumps) of
+    :data:`MIN_COMPONENT` pixels up to 5 % of the image. Colour images (histology,
+    stained brightfield): :func:`blob_diameter`, because the chromatin texture of large
+    stained nuclei breaks Otsu's mask into nucleolus-sized pieces (on the 21 colour images of
+    DSB 2018's dev set the component estimate is off by more than 1.6x on 4, the blob scale
+    on 1; on the grey ones the component estimate is the better of the two).
 
     Returns:
         The diameter, or None when no such component is found.
     """
+    if image_type(image) == "colour":
+        return blob_diameter(image)
+    return component_diameter(image)
+
+
+#: Blob scales (sigma, pixels) :func:`blob_diameter` tries: nuclei of about 4-70 px across.
+BLOB_SIGMAS = tuple(float(s) for s in np.geomspace(1.5, 25.0, 24))
+
+
+def blob_diameter(image: np.ndarray) -> float:
+    """Characteristic nucleus diameter of an image from scale space (Lindeberg): the sigma at
+    which the 99th percentile of the scale-normalised Laplacian of Gaussian
+    (``-sigma^2 LoG``) of the normalised nuclei-bright grey image (:func:`nuclei_grey`,
+    clipped to [-1, 3]) is largest, times ``2 sqrt(2)`` (the diameter of a disk whose centre
+    responds most at that sigma). Texture inside a nucleus responds at small sigma, but less
+    than the whole nucleus does at its own scale. Large sigmas are computed on the image
+    block-averaged by up to ``sigma / 3`` (the scale-normalised response does not change).
+    """
+    from skimage.measure import block_reduce
+
+    grey = np.clip(nuclei_grey(image)[0][0].astype(np.float32), -1.0, 3.0)
+    reduced: dict[int, np.ndarray] = {1: grey}
+    best, best_sigma = -np.inf, BLOB_SIGMAS[0]
+    for sigma in BLOB_SIGMAS:
+        f = max(1, min(int(sigma // 3), min(grey.shape) // 16 or 1))
+        if f not in reduced:
+            reduced[f] = block_reduce(grey, (f, f), np.mean)
+        s = sigma / f
+        response = float(np.percentile(-(s * s) * ndimage.gaussian_laplace(reduced[f], s), 99))
+        if response > best:
+            best, best_sigma = response, sigma
+    return float(2.0 * np.sqrt(2.0) * best_sigma)
+
+
+def component_diameter(image: np.ndarray) -> float | None:
+    """The Otsu + components estimate of :func:`estimate_diameter` (grey images)."""
     from skimage.measure import regionprops
 
     grey, _ = polarity_grey(image)

@@ -202,3 +202,35 @@ def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypat
     # a given diameter: no first pass
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"], diameter=10.0)
     assert meta["nuclei"]["diameter_source"] == "given" and meta["nuclei"]["scale_factor"] == 2.0
+
+
+def test_a_first_pass_far_below_the_estimate_is_not_believed(tmp_path, monkeypatch):
+    """A first pass whose nuclei are more than FIRST_PASS_RANGE times smaller than the
+    estimate (large textured nuclei broken into pieces) does not rescale the image: the
+    estimate is kept and the first pass's diameter recorded."""
+    import medcnn.inference.segmentation as inference
+    import medcnn.transforms.segmentation as seg
+
+    size, radius = 96, 8
+    rows, cols = np.mgrid[:size, :size]
+    instances = np.zeros((size, size, 1), np.int32)
+    for k, (r0, c0) in enumerate([(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)], start=1):
+        instances[(rows - r0) ** 2 + (cols - c0) ** 2 <= radius**2, 0] = k
+    image = np.where(instances > 0, 180, 12).astype(np.uint8)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "tile.nii.gz")
+    nib.save(nib.Nifti1Image(instances, affine), tmp_path / "inst.nii.gz")
+    case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
+    plans = plan("nuclei", [case], kind="instance_segmentation", nucleus_diameter=20)
+    true = 2 * np.sqrt((instances == 1).sum() / np.pi)
+    estimate = true * (inference.FIRST_PASS_RANGE + 0.5)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: estimate)
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["diameter_source"] == "estimate"
+    assert meta["nuclei"]["diameter"] == pytest.approx(estimate)
+    assert meta["nuclei"]["first_pass_diameter"] == pytest.approx(true, rel=0.1)
+    # within the range the first pass still corrects the estimate (as above)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: true * 2.5)
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["diameter_source"] == "first_pass"
+    assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)

@@ -79,6 +79,33 @@ def test_diameter_estimate_and_reference_diameter_agree_with_the_disks(radius):
     assert estimate_diameter(_colour(labels)) == pytest.approx(true, rel=0.15)
 
 
+def _textured_colour(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Large H&E-like nuclei with chromatin texture: pale purple with dark clumps, on pink."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    pink, purple = np.array([225, 175, 205.0]), np.array([105, 60, 150.0])
+    speckle = ndimage.gaussian_filter(rng.normal(0, 1, labels.shape), 1.5)
+    clumps = (speckle > 0.4 * speckle.std()) & (labels > 0)
+    image = np.where((labels > 0)[..., None], 0.35 * purple + 0.65 * pink, pink)
+    image = np.where(clumps[..., None], purple, image) + rng.normal(0, 3, labels.shape + (3,))
+    return np.moveaxis(image.astype(np.float32), -1, 0)
+
+
+def test_colour_nuclei_with_chromatin_texture_are_sized_from_scale_space():
+    """Otsu's components of a textured 40-px nucleus are its chromatin pieces; the blob scale
+    (what estimate_diameter uses for colour images) finds the nucleus."""
+    from medcnn.transforms.nuclei import blob_diameter, component_diameter
+
+    labels = _disks(size=256, radius=20.0, seed=1)
+    image = _textured_colour(labels, seed=0)
+    true = median_diameter(labels)
+    assert image_type(image) == "colour"
+    assert component_diameter(image) < 0.6 * true
+    assert estimate_diameter(image) == blob_diameter(image)
+    assert estimate_diameter(image) == pytest.approx(true, rel=0.2)
+
+
 def test_median_diameter_needs_enough_instances():
     assert median_diameter(np.zeros((8, 8), np.int32)) is None
     labels = _disks(size=64, radius=5)
