@@ -131,8 +131,9 @@ def otsu_nuclei(grey: np.ndarray) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def estimate_diameter(image: np.ndarray) -> float | None:
-    """Typical nucleus diameter in pixels of an unlabelled image.
+def estimate_diameter(image: np.ndarray, kind: str | None = None) -> float | None:
+    """Typical nucleus diameter in pixels of an unlabelled image (``kind``: its
+    :func:`image_type` when the image given is already :func:`nuclei_grey`'s one channel).
 
     Grey images: from Otsu's mask of the nuclei-bright grey image (opened by one pixel
     against noise), the median equivalent diameter (``2 sqrt(area / pi)``) of its solid
@@ -146,7 +147,7 @@ def estimate_diameter(image: np.ndarray) -> float | None:
     Returns:
         The diameter, or None when no such component is found.
     """
-    if image_type(image) == "colour":
+    if (kind or image_type(image)) == "colour":
         return blob_diameter(image)
     return component_diameter(image)
 

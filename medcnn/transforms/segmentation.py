@@ -183,7 +183,7 @@ def preprocess_case(
         if diameter is None and label is not None and label.ndim == 2:
             diameter, source = median_diameter(label), "reference"
         if diameter is None:
-            diameter, source = estimate_diameter(image), "estimate"
+            diameter, source = estimate_diameter(image, nuclei_stats.get("type")), "estimate"
     factor = scale_factor(diameter, wanted)
     shape = resampled_shape(canonical_shape, [s * factor for s in spacing], target)
     image = resample(image, shape, "linear")

@@ -189,7 +189,7 @@ def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypat
     assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)
     assert prob.shape == (3, size, size)
     # a wrong estimate: corrected by the first pass
-    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: 40.0)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda *_: 40.0)
     label_img, _, meta = predict_labels([_Oracle()], plans, case["image"])
     assert meta["nuclei"]["diameter_source"] == "first_pass"
     assert meta["nuclei"]["estimated_diameter"] == 40.0
@@ -224,13 +224,13 @@ def test_a_first_pass_far_below_the_estimate_is_not_believed(tmp_path, monkeypat
     plans = plan("nuclei", [case], kind="instance_segmentation", nucleus_diameter=20)
     true = 2 * np.sqrt((instances == 1).sum() / np.pi)
     estimate = true * (inference.FIRST_PASS_RANGE + 0.5)
-    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: estimate)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda *_: estimate)
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
     assert meta["nuclei"]["diameter_source"] == "estimate"
     assert meta["nuclei"]["diameter"] == pytest.approx(estimate)
     assert meta["nuclei"]["first_pass_diameter"] == pytest.approx(true, rel=0.1)
     # within the range the first pass still corrects the estimate (as above)
-    monkeypatch.setattr(seg, "estimate_diameter", lambda _image: true * 2.5)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda *_: true * 2.5)
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
     assert meta["nuclei"]["diameter_source"] == "first_pass"
     assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)

@@ -104,6 +104,11 @@ def test_colour_nuclei_with_chromatin_texture_are_sized_from_scale_space():
     assert component_diameter(image) < 0.6 * true
     assert estimate_diameter(image) == blob_diameter(image)
     assert estimate_diameter(image) == pytest.approx(true, rel=0.2)
+    # preprocessing estimates on the one grey channel, told the image's type
+    grey, stats = nuclei_grey(image)
+    assert stats["type"] == "colour"
+    assert estimate_diameter(grey, stats["type"]) == pytest.approx(true, rel=0.2)
+    assert estimate_diameter(grey) == pytest.approx(component_diameter(image), rel=0.05)
 
 
 def test_median_diameter_needs_enough_instances():
