@@ -942,14 +942,14 @@ def main(argv: list[str] | None = None) -> int:
         "--nuclei-interior",
         type=float,
         nargs="+",
-        default=[0.3, 0.4, 0.5, 0.6, 0.7],
+        default=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         help="segmentation.watershed.interior_threshold (the values tried)",
     )
     parser.add_argument(
         "--nuclei-foreground",
         type=float,
         nargs="+",
-        default=[0.4, 0.5, 0.6],
+        default=[0.4, 0.5, 0.6, 0.7, 0.8],
         help="segmentation.watershed.foreground_threshold (the values tried)",
     )
     parser.add_argument(

@@ -336,8 +336,8 @@ def labels_from_probabilities(
 
 #: The instance post-processing settings :func:`choose_postprocessing` tries.
 POSTPROCESS_GRID: dict[str, list[Any]] = {
-    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
-    "foreground_threshold": [0.4, 0.5, 0.6],
+    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "foreground_threshold": [0.4, 0.5, 0.6, 0.7, 0.8],
     "elevation": ["interior", "distance"],
 }
 

@@ -159,8 +159,8 @@ def test_trainer_settings_are_the_schemas_keys():
     assert settings_of({"train": {"val_every": 2}})["val_every"] == 2
     grid = watershed_grid({"watershed": {"elevation": ["distance"]}})
     assert grid == {
-        "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
-        "foreground_threshold": [0.4, 0.5, 0.6],
+        "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        "foreground_threshold": [0.4, 0.5, 0.6, 0.7, 0.8],
         "elevation": ["distance"],
         "min_marker_size": [4],
     }
