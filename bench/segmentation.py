@@ -177,6 +177,7 @@ def nuclei_task(args: argparse.Namespace, variant: str, minutes: float) -> dict[
             "watershed": {
                 "interior_threshold": args.nuclei_interior,
                 "foreground_threshold": args.nuclei_foreground,
+                **({"score": args.nuclei_score} if args.nuclei_score else {}),
             },
             **NUCLEI_VARIANTS[variant],
         },
@@ -951,6 +952,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[0.4, 0.5, 0.6, 0.7, 0.8],
         help="segmentation.watershed.foreground_threshold (the values tried)",
+    )
+    parser.add_argument(
+        "--nuclei-score",
+        choices=["aji", "pq", "f1"],
+        default=None,
+        help="segmentation.watershed.score: what the watershed choice maximises (default: the "
+        "schema's)",
     )
     parser.add_argument(
         "--nuclei-held-fluorescence",

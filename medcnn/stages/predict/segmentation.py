@@ -253,7 +253,11 @@ def _plane(array: np.ndarray | None) -> np.ndarray | None:
 
 def _postprocess(bundle: dict[str, Any], seg: dict[str, Any]) -> dict[str, Any]:
     """Watershed settings: chosen on validation images at training (bundle), else defaults."""
-    chosen = {k: v for k, v in (bundle.get("postprocess") or {}).items() if k != "validation_aji"}
+    chosen = {
+        k: v
+        for k, v in (bundle.get("postprocess") or {}).items()
+        if not k.startswith("validation_")
+    }
     return {**chosen, "min_size": int(seg["min_size"])}
 
 

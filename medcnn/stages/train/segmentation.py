@@ -143,15 +143,17 @@ def choose_fold_postprocessing(
         )
         probabilities.append(prob)
         references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
+    criterion = str((task["segmentation"].get("watershed") or {}).get("score") or "aji")
     settings, score = choose_postprocessing(
-        probabilities, references, watershed_grid(task["segmentation"])
+        probabilities, references, watershed_grid(task["segmentation"]), score=criterion
     )
     settings["min_size"] = int(task["segmentation"]["min_size"])
-    description["postprocess"] = {**settings, "validation_aji": score}
+    description["postprocess"] = {**settings, f"validation_{criterion}": score}
     (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
     log.info(
-        "instance post-processing chosen on %d validation images: %s (AJI %.3f)",
+        "instance post-processing chosen on %d validation images: %s (%s %.3f)",
         len(val),
         settings,
+        criterion.upper(),
         score,
     )
