@@ -111,6 +111,7 @@ def instances_from_probabilities(
     min_marker_size: int = 4,
     min_size: int = 8,
     elevation: Literal["interior", "distance"] = "interior",
+    min_relative_size: float = 0.0,
 ) -> np.ndarray:
     """An instance label image from background/interior/boundary(/touching) probabilities.
 
@@ -123,8 +124,9 @@ def instances_from_probabilities(
        the nucleus whose interior is most probable next to them) or on the negated distance
        to the background (``"distance"``).
     4. Foreground blobs holding no marker (a nucleus too small to have an interior) become
-       instances of their own; instances under ``min_size`` pixels are dropped; ids are
-       renumbered 1..N.
+       instances of their own; instances under ``min_size`` pixels are dropped, and with
+       ``min_relative_size`` those under that fraction of the image's median instance area
+       (debris and watershed slivers, whatever the magnification); ids are renumbered 1..N.
 
     Args:
         probabilities: ``(3, H, W)`` softmax output, channels background, interior, boundary,
@@ -157,7 +159,15 @@ def instances_from_probabilities(
     else:
         raise ValueError(f"elevation {elevation!r} must be 'interior' or 'distance'")
     instances = watershed(surface, markers, mask=foreground, connectivity=1)
-    return _finish(instances.astype(np.int64), foreground, min_size)
+    out = _finish(instances.astype(np.int64), foreground, min_size)
+    if min_relative_size > 0 and out.max() > 0:
+        sizes = np.bincount(out.ravel())
+        keep = sizes >= float(min_relative_size) * float(np.median(sizes[1:]))
+        keep[0] = False
+        table = np.zeros(sizes.size, dtype=np.int32)
+        table[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+        out = table[out]
+    return out
 
 
 def instances_from_mask(mask: np.ndarray, h: float = 2.0, min_size: int = 8) -> np.ndarray:

@@ -123,3 +123,19 @@ def test_instances_keep_unmarked_blobs_and_drop_specks():
     assert (instances[12:18, 12:18] > 0).all()
     with pytest.raises(ValueError, match=r"\(3, H, W\) .* or \(4, H, W\)"):
         instances_from_probabilities(np.zeros((2, 5, 5)))
+
+
+def test_slivers_under_a_fraction_of_the_median_nucleus_are_dropped():
+    """min_relative_size drops instances under that fraction of the image's median area,
+    whatever the magnification; 0 keeps them."""
+    target = np.zeros((60, 60), dtype=np.uint8)
+    for r0, c0 in [(2, 2), (2, 22), (22, 2), (22, 22)]:  # four 12x12 nuclei (144 px)
+        target[r0 : r0 + 12, c0 : c0 + 12] = 2
+        target[r0 + 1 : r0 + 11, c0 + 1 : c0 + 11] = 1
+    target[45:49, 45:49] = 2  # a 16-px sliver: a ninth of the median nucleus
+    kept = instances_from_probabilities(one_hot(target), min_size=8)
+    assert kept.max() == 5 and kept[46, 46] > 0
+    dropped = instances_from_probabilities(one_hot(target), min_size=8, min_relative_size=0.2)
+    assert dropped.max() == 4 and dropped[46, 46] == 0
+    np.testing.assert_array_equal(dropped[:40, :40] > 0, kept[:40, :40] > 0)
+    assert instances_from_probabilities(one_hot(target), min_relative_size=0.1).max() == 5

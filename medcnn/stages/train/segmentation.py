@@ -105,6 +105,7 @@ def watershed_grid(seg: dict[str, Any]) -> dict[str, list[Any]]:
         "foreground_threshold": [float(v) for v in chosen["foreground_threshold"]],
         "elevation": list(chosen["elevation"]),
         "min_marker_size": [int(chosen["min_marker_size"])],
+        "min_relative_size": [float(v) for v in chosen["min_relative_size"]],
     }
 
 
