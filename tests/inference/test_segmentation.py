@@ -165,12 +165,9 @@ class _Oracle(torch.nn.Module):
         return torch.cat([(0.5 - x) * 20, (x - 0.5) * 20, torch.full_like(x, -20.0)], dim=1)
 
 
-def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypatch):
-    """Cellpose-style sizing: a wrong Otsu estimate (40 px) is corrected by the first pass's
-    nuclei (16 px), predicted again at that scale, and the instances land on the image's own
-    grid."""
-    import medcnn.transforms.segmentation as seg
-
+def _disk_tile(tmp_path):
+    """A 96 x 96 tile of five bright 8-px-radius disks (LPS-flipped affine), its instances,
+    the case, instance plans at 20-px nuclei and the disks' true diameter."""
     size, radius = 96, 8
     rows, cols = np.mgrid[:size, :size]
     instances = np.zeros((size, size, 1), np.int32)
@@ -183,6 +180,16 @@ def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypat
     case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
     plans = plan("nuclei", [case], kind="instance_segmentation", nucleus_diameter=20)
     true = 2 * np.sqrt((instances == 1).sum() / np.pi)
+    return size, instances, case, plans, true
+
+
+def test_nuclei_are_predicted_at_the_scale_of_the_first_pass(tmp_path, monkeypatch):
+    """Cellpose-style sizing: a wrong Otsu estimate (40 px) is corrected by the first pass's
+    nuclei (16 px), predicted again at that scale, and the instances land on the image's own
+    grid."""
+    import medcnn.transforms.segmentation as seg
+
+    size, instances, case, plans, true = _disk_tile(tmp_path)
     # a good estimate: one pass at its scale
     prob, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
     assert meta["nuclei"]["diameter_source"] == "estimate"
@@ -211,18 +218,7 @@ def test_a_first_pass_far_below_the_estimate_is_not_believed(tmp_path, monkeypat
     import medcnn.inference.segmentation as inference
     import medcnn.transforms.segmentation as seg
 
-    size, radius = 96, 8
-    rows, cols = np.mgrid[:size, :size]
-    instances = np.zeros((size, size, 1), np.int32)
-    for k, (r0, c0) in enumerate([(20, 20), (20, 70), (70, 20), (70, 70), (45, 45)], start=1):
-        instances[(rows - r0) ** 2 + (cols - c0) ** 2 <= radius**2, 0] = k
-    image = np.where(instances > 0, 180, 12).astype(np.uint8)
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
-    nib.save(nib.Nifti1Image(image, affine), tmp_path / "tile.nii.gz")
-    nib.save(nib.Nifti1Image(instances, affine), tmp_path / "inst.nii.gz")
-    case = {"image": str(tmp_path / "tile.nii.gz"), "label": str(tmp_path / "inst.nii.gz")}
-    plans = plan("nuclei", [case], kind="instance_segmentation", nucleus_diameter=20)
-    true = 2 * np.sqrt((instances == 1).sum() / np.pi)
+    size, instances, case, plans, true = _disk_tile(tmp_path)
     estimate = true * (inference.FIRST_PASS_RANGE + 0.5)
     monkeypatch.setattr(seg, "estimate_diameter", lambda *_: estimate)
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
