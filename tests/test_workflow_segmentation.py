@@ -24,24 +24,39 @@ def _predictions(results: Path, task: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / "predict" / task).glob("*.json"))]
 
 
+def predicted_masks(results: Path, task: str):
+    """The predictions of ``task`` that have images, and per image (prediction, image entry,
+    mask NIfTI, the ingest NIfTI it was predicted from)."""
+    manifest = pd.read_csv(results / "ingest" / "manifest.tsv", sep="\t", dtype=str)
+    predictions = [p for p in _predictions(results, task) if p["images"]]
+    masks = []
+    for prediction in predictions:
+        for image in prediction["images"]:
+            row = manifest[
+                (manifest["subject"] == prediction["subject"])
+                & (manifest["series"] == image["series"])
+            ].iloc[0]
+            masks.append(
+                (
+                    prediction,
+                    image,
+                    nib.load(results / image["mask"]),
+                    nib.load(results / row["path"]),
+                )
+            )
+    return predictions, masks
+
+
 def test_masks_are_on_the_ingest_grid_of_their_image(seg_run):
     work, cases, tiles = seg_run
     results = work / "results"
-    manifest = pd.read_csv(results / "ingest" / "manifest.tsv", sep="\t", dtype=str)
     for task, n in (("lesion", len(cases)), ("nuclei", len(tiles))):
-        predictions = [p for p in _predictions(results, task) if p["images"]]
+        predictions, masks = predicted_masks(results, task)
         assert len(predictions) == n
-        for prediction in predictions:
-            for image in prediction["images"]:
-                row = manifest[
-                    (manifest["subject"] == prediction["subject"])
-                    & (manifest["series"] == image["series"])
-                ].iloc[0]
-                source = nib.load(results / row["path"])
-                mask = nib.load(results / image["mask"])
-                assert mask.shape[:3] == source.shape[:3]
-                np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
-                assert np.issubdtype(mask.get_data_dtype(), np.integer)
+        for _, _, mask, source in masks:
+            assert mask.shape[:3] == source.shape[:3]
+            np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
+            assert np.issubdtype(mask.get_data_dtype(), np.integer)
 
 
 def test_lesion_outputs_volumes_dicom_seg_and_scores(seg_run):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
 import numpy as np
-import pandas as pd
 import pydicom
+
+from tests.test_workflow_segmentation import predicted_masks
 
 TASK = "lesion_slices"
 
@@ -22,27 +22,17 @@ def test_a_slice_task_plans_a_2d_network_and_writes_the_3d_outputs(seg_run):
     assert plans["slices"]["context"] == 1 and len(plans["patch_size"]) == 2
     bundle = json.loads((results / "models" / TASK / "fold0" / "bundle.json").read_text())
     assert bundle["network"]["dims"] == 2 and bundle["network"]["in_channels"] == 3
-    manifest = pd.read_csv(results / "ingest" / "manifest.tsv", sep="\t", dtype=str)
-    predictions = [
-        json.loads(p.read_text()) for p in sorted((results / "predict" / TASK).glob("*.json"))
-    ]
-    predictions = [p for p in predictions if p["images"]]
+    predictions, masks = predicted_masks(results, TASK)
     assert len(predictions) == len(cases)
     seg_written = 0
+    for _, image, mask, source in masks:
+        assert mask.shape[:3] == source.shape[:3]
+        np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
+        assert 0.0 <= image["metrics"]["lesion"]["dice"] <= 1.0
+        if (np.asarray(mask.dataobj) == 1).any():
+            assert pydicom.dcmread(results / image["dicom_seg"]).Modality == "SEG"
+            seg_written += 1
     for prediction in predictions:
-        for image in prediction["images"]:
-            row = manifest[
-                (manifest["subject"] == prediction["subject"])
-                & (manifest["series"] == image["series"])
-            ].iloc[0]
-            source = nib.load(results / row["path"])
-            mask = nib.load(results / image["mask"])
-            assert mask.shape[:3] == source.shape[:3]
-            np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
-            assert 0.0 <= image["metrics"]["lesion"]["dice"] <= 1.0
-            if (np.asarray(mask.dataobj) == 1).any():
-                assert pydicom.dcmread(results / image["dicom_seg"]).Modality == "SEG"
-                seg_written += 1
         subject = prediction["subject"]
         assert (results / "saliency" / TASK / subject / "saliency.json").is_file()
         html = (results / "reports" / f"{subject}.html").read_text()

@@ -89,9 +89,12 @@ def target_from_instances(
     return target
 
 
-def _finish(instances: np.ndarray, foreground: np.ndarray, min_size: int) -> np.ndarray:
+def _finish(
+    instances: np.ndarray, foreground: np.ndarray, min_size: int, min_relative_size: float = 0.0
+) -> np.ndarray:
     """Add foreground blobs that got no marker as instances of their own, drop instances
-    smaller than ``min_size`` pixels, and number the rest 1..N."""
+    smaller than ``min_size`` pixels (and than ``min_relative_size`` times the median area of
+    those left), and number the rest 1..N."""
     unmarked, n_unmarked = ndimage.label(foreground & (instances == 0), structure=_CROSS)
     if n_unmarked:
         offset = int(instances.max())
@@ -99,6 +102,8 @@ def _finish(instances: np.ndarray, foreground: np.ndarray, min_size: int) -> np.
     sizes = np.bincount(instances.ravel())
     keep = sizes >= min_size
     keep[0] = False
+    if min_relative_size > 0 and keep.any():
+        keep &= sizes >= float(min_relative_size) * float(np.median(sizes[keep]))
     table = np.zeros(sizes.size, dtype=np.int32)
     table[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return table[instances]
@@ -159,15 +164,7 @@ def instances_from_probabilities(
     else:
         raise ValueError(f"elevation {elevation!r} must be 'interior' or 'distance'")
     instances = watershed(surface, markers, mask=foreground, connectivity=1)
-    out = _finish(instances.astype(np.int64), foreground, min_size)
-    if min_relative_size > 0 and out.max() > 0:
-        sizes = np.bincount(out.ravel())
-        keep = sizes >= float(min_relative_size) * float(np.median(sizes[1:]))
-        keep[0] = False
-        table = np.zeros(sizes.size, dtype=np.int32)
-        table[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-        out = table[out]
-    return out
+    return _finish(instances.astype(np.int64), foreground, min_size, min_relative_size)
 
 
 def instances_from_mask(mask: np.ndarray, h: float = 2.0, min_size: int = 8) -> np.ndarray:

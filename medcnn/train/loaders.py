@@ -105,13 +105,7 @@ def segmenter_loader(
     if slice_settings(plans) is not None:
         return slice_loader(train_items, plans, settings, device)
     samples = int(settings["samples_per_image"])
-    augmentation = train_transforms(
-        plans,
-        samples_per_image=samples,
-        positive_fraction=float(settings["positive_fraction"]),
-        scale_range=settings["scale_range"],
-        augment=bool(settings["augment"]),
-    )
+    augmentation = _augmentation(plans, settings)
     # Reading the arrays, padding and listing foreground/background voxels are done once
     # and cached; an epoch then costs only the random crops and augmentation.
     dataset = CacheDataset(
@@ -122,6 +116,18 @@ def segmenter_loader(
     )
     generator = torch.Generator()
     return dataset, _patch_loader(dataset, plans, samples, device, generator), generator
+
+
+def _augmentation(plans: Mapping[str, Any], settings: Mapping[str, Any]) -> Compose:
+    """The training transforms of ``plans`` with the trainer's sampling and augmentation
+    ``settings`` (:func:`medcnn.train.segmenter.settings_of`)."""
+    return train_transforms(
+        plans,
+        samples_per_image=int(settings["samples_per_image"]),
+        positive_fraction=float(settings["positive_fraction"]),
+        scale_range=settings["scale_range"],
+        augment=bool(settings["augment"]),
+    )
 
 
 class VolumeSliced(Transform):
@@ -163,13 +169,7 @@ def slice_loader(
     axis, context = int(slices["axis_index"]), int(slices["context"])
     view = slice_view(plans)
     samples = int(settings["samples_per_image"])
-    augmentation = train_transforms(
-        view,
-        samples_per_image=samples,
-        positive_fraction=float(settings["positive_fraction"]),
-        scale_range=settings["scale_range"],
-        augment=bool(settings["augment"]),
-    )
+    augmentation = _augmentation(view, settings)
     load = LoadArraysd()
     volumes = [load(dict(item)) for item in train_items]
     index, weights = [], []
