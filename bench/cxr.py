@@ -95,7 +95,7 @@ def bench_config(data: Path, work: Path, args: argparse.Namespace) -> dict[str, 
                     "kind": "classification",
                     "target": {"column": "label", "positive": "pneumonia"},
                     "preprocess": {"size": args.size},
-                    "split": {"folds": 1, "val_fraction": 0.2, "seed": args.seed},
+                    "split": {"folds": args.inner_folds, "val_fraction": 0.2, "seed": args.seed},
                     "train": {
                         "epochs": args.epochs,
                         "seed": args.seed,
@@ -140,6 +140,22 @@ def outer_folds(rows: list[dict[str, str]], folds: int, seed: int) -> list[list[
     return [sorted(subjects[i] for i in test) for _, test in splitter.split(subjects, strata)]
 
 
+def inner_folds(
+    subjects: list[str], positive: dict[str, int], k: int, seed: int
+) -> list[dict[str, list]]:
+    """``k`` patient-level train/validation folds of the outer fold's training patients,
+    stratified by label, as ``split.folds: k`` makes them: each patient validates one model,
+    and the ensemble of the ``k`` models predicts the held-out films."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    strata = [positive[s] for s in subjects]
+    return [
+        {"train": sorted(subjects[i] for i in tr), "val": sorted(subjects[i] for i in va)}
+        for tr, va in splitter.split(subjects, strata)
+    ]
+
+
 def inner_split(subjects: list[str], positive: dict[str, int], seed: int) -> dict[str, list]:
     from sklearn.model_selection import train_test_split
 
@@ -167,22 +183,25 @@ def fold_results(config: dict[str, Any], k: int, split: dict[str, Any]) -> dict[
 def run_medcnn_fold(
     config: dict[str, Any],
     test_rows: list[dict[str, str]],
-    val_rows: list[dict[str, str]],
+    val_rows: list[list[dict[str, str]]],
     threads: int,
 ) -> dict[str, Any]:
-    """Train the fold through the train stage and predict its held-out films from the
-    bundle (calibrated, with and without test-time views; uncalibrated)."""
+    """Train the fold's model (one per inner fold) through the train stage and predict its
+    held-out films from the bundles as the predict stage does (each calibrated on its own
+    validation patients, the probabilities averaged; with and without test-time views;
+    uncalibrated)."""
     from medcnn.data.labels import LabelScheme
     from medcnn.inference.classification import ensemble_probabilities
     from medcnn.models.bundle import load_bundle
     from medcnn.stages.train.classification import run_train
 
     results = Path(config["results"])
-    folder = results / "models" / TASK / "fold0"
-    if not (folder / "bundle.json").exists():
-        run_train(config, TASK, 0, threads=threads)
+    folders = [results / "models" / TASK / f"fold{j}" for j in range(len(val_rows))]
+    for j, folder in enumerate(folders):
+        if not (folder / "bundle.json").exists():
+            run_train(config, TASK, j, threads=threads)
     torch.set_num_threads(threads)
-    bundle = load_bundle(folder)
+    bundles = [load_bundle(folder) for folder in folders]
     scheme = LabelScheme.from_target(config["tasks"][TASK]["target"])
     pre = results / "preprocess" / TASK
     images = np.stack([np.load(pre / r["array"]) for r in test_rows])
@@ -193,13 +212,25 @@ def run_medcnn_fold(
         ("calibrated", False, True),
         ("uncalibrated_tta", True, False),
     ):
-        probs = ensemble_probabilities([bundle], images, scheme, device, tta, calibrate)
-        out[name] = probs[0, :, 0]
-    out.update(calibration_ablation(bundle, pre, val_rows, images, scheme, device))
-    metrics = json.loads((folder / "metrics.json").read_text())
-    with open(folder / "history.csv") as fh:
-        history = list(csv.DictReader(fh))
-    return {"probabilities": out, "metrics": metrics, "history": history}
+        probs = ensemble_probabilities(bundles, images, scheme, device, tta, calibrate)
+        out[name] = probs.mean(axis=0)[:, 0]
+    ablations = [
+        calibration_ablation(b, pre, v, images, scheme, device)
+        for b, v in zip(bundles, val_rows, strict=True)
+    ]
+    out.update({name: np.mean([a[name] for a in ablations], axis=0) for name in ablations[0]})
+    if len(bundles) > 1:  # the ensemble's first member alone: what the ensemble adds
+        out["single_model"] = ensemble_probabilities(
+            bundles[:1], images, scheme, device, False, True
+        )[0, :, 0]
+    members = []
+    for folder in folders:
+        with open(folder / "history.csv") as fh:
+            history = list(csv.DictReader(fh))
+        members.append(
+            {"metrics": json.loads((folder / "metrics.json").read_text()), "history": history}
+        )
+    return {"probabilities": out, "members": members}
 
 
 def calibration_ablation(
@@ -424,6 +455,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "auto"])
     parser.add_argument("--no-ema", action="store_true", help="ablation: train without EMA")
+    parser.add_argument(
+        "--inner-folds",
+        type=int,
+        default=1,
+        help="medcnn's split.folds inside each outer fold: 1 trains one model on a "
+        "train/validation split; k > 1 an ensemble of k cross-validated models",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("medcnn.ingest", "medcnn.stages.preprocess"):
@@ -452,13 +490,18 @@ def main() -> int:
         test = set(folds[k])
         rest = sorted(s for s in positive if s not in test)
         inner = inner_split(rest, positive, args.seed + k)
-        split = {"seed": args.seed, "test": sorted(test), "unlabeled": [], "folds": [inner]}
+        members = [inner]
+        if args.inner_folds > 1:
+            members = inner_folds(rest, positive, args.inner_folds, args.seed + k)
+        split = {"seed": args.seed, "test": sorted(test), "unlabeled": [], "folds": members}
         fold_config = fold_results(config, k, split)
+        # the tutorial keeps its one train/validation split whatever medcnn's ensemble
         by_role = {
             "train": [r for r in rows if r["subject"] in set(inner["train"])],
             "val": [r for r in rows if r["subject"] in set(inner["val"])],
             "test": [r for r in rows if r["subject"] in test],
         }
+        member_val = [[r for r in rows if r["subject"] in set(m["val"])] for m in members]
         results: dict[str, Any] = {}
         # CPU seconds of each recipe's fold, kept beside its outputs: a later run that finds
         # the fold done (or the report of folds run as parallel processes) counts them too.
@@ -473,7 +516,7 @@ def main() -> int:
             before = cpu_seconds()
             if recipe == "medcnn":
                 results[recipe] = run_medcnn_fold(
-                    fold_config, by_role["test"], by_role["val"], args.threads
+                    fold_config, by_role["test"], member_val, args.threads
                 )
             else:
                 cache = Path(fold_config["results"]).parent / "tutorial"
@@ -487,11 +530,11 @@ def main() -> int:
             for name, p in probs.items() if isinstance(probs, dict) else [(recipe, probs)]:
                 key = recipe if name == recipe else f"{recipe}:{name}"
                 pooled.setdefault(key, []).append(p)
-        if "medcnn" in results:
-            metrics, history = results["medcnn"]["metrics"], results["medcnn"]["history"]
+        for j, member in enumerate(results["medcnn"]["members"] if "medcnn" in results else []):
+            metrics, history = member["metrics"], member["history"]
             fold_facts.append(
                 {
-                    "fold": k,
+                    "fold": k if len(members) == 1 else f"{k}.{j}",
                     "best_epoch": metrics["best_epoch"],
                     "epochs_run": metrics["epochs_run"],
                     "threshold": metrics["threshold"],
@@ -593,6 +636,7 @@ def report(
             "medcnn:uncalibrated",
             "medcnn:platt",
             "medcnn:temperature",
+            "medcnn:single_model",
         ):
             if name not in scores:
                 continue
