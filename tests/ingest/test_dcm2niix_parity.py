@@ -23,6 +23,7 @@ from medcnn.config import validate_config
 from medcnn.ingest.manifest import read_manifest, read_quarantine
 from medcnn.ingest.pipeline import run_ingest
 from medcnn.io.rgb import RGB24
+from tests.ingest.dicom_series_builder import save, write_slices
 from tests.io.synthetic import (
     AXIAL,
     ENHANCED_MR_STORAGE,
@@ -64,39 +65,15 @@ def ingest(root: Path, tmp_path: Path, **ingest_settings) -> list[dict]:
     return outputs
 
 
-def save(ds: Dataset, pixels: np.ndarray, path: Path, bits: int = 16, colour=False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.set_pixel_data(pixels, "RGB" if colour else "MONOCHROME2", bits)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def slice_file(folder: Path, k: int, pixels: np.ndarray, ipp, **tags) -> Path:
-    ds = base_dataset(
-        InstanceNumber=k + 1,
-        ImageOrientationPatient=list(AXIAL),
-        ImagePositionPatient=[float(v) for v in ipp],
-        PixelSpacing=[0.5, 0.8],
-        SliceThickness=2.0,
-        **tags,
-    )
-    return save(ds, pixels, folder / f"IM{k:04d}.dcm")
-
-
 def test_two_series_numbers_in_one_series_uid_are_two_outputs(tmp_path):
     volume = random_volume((6, 4, 5), seed=1)
-    study, series = generate_uid(), generate_uid()
-    ipps = slice_ipps(3)
-    for k in range(6):  # the same three positions under SeriesNumber 7, then 8
-        slice_file(
-            tmp_path / "in",
-            k,
-            volume[k],
-            ipps[k % 3],
-            StudyInstanceUID=study,
-            SeriesInstanceUID=series,
-            SeriesNumber=7 + k // 3,
-        )
+
+    def each(ds, v, z):
+        ds.SeriesNumber = 7 + v
+
+    write_slices(  # the same three positions under SeriesNumber 7, then 8
+        tmp_path / "in", volume.reshape(2, 3, 4, 5), slice_ipps(3), name="IM{index:04d}", each=each
+    )
     outputs = ingest(tmp_path / "in", tmp_path)
     assert len(outputs) == 2
     by_number = {o["sidecar"]["SeriesNumber"]: o for o in outputs}
@@ -198,23 +175,19 @@ def philips_tags(ds: Dataset, scale: float) -> None:
 
 
 def write_philips(folder: Path, stored: np.ndarray, slope: float, intercept: float, scale: float):
-    study, series = generate_uid(), generate_uid()
-    for k, ipp in enumerate(slice_ipps(len(stored))):
-        ds = base_dataset(
-            StudyInstanceUID=study,
-            SeriesInstanceUID=series,
-            InstanceNumber=k + 1,
-            SeriesNumber=201,
-            Manufacturer=PHILIPS,
-            ImageType=["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"],
-            ImageOrientationPatient=list(AXIAL),
-            ImagePositionPatient=[float(v) for v in ipp],
-            PixelSpacing=[0.5, 0.8],
-            RescaleSlope=slope,
-            RescaleIntercept=intercept,
-        )
-        philips_tags(ds, scale)
-        save(ds, stored[k].astype(np.uint16), folder / f"IM{k:04d}.dcm")
+    write_slices(
+        folder,
+        stored[None].astype(np.uint16),
+        slice_ipps(len(stored)),
+        name="IM{index:04d}",
+        slice_thickness=None,
+        each=lambda ds, v, z: philips_tags(ds, scale),
+        SeriesNumber=201,
+        Manufacturer=PHILIPS,
+        ImageType=["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"],
+        RescaleSlope=slope,
+        RescaleIntercept=intercept,
+    )
 
 
 @pytest.mark.parametrize("mode", ["precise", "display"])
@@ -247,21 +220,22 @@ def test_magnitude_and_phase_apart_and_phase_in_radians(tmp_path):
         ("M", magnitude, 0, (1.0, 0.0)),
         ("P", phase, 3, (2.0, -4096.0)),
     ):
-        for k in range(3):
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=offset + k + 1,
-                SeriesNumber=9,
-                Manufacturer="SIEMENS",
-                ImageType=["ORIGINAL", "PRIMARY", kind, "ND"],
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(v) for v in ipps[k]],
-                PixelSpacing=[0.5, 0.8],
-                RescaleSlope=rescale[0],
-                RescaleIntercept=rescale[1],
-            )
-            save(ds, stored[k], tmp_path / "in" / f"{kind}{k}.dcm", bits=12)
+        write_slices(
+            tmp_path / "in",
+            stored[None],
+            ipps,
+            name=f"{kind}{{z}}",
+            first_instance=offset + 1,
+            study_uid=study,
+            series_uid=series,
+            slice_thickness=None,
+            bits=12,
+            SeriesNumber=9,
+            Manufacturer="SIEMENS",
+            ImageType=["ORIGINAL", "PRIMARY", kind, "ND"],
+            RescaleSlope=rescale[0],
+            RescaleIntercept=rescale[1],
+        )
     outputs = ingest(tmp_path / "in", tmp_path)
     assert len(outputs) == 2
     by_kind = {o["sidecar"]["ImageComponent"]: o for o in outputs}
@@ -352,18 +326,16 @@ def test_uih_vframe_mosaic_is_split_with_the_right_origin(tmp_path, with_tile_po
 def test_colour_is_written_as_rgb24(tmp_path):
     rng = np.random.default_rng(7)
     rgb = rng.integers(0, 256, (2, 4, 5, 3)).astype(np.uint8)
-    study, series = generate_uid(), generate_uid()
-    for k, ipp in enumerate(slice_ipps(2)):
-        ds = base_dataset(
-            StudyInstanceUID=study,
-            SeriesInstanceUID=series,
-            InstanceNumber=k + 1,
-            SeriesNumber=12,
-            ImageOrientationPatient=list(AXIAL),
-            ImagePositionPatient=[float(v) for v in ipp],
-            PixelSpacing=[0.5, 0.8],
-        )
-        save(ds, rgb[k], tmp_path / "in" / f"C{k}.dcm", bits=8, colour=True)
+    write_slices(
+        tmp_path / "in",
+        rgb[None],
+        slice_ipps(2),
+        name="C{z}",
+        slice_thickness=None,
+        bits=8,
+        colour=True,
+        SeriesNumber=12,
+    )
     (out,) = ingest(tmp_path / "in", tmp_path)
     img = out["img"]
     assert img.header.get_data_dtype() == RGB24
@@ -379,17 +351,14 @@ def test_empty_patient_id_is_converted_under_a_fallback_pseudonym(tmp_path):
     volume = random_volume((3, 4, 5), seed=8)
     study = generate_uid()
     for folder, series_number, patient_id in (("a", 1, None), ("b", 2, "")):
-        series = generate_uid()
-        for k, ipp in enumerate(slice_ipps(3)):
-            path = slice_file(
-                tmp_path / "in" / folder,
-                k,
-                volume[k],
-                ipp,
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                SeriesNumber=series_number,
-            )
+        for path in write_slices(
+            tmp_path / "in" / folder,
+            volume[None],
+            slice_ipps(3),
+            name="IM{index:04d}",
+            study_uid=study,
+            SeriesNumber=series_number,
+        ):
             ds = pydicom.dcmread(path)
             if patient_id is None:
                 del ds.PatientID  # absent
@@ -409,7 +378,6 @@ def test_empty_patient_id_is_converted_under_a_fallback_pseudonym(tmp_path):
 def test_philips_dwi_derived_volume_apart_and_bvecs_in_image_space(tmp_path):
     """b=0, two directions and the derived isotropic (trace) image, per slice."""
     rng = np.random.default_rng(9)
-    study, series = generate_uid(), generate_uid()
     # An oblique slab: rows run along LPS (cos 30, sin 30, 0), columns along (-sin, cos, 0).
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
     iop = (c, s, 0.0, -s, c, 0.0)
@@ -417,29 +385,28 @@ def test_philips_dwi_derived_volume_apart_and_bvecs_in_image_space(tmp_path):
     bvalues = [0.0, 1000.0, 1000.0, 1000.0]
     directions = ["I", "O", "O", "I"]  # Philips marks b=0 and the derived trace "I"
     stored = rng.integers(0, 1000, (3, 4, 4, 5)).astype(np.uint16)  # slice, volume, rows, cols
-    instance = 0
-    for z, ipp in enumerate(slice_ipps(3, iop=iop)):
-        for v in range(4):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=601,
-                Manufacturer=PHILIPS,
-                ImageType=["ORIGINAL", "PRIMARY", "M_SE", "M", "SE"],
-                ImageOrientationPatient=list(iop),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                InPlanePhaseEncodingDirection="COL",
-            )
-            block = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
-            block.add_new(0x03, "FL", bvalues[v])
-            block.add_new(0x04, "CS", directions[v])
-            grad = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
-            for element, value in zip((0xB0, 0xB1, 0xB2), gradients[v], strict=True):
-                grad.add_new(element, "FL", value)
-            save(ds, stored[z, v], tmp_path / "in" / f"IM{instance:04d}.dcm")
+
+    def each(ds, v, z):
+        block = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+        block.add_new(0x03, "FL", bvalues[v])
+        block.add_new(0x04, "CS", directions[v])
+        grad = ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+        for element, value in zip((0xB0, 0xB1, 0xB2), gradients[v], strict=True):
+            grad.add_new(element, "FL", value)
+
+    write_slices(
+        tmp_path / "in",
+        stored.swapaxes(0, 1),
+        slice_ipps(3, iop=iop),
+        iop=iop,
+        slice_major=True,
+        slice_thickness=None,
+        each=each,
+        SeriesNumber=601,
+        Manufacturer=PHILIPS,
+        ImageType=["ORIGINAL", "PRIMARY", "M_SE", "M", "SE"],
+        InPlanePhaseEncodingDirection="COL",
+    )
     outputs = ingest(tmp_path / "in", tmp_path)
     assert len(outputs) == 2
     dwi = next(
@@ -469,18 +436,7 @@ def test_philips_dwi_derived_volume_apart_and_bvecs_in_image_space(tmp_path):
 
 def test_series_without_positions_is_centred_on_the_origin(tmp_path):
     volume = random_volume((3, 4, 6), seed=10)
-    study, series = generate_uid(), generate_uid()
-    for k in range(3):
-        ds = base_dataset(
-            StudyInstanceUID=study,
-            SeriesInstanceUID=series,
-            InstanceNumber=k + 1,
-            SeriesNumber=3,
-            ImageOrientationPatient=list(AXIAL),
-            PixelSpacing=[0.5, 0.8],
-            SliceThickness=2.0,
-        )
-        save(ds, volume[k], tmp_path / "in" / f"IM{k}.dcm")
+    write_slices(tmp_path / "in", volume[None], [None] * 3, name="IM{index}", SeriesNumber=3)
     (out,) = ingest(tmp_path / "in", tmp_path)
     img = out["img"]
     assert img.shape == (6, 4, 3)
@@ -519,25 +475,22 @@ def test_uih_grid_diffusion_series_gets_bval_and_bvec(tmp_path):
 def test_diffusion_without_readable_directions_stays_one_series_without_bvec(tmp_path):
     """GE stores b in (0043,1039) and directions in logical axes (not read): the b > 0
     volumes are not mistaken for derived ones, .bval is written and no wrong .bvec."""
-    study, series = generate_uid(), generate_uid()
     stored = random_volume((2, 3, 4, 5), seed=12)  # slice, volume, rows, columns
-    instance = 0
-    for z, ipp in enumerate(slice_ipps(2)):
-        for v, bvalue in enumerate((0, 1000, 1000)):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=5,
-                Manufacturer="GE MEDICAL SYSTEMS",
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-            )
-            ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
-            ds.add_new((0x0043, 0x1039), "IS", [1000000000 + bvalue, 0, 0, 0])
-            save(ds, stored[z, v], tmp_path / "in" / f"IM{instance:04d}.dcm")
+
+    def each(ds, v, z):
+        ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+        ds.add_new((0x0043, 0x1039), "IS", [1000000000 + (0, 1000, 1000)[v], 0, 0, 0])
+
+    write_slices(
+        tmp_path / "in",
+        stored.swapaxes(0, 1),
+        slice_ipps(2),
+        slice_major=True,
+        slice_thickness=None,
+        each=each,
+        SeriesNumber=5,
+        Manufacturer="GE MEDICAL SYSTEMS",
+    )
     (out,) = ingest(tmp_path / "in", tmp_path)
     assert np.asarray(out["img"].dataobj).shape == (5, 4, 2, 3)
     assert out[".bval"].split() == ["0", "1000", "1000"]

@@ -24,7 +24,8 @@ import pytest
 from pydicom.uid import generate_uid
 
 from medcnn.io.deid import keyed_uid, resolve_secret
-from tests.ingest.test_dcm2niix_parity import ingest, save
+from tests.ingest.dicom_series_builder import save, write_slices
+from tests.ingest.test_dcm2niix_parity import ingest
 from tests.io.synthetic import AXIAL, base_dataset, slice_ipps
 
 GE = "GE MEDICAL SYSTEMS"
@@ -86,40 +87,35 @@ def ge_dwi(
 ) -> Path:
     """A GE DWI: 3 slices per volume, b in (0043,1039) with GE's 10^9 offset, the direction
     along the logical axes in (0019,10BB-10BD)."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(21)
-    instance = 0
-    for gradient, bvalue in zip(gradients, bvalues, strict=True):
-        for ipp in slice_ipps(3, iop=iop):
-            instance += 1
-            tags = {"InPlanePhaseEncodingDirection": phase_encoding} if phase_encoding else {}
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=5,
-                Manufacturer=GE,
-                ImageOrientationPatient=list(iop),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                PatientPosition=position,
-                ScanningSequence="EP",
-                MRAcquisitionType="2D",
-                EchoTime=80,
-                RepetitionTime=5000,
-                **tags,
-            )
-            ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
-            ds.add_new((0x0043, 0x1039), "IS", [1_000_000_000 + int(bvalue), 8, 0, 0])
-            ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
-            for element, value in zip((0x10BB, 0x10BC, 0x10BD), gradient, strict=True):
-                ds.add_new((0x0019, element), "DS", f"{value:.6g}")
-            if directions is not None:
-                ds.add_new((0x0019, 0x10E0), "DS", str(directions))
-            save(
-                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
-            )
+    gradients, bvalues = list(gradients), list(bvalues)
+    assert len(gradients) == len(bvalues)
+
+    def each(ds, volume, z):
+        ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+        ds.add_new((0x0043, 0x1039), "IS", [1_000_000_000 + int(bvalues[volume]), 8, 0, 0])
+        ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
+        for element, value in zip((0x10BB, 0x10BC, 0x10BD), gradients[volume], strict=True):
+            ds.add_new((0x0019, element), "DS", f"{value:.6g}")
+        if directions is not None:
+            ds.add_new((0x0019, 0x10E0), "DS", str(directions))
+
+    tags = {"InPlanePhaseEncodingDirection": phase_encoding} if phase_encoding else {}
+    write_slices(
+        folder,
+        np.random.default_rng(21),
+        slice_ipps(3, iop=iop),
+        volumes=len(gradients),
+        iop=iop,
+        each=each,
+        SeriesNumber=5,
+        Manufacturer=GE,
+        PatientPosition=position,
+        ScanningSequence="EP",
+        MRAcquisitionType="2D",
+        EchoTime=80,
+        RepetitionTime=5000,
+        **tags,
+    )
     return folder
 
 
@@ -234,37 +230,28 @@ def ge_user_data(version: float, flipped: bool, bottom_up: bool, epi: bool = Tru
 
 
 def ge_epi(folder: Path, phase_encoding: str, reordering=None, user_data=None) -> Path:
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(22)
-    instance = 0
-    for volume in range(2):
-        for ipp in slice_ipps(3):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=7,
-                Manufacturer=GE,
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                ScanningSequence="EP",
-                MRAcquisitionType="2D",
-                InPlanePhaseEncodingDirection=phase_encoding,
-                TemporalPositionIdentifier=volume + 1,
-                EchoTime=30,
-                RepetitionTime=2000,
-            )
-            if reordering:
-                ds.RectilinearPhaseEncodeReordering = reordering
-            if user_data is not None:
-                ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
-                ds.add_new((0x0043, 0x102A), "OB", user_data)
-            save(
-                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
-            )
+    def each(ds, volume, z):
+        if reordering:
+            ds.RectilinearPhaseEncodeReordering = reordering
+        if user_data is not None:
+            ds.add_new((0x0043, 0x0010), "LO", "GEMS_PARM_01")
+            ds.add_new((0x0043, 0x102A), "OB", user_data)
+
+    write_slices(
+        folder,
+        np.random.default_rng(22),
+        slice_ipps(3),
+        volumes=2,
+        volume_tag="TemporalPositionIdentifier",
+        each=each,
+        SeriesNumber=7,
+        Manufacturer=GE,
+        ScanningSequence="EP",
+        MRAcquisitionType="2D",
+        InPlanePhaseEncodingDirection=phase_encoding,
+        EchoTime=30,
+        RepetitionTime=2000,
+    )
     return folder
 
 
@@ -314,32 +301,24 @@ def hhmmss(seconds: float) -> str:
 def siemens_2d(folder: Path, offsets, volumes=3, start=36000.0, **tags) -> Path:
     """A Siemens single-frame 2D series: slice z of volume v acquired at
     start + 2 v + offsets[z] (s since midnight)."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(23)
-    instance = 0
-    for volume in range(volumes):
-        for z, ipp in enumerate(slice_ipps(len(offsets))):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                AcquisitionNumber=volume + 1,
-                SeriesNumber=9,
-                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                ScanningSequence="EP",
-                RepetitionTime=2000.0,
-                EchoTime=30.0,
-                AcquisitionTime=hhmmss(start + 2.0 * volume + offsets[z]),
-                **{"MRAcquisitionType": "2D", "Manufacturer": "SIEMENS", **tags},
-            )
-            save(
-                ds, rng.integers(0, 1000, (4, 5)).astype(np.int16), folder / f"IM{instance:04d}.dcm"
-            )
+
+    def each(ds, volume, z):
+        ds.AcquisitionTime = hhmmss(start + 2.0 * volume + offsets[z])
+
+    write_slices(
+        folder,
+        np.random.default_rng(23),
+        slice_ipps(len(offsets)),
+        volumes=volumes,
+        volume_tag="AcquisitionNumber",
+        each=each,
+        SeriesNumber=9,
+        ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+        ScanningSequence="EP",
+        RepetitionTime=2000.0,
+        EchoTime=30.0,
+        **{"MRAcquisitionType": "2D", "Manufacturer": "SIEMENS", **tags},
+    )
     return folder
 
 
@@ -491,34 +470,28 @@ def test_philips_b0_map_volumes_numbered_as_echoes_like_dcm2niix(tmp_path, b0_fi
 def canon_dwi(folder: Path, manufacturer: str, phase_encoding: str, world: bool, comment: bool):
     """A Canon / Toshiba classic DWI: b in (0018,9087), the direction in (0018,9089) and/or
     ImageComments ``b=1000(x,y,z)``."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(25)
-    instance = 0
-    for gradient, bvalue in zip(GRADIENTS, BVALUES, strict=True):
-        for ipp in slice_ipps(3):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=6,
-                Manufacturer=manufacturer,
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                PatientPosition="HFS",
-                ScanningSequence=["SE", "EP"],
-                MRAcquisitionType="2D",
-                InPlanePhaseEncodingDirection=phase_encoding,
-                DiffusionBValue=float(bvalue),
-            )
-            if bvalue > 0 and world:
-                ds.DiffusionGradientOrientation = [float(v) for v in gradient]
-            if bvalue > 0 and comment:
-                ds.ImageComments = "b={}({:g},{:g},{:g})".format(bvalue, *gradient)
-            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
-            save(ds, pixels, folder / f"IM{instance:04d}.dcm")
+
+    def each(ds, volume, z):
+        gradient, bvalue = GRADIENTS[volume], BVALUES[volume]
+        ds.DiffusionBValue = float(bvalue)
+        if bvalue > 0 and world:
+            ds.DiffusionGradientOrientation = [float(v) for v in gradient]
+        if bvalue > 0 and comment:
+            ds.ImageComments = "b={}({:g},{:g},{:g})".format(bvalue, *gradient)
+
+    write_slices(
+        folder,
+        np.random.default_rng(25),
+        slice_ipps(3),
+        volumes=len(BVALUES),
+        each=each,
+        SeriesNumber=6,
+        Manufacturer=manufacturer,
+        PatientPosition="HFS",
+        ScanningSequence=["SE", "EP"],
+        MRAcquisitionType="2D",
+        InPlanePhaseEncodingDirection=phase_encoding,
+    )
     return folder
 
 
@@ -575,32 +548,26 @@ def test_bval_bvec_files_only_where_dcm2niix_writes_them(tmp_path, gradients, bv
 def test_uih_diffusion_directions_are_along_the_image_axes_as_dcm2niix(tmp_path, iop):
     """dcm2niix reads UIH's (0065,1037) along the row, column and normal (its
     siemensPhilipsCorrectBvecs only negates the column component, its row order)."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(26)
     gradients = [*GRADIENTS[:3], (0.267, 0.535, 0.802)]
-    instance = 0
-    for volume, (gradient, bvalue) in enumerate(zip(gradients, BVALUES, strict=True)):
-        for ipp in slice_ipps(3, iop=iop):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                AcquisitionNumber=volume + 1,
-                SeriesNumber=6,
-                Manufacturer="UIH",
-                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
-                ImageOrientationPatient=list(iop),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                MRAcquisitionType="2D",
-            )
-            block = ds.private_block(0x0065, "Image Private Header", create=True)
-            block.add_new(0x09, "FD", float(bvalue))
-            block.add_new(0x37, "FD", [float(v) for v in gradient])
-            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
-            save(ds, pixels, tmp_path / "in" / f"IM{instance:04d}.dcm")
+
+    def each(ds, volume, z):
+        block = ds.private_block(0x0065, "Image Private Header", create=True)
+        block.add_new(0x09, "FD", float(BVALUES[volume]))
+        block.add_new(0x37, "FD", [float(v) for v in gradients[volume]])
+
+    write_slices(
+        tmp_path / "in",
+        np.random.default_rng(26),
+        slice_ipps(3, iop=iop),
+        volumes=len(gradients),
+        iop=iop,
+        volume_tag="AcquisitionNumber",
+        each=each,
+        SeriesNumber=6,
+        Manufacturer="UIH",
+        ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+        MRAcquisitionType="2D",
+    )
     (out,) = ingest(tmp_path / "in", tmp_path)
     bvec = bvec_array(out[".bvec"])
     # By hand: along our axes (row, column, normal) the vector is as given, x negated
@@ -620,27 +587,23 @@ def test_siemens_xa_classic_volumes_under_separate_series_uids_are_stacked(tmp_p
     study = generate_uid()
     rng = np.random.default_rng(27)
     stored = rng.integers(0, 1000, (2, 3, 4, 5)).astype(np.int16)  # volume, slice, rows, cols
-    own_uids = []
-    for volume in range(2):
-        own_uids.append(generate_uid())
-        for z, ipp in enumerate(slice_ipps(3)):
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=own_uids[-1],
-                InstanceNumber=z + 1,
-                AcquisitionNumber=volume + 1,
-                SeriesNumber=5 if same_number else 5 + volume,
-                Manufacturer="SIEMENS",
-                SoftwareVersions="syngo MR XA30",
-                SeriesTime="095959.000000",
-                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                MRAcquisitionType="2D",
-            )
-            save(ds, stored[volume, z], tmp_path / "in" / f"V{volume}S{z}.dcm")
+    own_uids = [generate_uid() for _ in range(2)]
+    for volume, own_uid in enumerate(own_uids):
+        write_slices(
+            tmp_path / "in",
+            stored[volume : volume + 1],
+            slice_ipps(3),
+            name=f"V{volume}S{{z}}",
+            study_uid=study,
+            series_uid=own_uid,
+            AcquisitionNumber=volume + 1,
+            SeriesNumber=5 if same_number else 5 + volume,
+            Manufacturer="SIEMENS",
+            SoftwareVersions="syngo MR XA30",
+            SeriesTime="095959.000000",
+            ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+            MRAcquisitionType="2D",
+        )
     (out,) = ingest(tmp_path / "in", tmp_path)
     data = np.asarray(out["img"].dataobj)
     assert data.shape == (5, 4, 3, 2)
@@ -660,32 +623,25 @@ def test_siemens_xa_classic_volumes_under_separate_series_uids_are_stacked(tmp_p
 @pytest.mark.parametrize(("flag", "sign"), [("0", ""), ("1", "-"), (None, None)])
 def test_uih_phase_encoding_polarity_as_dcm2niix(tmp_path, phase_encoding, flag, sign):
     """UIH's (0065,1058): 1 is flipped (against the DICOM row/column), 0 not."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(28)
-    instance = 0
-    for volume in range(2):
-        for ipp in slice_ipps(3):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                AcquisitionNumber=volume + 1,
-                SeriesNumber=7,
-                Manufacturer="UIH",
-                ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                MRAcquisitionType="2D",
-                InPlanePhaseEncodingDirection=phase_encoding,
-            )
-            if flag is not None:
-                block = ds.private_block(0x0065, "Image Private Header", create=True)
-                block.add_new(0x58, "IS", flag)
-            pixels = rng.integers(0, 1000, (4, 5)).astype(np.int16)
-            save(ds, pixels, tmp_path / "in" / f"IM{instance:04d}.dcm")
+
+    def each(ds, volume, z):
+        if flag is not None:
+            block = ds.private_block(0x0065, "Image Private Header", create=True)
+            block.add_new(0x58, "IS", flag)
+
+    write_slices(
+        tmp_path / "in",
+        np.random.default_rng(28),
+        slice_ipps(3),
+        volumes=2,
+        volume_tag="AcquisitionNumber",
+        each=each,
+        SeriesNumber=7,
+        Manufacturer="UIH",
+        ImageType=["ORIGINAL", "PRIMARY", "M", "ND"],
+        MRAcquisitionType="2D",
+        InPlanePhaseEncodingDirection=phase_encoding,
+    )
     (out,) = ingest(tmp_path / "in", tmp_path)
     axis = "j" if phase_encoding == "COL" else "i"
     expected = None if sign is None else axis + sign
@@ -756,34 +712,28 @@ def test_siemens_xa40_classic_series_are_not_stacked(tmp_path):
 def test_ge_epi_pepolar_reversed_volumes_as_dcm2niix(tmp_path, mode, moved):
     """GE epi_pepolar (0019,109C) with user data 12 (0019,10B3): reversed volumes get the
     other polarity and their rows reversed; alternating ones are SeriesNumber + 1000."""
-    study, series = generate_uid(), generate_uid()
     rng = np.random.default_rng(29)
     stored = rng.integers(0, 1000, (4, 3, 4, 5)).astype(np.int16)  # volume, slice, rows, cols
-    instance = 0
-    for volume in range(4):
-        for z, ipp in enumerate(slice_ipps(3)):
-            instance += 1
-            ds = base_dataset(
-                StudyInstanceUID=study,
-                SeriesInstanceUID=series,
-                InstanceNumber=instance,
-                SeriesNumber=8,
-                Manufacturer=GE,
-                ImageOrientationPatient=list(AXIAL),
-                ImagePositionPatient=[float(x) for x in ipp],
-                PixelSpacing=[0.5, 0.8],
-                SliceThickness=2.0,
-                MRAcquisitionType="2D",
-                ScanningSequence="EP",
-                InPlanePhaseEncodingDirection="COL",
-                RectilinearPhaseEncodeReordering="LINEAR",
-                TemporalPositionIdentifier=volume + 1,
-            )
-            ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
-            ds.add_new((0x0019, 0x109C), "LO", "epi_pepolar")
-            if mode is not None:
-                ds.add_new((0x0019, 0x10B3), "DS", str(mode))
-            save(ds, stored[volume, z], tmp_path / "in" / f"IM{instance:04d}.dcm")
+
+    def each(ds, volume, z):
+        ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
+        ds.add_new((0x0019, 0x109C), "LO", "epi_pepolar")
+        if mode is not None:
+            ds.add_new((0x0019, 0x10B3), "DS", str(mode))
+
+    write_slices(
+        tmp_path / "in",
+        stored,
+        slice_ipps(3),
+        volume_tag="TemporalPositionIdentifier",
+        each=each,
+        SeriesNumber=8,
+        Manufacturer=GE,
+        MRAcquisitionType="2D",
+        ScanningSequence="EP",
+        InPlanePhaseEncodingDirection="COL",
+        RectilinearPhaseEncodeReordering="LINEAR",
+    )
     outputs = {o["sidecar"]["SeriesNumber"]: o for o in ingest(tmp_path / "in", tmp_path)}
     assert sorted(outputs) == ([8, 1008] if moved else [8])
     reversed_all = mode == 1
