@@ -86,6 +86,15 @@ def is_segmentation(task: dict[str, Any]) -> bool:
     return task["kind"] != "classification"
 
 
+def tta_enabled(task: dict[str, Any]) -> bool:
+    """``predict.tta`` of a validated task: its value, or for ``null`` the kind's default
+    (on for instance segmentation, off otherwise)."""
+    setting = (task.get("predict") or {}).get("tta")
+    if setting is None:
+        return task["kind"] == "instance_segmentation"
+    return bool(setting)
+
+
 #: Networks per kind of task (the schema lists them all).
 CLASSIFIERS = ("densenet", "resnet", "seresnet", "efficientnet")
 SEGMENTERS = ("unet", "dynunet", "segresnet")

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medcnn.config import ConfigError, config_hash, load_config, validate_config
+from medcnn.config import (
+    ConfigError,
+    config_hash,
+    load_config,
+    tta_enabled,
+    validate_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = {
@@ -39,6 +45,21 @@ def test_defaults_are_not_shared_between_tasks():
     config = validate_config(two)
     config["tasks"]["a"]["train"]["epochs"] = 99
     assert config["tasks"]["b"]["train"]["epochs"] == 30
+
+
+def test_test_time_augmentation_defaults_by_kind_and_follows_the_config():
+    nuclei = {"kind": "instance_segmentation", "dims": 2, "modalities": ["SM"]}
+    lesion = {"kind": "segmentation", "modalities": ["MR"]}
+    tasks = {"cxr": MINIMAL["tasks"]["cxr"], "nuclei": nuclei, "lesion": lesion}
+    config = validate_config({**MINIMAL, "tasks": tasks})
+    assert {n: t["predict"]["tta"] for n, t in config["tasks"].items()} == dict.fromkeys(tasks)
+    chosen = {n: tta_enabled(t) for n, t in config["tasks"].items()}
+    assert chosen == {"cxr": False, "nuclei": True, "lesion": False}
+    off = {**nuclei, "predict": {"tta": False}}
+    on = {**MINIMAL["tasks"]["cxr"], "predict": {"tta": True}}
+    config = validate_config({**MINIMAL, "tasks": {"nuclei": off, "cxr": on}})
+    assert tta_enabled(config["tasks"]["nuclei"]) is False
+    assert tta_enabled(config["tasks"]["cxr"]) is True
 
 
 def test_unknown_key_is_named():

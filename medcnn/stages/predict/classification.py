@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.config import tta_enabled
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
 from medcnn.hardware import pick_device
@@ -70,7 +71,7 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
             if flags[r["series"]]
         ]
         rows = [r for r in rows if not flags[r["series"]]]
-    tta = bool(task["predict"]["tta"])
+    tta = tta_enabled(task)
     if rows:
         images = np.stack([np.load(pre / r["array"]) for r in rows])
         probs = ensemble_probabilities(bundles, images, scheme, device, tta)

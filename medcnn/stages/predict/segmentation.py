@@ -37,6 +37,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from medcnn.config import tta_enabled
 from medcnn.data.split import subject_role
 from medcnn.io.files import finite
 from medcnn.models.bundle import ensemble_summary, load_bundle_cached
@@ -206,7 +207,7 @@ def segment_image(
         bundle["plans"],
         source,
         device=device,
-        flips=bool(task["predict"]["tta"]),
+        flips=tta_enabled(task),
         overlap=float(seg["overlap"]),
         postprocess=_postprocess(bundle, seg) if task["kind"] == "instance_segmentation" else None,
     )

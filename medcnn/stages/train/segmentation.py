@@ -125,6 +125,7 @@ def choose_fold_postprocessing(
     import nibabel as nib
     import numpy as np
 
+    from medcnn.config import tta_enabled
     from medcnn.inference.segmentation import choose_postprocessing, predict_probabilities
     from medcnn.models.bundle import load_bundle
 
@@ -140,6 +141,7 @@ def choose_fold_postprocessing(
             description["plans"],
             results / row["source"],
             device=device,
+            flips=tta_enabled(task),
             overlap=float(task["segmentation"]["overlap"]),
         )
         probabilities.append(prob)
