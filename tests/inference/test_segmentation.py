@@ -230,3 +230,35 @@ def test_a_first_pass_far_below_the_estimate_is_not_believed(tmp_path, monkeypat
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
     assert meta["nuclei"]["diameter_source"] == "first_pass"
     assert meta["nuclei"]["diameter"] == pytest.approx(true, rel=0.1)
+
+
+def test_a_colour_image_is_predicted_once_at_its_estimate(tmp_path, monkeypatch):
+    """Colour images skip the first pass (it measures pieces of textured nuclei): one pass at
+    the estimate, even a wrong one that the first pass would correct on a grey image."""
+    import medcnn.inference.segmentation as inference
+    import medcnn.transforms.segmentation as seg
+
+    size, instances, case, plans, true = _disk_tile(tmp_path)
+    monkeypatch.setattr(seg, "estimate_diameter", lambda *_: 40.0)
+    passes = []
+    predict_array = inference.predict_array
+
+    def counted(*args, **kwargs):
+        passes.append(args[4])
+        return predict_array(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_array", counted)
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["type"] == "fluorescence"
+    assert meta["nuclei"]["diameter_source"] == "first_pass" and len(passes) == 2
+    passes.clear()
+    monkeypatch.setattr(inference, "FIRST_PASS_TYPES", ("light_grey",))
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"])
+    assert meta["nuclei"]["diameter_source"] == "estimate" and len(passes) == 1
+    assert meta["nuclei"]["diameter"] == 40.0
+    assert meta["nuclei"]["scale_factor"] == pytest.approx(20 / 40.0)
+    assert "colour" not in inference.FIRST_PASS_TYPES
+    # with mirroring, the one pass at the estimate is the mirrored one
+    passes.clear()
+    _, _, meta = predict_probabilities([_Oracle()], plans, case["image"], flips=True)
+    assert passes == [True] and meta["nuclei"]["diameter"] == 40.0
