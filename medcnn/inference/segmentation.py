@@ -363,7 +363,7 @@ POSTPROCESS_GRID: dict[str, list[Any]] = {
     "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "foreground_threshold": [0.4, 0.5, 0.6, 0.7, 0.8],
     "elevation": ["interior", "distance"],
-    "min_relative_size": [0.0],
+    "min_relative_size": [0.0, 0.1, 0.2],
 }
 
 

@@ -163,5 +163,5 @@ def test_trainer_settings_are_the_schemas_keys():
         "foreground_threshold": [0.4, 0.5, 0.6, 0.7, 0.8],
         "elevation": ["distance"],
         "min_marker_size": [4],
-        "min_relative_size": [0.0],
+        "min_relative_size": [0.0, 0.1, 0.2],
     }
