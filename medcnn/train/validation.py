@@ -121,6 +121,9 @@ def calibrate_classifier(
     calibration = fit_calibration(logits, val_targets, scheme.kind, method)
     return {
         "calibration": calibration,
+        # kept in the bundle: an ensemble of folds fits one calibration on all of them
+        "validation_logits": np.asarray(logits, dtype=np.float64).round(5).tolist(),
+        "validation_targets": np.asarray(val_targets).tolist(),
         "uncalibrated_probabilities": scheme.probabilities(logits),
         "best_probabilities": scheme.probabilities(apply_calibration(logits, calibration)),
     }

@@ -35,3 +35,59 @@ def test_ensemble_is_per_fold_and_softmax_for_multiclass():
     np.testing.assert_allclose(probs.sum(axis=2), 1.0, rtol=1e-6)
     np.testing.assert_allclose(probs[0], 1 / 3, rtol=1e-6)
     np.testing.assert_allclose(probs[1, :, 0], np.e / (np.e + 2), rtol=1e-6)
+
+
+def _mean_model(scale: float) -> torch.nn.Module:
+    """A binary classifier whose logit is ``scale`` times the image's mean pixel."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1, bias=False))
+    model[1].weight.data.fill_(scale / 16)
+    return model
+
+
+def test_an_ensemble_shares_one_calibration_fitted_on_every_folds_validation():
+    """Two folds whose own Platt fits differ: the ensemble fits one calibration on both
+    folds' stored validation logits and applies it to each fold's logits, so neither fold
+    outweighs the other; its thresholds come from the same pooled, calibrated validation."""
+    from medcnn.inference.classification import ensemble_calibration, ensemble_thresholds
+    from medcnn.metrics.calibration import apply_calibration, fit_calibration
+
+    scheme = LabelScheme.from_target({"column": "f", "positive": "p"})
+    rng = np.random.default_rng(0)
+    folds = []
+    pooled_logits, pooled_targets = [], []
+    for scale in (1.0, 4.0):
+        targets = (rng.random(60) < 0.4).astype(float)[:, None]
+        logits = (targets * 2 - 1) * 1.5 + rng.normal(0, 1.0, (60, 1))
+        pooled_logits.append(logits)
+        pooled_targets.append(targets)
+        own = fit_calibration(logits * scale, targets, "binary", "platt")
+        bundle = {
+            "flip": False,
+            "calibration": own,
+            "validation": {"logits": (logits * scale).tolist(), "targets": targets.tolist()},
+        }
+        folds.append((_mean_model(scale), bundle))
+    common = ensemble_calibration(folds, "binary")
+    expected = fit_calibration(
+        np.concatenate([p * s for p, s in zip(pooled_logits, (1.0, 4.0), strict=True)]),
+        np.concatenate(pooled_targets),
+        "binary",
+        "platt",
+    )
+    assert common["method"] == "platt" and common["n"] == 120
+    np.testing.assert_allclose(common["slope"], expected["slope"], rtol=1e-6)
+    images = np.array([-0.5, 0.0, 0.5], np.float32)[:, None, None, None] * np.ones(
+        (1, 1, 4, 4), np.float32
+    )
+    probs = ensemble_probabilities(folds, images, scheme, torch.device("cpu"))
+    for k, scale in enumerate((1.0, 4.0)):
+        z = images.reshape(3, -1).mean(axis=1, keepdims=True) * scale
+        want = 1 / (1 + np.exp(-apply_calibration(z, common)))
+        np.testing.assert_allclose(probs[k], want, rtol=1e-5)
+    # one model alone keeps its own calibration; bundles without stored logits too
+    assert ensemble_calibration(folds[:1], "binary") is None
+    assert ensemble_calibration([folds[0], (folds[1][0], {"flip": False})], "binary") is None
+    thresholds = ensemble_thresholds(
+        folds, scheme, common, {"threshold": "youden", "sensitivity": 0.9}
+    )
+    assert len(thresholds) == 1 and 0.05 < thresholds[0] < 0.95

@@ -62,3 +62,19 @@ def test_train_any_label_scheme_writes_per_label_metrics(tmp_path, scheme):
     assert bundle["network"]["out_channels"] == 3 and bundle["labels"] == list(LABELS)
     assert not (fold / "checkpoint.pt").exists()
     assert ("confusion_matrix" in validation) == (scheme == "multiclass")
+    # the validation logits an ensemble calibrates on: one row per validation image
+    stored = bundle["validation"]
+    assert np.asarray(stored["logits"]).shape == np.asarray(stored["targets"]).shape
+    assert np.asarray(stored["logits"]).shape[1] == 3
+    from medcnn.data.labels import LabelScheme
+    from medcnn.inference.classification import ensemble_calibration, ensemble_thresholds
+
+    label_scheme = LabelScheme.from_target(config["tasks"]["cxr"]["target"])
+    pair = [(None, bundle), (None, bundle)]
+    common = ensemble_calibration(pair, label_scheme.kind)
+    assert common["method"] == ("temperature" if scheme == "multiclass" else "platt")
+    assert common["n"] == 2 * len(stored["logits"])
+    thresholds = ensemble_thresholds(
+        pair, label_scheme, common, config["tasks"]["cxr"]["evaluation"]
+    )
+    assert len(thresholds) == 3 and all(0.0 <= t <= 1.0 for t in thresholds)

@@ -34,7 +34,12 @@ from medcnn.config import tta_enabled
 from medcnn.data.labels import LabelScheme
 from medcnn.data.split import subject_role
 from medcnn.hardware import pick_device
-from medcnn.inference.classification import TTA_VIEWS, ensemble_probabilities
+from medcnn.inference.classification import (
+    TTA_VIEWS,
+    ensemble_calibration,
+    ensemble_probabilities,
+    ensemble_thresholds,
+)
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
 from medcnn.models.bundle import ensemble_summary, load_bundle_cached
 from medcnn.planning.quality import check_image
@@ -77,9 +82,13 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
         probs = ensemble_probabilities(bundles, images, scheme, device, tta)
     else:
         probs = np.zeros((len(bundles), 0, len(labels)))
-    thresholds = np.mean(
-        [b.get("thresholds", [b["threshold"]]) for _, b in bundles], axis=0
-    ).tolist()
+    common = ensemble_calibration(bundles, scheme.kind)
+    if common is not None:
+        thresholds = ensemble_thresholds(bundles, scheme, common, task["evaluation"])
+    else:
+        thresholds = np.mean(
+            [b.get("thresholds", [b["threshold"]]) for _, b in bundles], axis=0
+        ).tolist()
     result = {
         "subject": subject,
         "task": name,

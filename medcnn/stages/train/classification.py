@@ -127,6 +127,12 @@ def _run_train(
             "thresholds": thresholds,
             "flip": bool(task["train"]["flip"]),
             "calibration": summary["calibration"],
+            # the kept model's logits on its validation images (no identifiers): what
+            # medcnn.inference.classification.ensemble_calibration fits across folds
+            "validation": {
+                "logits": summary["validation_logits"],
+                "targets": summary["validation_targets"],
+            },
             "metrics": {k: v for k, v in metrics.items() if k != "validation"},
         },
     )
