@@ -142,6 +142,21 @@ def ensemble_thresholds(
     ]
 
 
+def decision_thresholds(
+    bundles: list[tuple[torch.nn.Module, dict[str, Any]]],
+    scheme: LabelScheme,
+    evaluation: dict[str, Any],
+) -> list[float]:
+    """Each label's decision threshold for the models predicting together: for an ensemble
+    with one calibration (:func:`ensemble_calibration`), chosen on all folds' calibrated
+    validation probabilities; otherwise each bundle's own thresholds, averaged."""
+    common = ensemble_calibration(bundles, scheme.kind)
+    if common is not None:
+        return ensemble_thresholds(bundles, scheme, common, evaluation)
+    n = len(scheme.labels)
+    return np.mean([b.get("thresholds", [b["threshold"]] * n) for _, b in bundles], axis=0).tolist()
+
+
 def ensemble_probabilities(
     bundles: list[tuple[torch.nn.Module, dict[str, Any]]],
     images: np.ndarray,

@@ -36,9 +36,8 @@ from medcnn.data.split import subject_role
 from medcnn.hardware import pick_device
 from medcnn.inference.classification import (
     TTA_VIEWS,
-    ensemble_calibration,
+    decision_thresholds,
     ensemble_probabilities,
-    ensemble_thresholds,
 )
 from medcnn.ingest.manifest import SUBJECT_MANIFEST, read_manifest
 from medcnn.models.bundle import ensemble_summary, load_bundle_cached
@@ -82,13 +81,7 @@ def run_predict(config: dict[str, Any], name: str, subject: str, threads: int = 
         probs = ensemble_probabilities(bundles, images, scheme, device, tta)
     else:
         probs = np.zeros((len(bundles), 0, len(labels)))
-    common = ensemble_calibration(bundles, scheme.kind)
-    if common is not None:
-        thresholds = ensemble_thresholds(bundles, scheme, common, task["evaluation"])
-    else:
-        thresholds = np.mean(
-            [b.get("thresholds", [b["threshold"]]) for _, b in bundles], axis=0
-        ).tolist()
+    thresholds = decision_thresholds(bundles, scheme, task["evaluation"])
     result = {
         "subject": subject,
         "task": name,

@@ -114,10 +114,13 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     models = [m.to(device, memory_format=torch.channels_last) for m, _ in loaded]
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])
-    # the decision threshold of each label, averaged over folds as prediction does
-    decision = np.mean(
-        [d.get("thresholds", [d["threshold"]] * len(labels)) for _, d in loaded], axis=0
-    ).tolist()
+    # the decision threshold of each label, as prediction chooses it
+    from medcnn.data.labels import LabelScheme
+    from medcnn.inference.classification import decision_thresholds
+
+    decision = decision_thresholds(
+        loaded, LabelScheme.from_target(task["target"]), task["evaluation"]
+    )
     maps: list[dict[str, Any]] = []
     layer = None
     for row in rows:
