@@ -106,15 +106,24 @@ def ensemble_calibration(
     """
     from medcnn.metrics.calibration import fit_calibration
 
-    if len(bundles) < 2:
+    pooled = _pooled_validation(bundles)
+    if len(bundles) < 2 or pooled is None:
         return None
+    method = str((bundles[0][1].get("calibration") or {}).get("method", "none"))
+    return fit_calibration(*pooled, kind, method)
+
+
+def _pooled_validation(
+    bundles: list[tuple[torch.nn.Module, dict[str, Any]]],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every bundle's stored validation logits and targets, concatenated (None when a bundle
+    has none)."""
     stored = [b.get("validation") for _, b in bundles]
     if any(not v or not v.get("logits") for v in stored):
         return None
-    method = str((bundles[0][1].get("calibration") or {}).get("method", "none"))
     logits = np.concatenate([np.asarray(v["logits"], dtype=np.float64) for v in stored])
     targets = np.concatenate([np.asarray(v["targets"], dtype=np.float64) for v in stored])
-    return fit_calibration(logits, targets, kind, method)
+    return logits, targets
 
 
 def ensemble_thresholds(
@@ -128,9 +137,10 @@ def ensemble_thresholds(
     validation probabilities of all folds together."""
     from medcnn.metrics.classification import choose_threshold
 
-    stored = [b["validation"] for _, b in bundles]
-    logits = np.concatenate([np.asarray(v["logits"], dtype=np.float64) for v in stored])
-    targets = np.concatenate([np.asarray(v["targets"], dtype=np.float64) for v in stored])
+    pooled = _pooled_validation(bundles)
+    if pooled is None:
+        raise ValueError("ensemble thresholds need every bundle's stored validation logits")
+    logits, targets = pooled
     probs = scheme.probabilities(apply_calibration(logits, calibration))
     return [
         float(
