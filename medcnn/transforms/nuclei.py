@@ -12,8 +12,9 @@ one kind differ tenfold in size between microscopes. As the anchors of the field
 - *scale* (Cellpose): each image is resized so that its typical nucleus has the plans'
   target diameter. For training the diameter comes from the reference instances
   (:func:`medcnn.postprocess.instances.median_diameter`); for a new image first from a quick
-  estimate (:func:`estimate_diameter`: Otsu + components, or for colour images the
-  characteristic scale of its blobs, :func:`blob_diameter`), then from the instances of the
+  estimate (:func:`estimate_diameter`: Otsu + components, or for colour images and grey
+  ones whose Otsu mask is mostly tissue the characteristic scale of its blobs,
+  :func:`blob_diameter`), then from the instances of the
   model's own first pass (:mod:`medcnn.inference.segmentation`).
 
 :func:`image_type` names the kind of image from its pixels (``fluorescence``, ``colour``,
@@ -37,6 +38,11 @@ IMAGE_TYPES = ("fluorescence", "colour", "light_grey")
 COLOUR_SPREAD = 0.04
 #: Smallest Otsu component (pixels) that counts in the diameter estimate: noise below it.
 MIN_COMPONENT = 16
+#: Largest share of Otsu's mask that :func:`component_diameter` accepts in components of 5 %
+#: of the image or more. Above it, Otsu has separated tissue (an embryo, a cell sheet) from
+#: the dark background rather than nuclei from the tissue, the components left are specks,
+#: and :func:`estimate_diameter` uses the scale-space estimate instead.
+MAX_TISSUE_FRACTION = 0.5
 #: Range of the scale factor (target / estimated diameter).
 SCALE_LIMITS = (0.2, 5.0)
 
@@ -142,14 +148,17 @@ def estimate_diameter(image: np.ndarray, kind: str | None = None) -> float | Non
     stained brightfield): :func:`blob_diameter`, because the chromatin texture of large
     stained nuclei breaks Otsu's mask into nucleolus-sized pieces (on the 21 colour images of
     DSB 2018's dev set the component estimate is off by more than 1.6x on 4, the blob scale
-    on 1; on the grey ones the component estimate is the better of the two).
+    on 1; on the grey ones the component estimate is the better of the two). A grey image
+    whose Otsu mask is mostly tissue (:data:`MAX_TISSUE_FRACTION`) or has no such component
+    is sized by :func:`blob_diameter` too.
 
     Returns:
-        The diameter, or None when no such component is found.
+        The diameter (None only for an image without any blob response).
     """
     if (kind or image_type(image)) == "colour":
         return blob_diameter(image)
-    return component_diameter(image)
+    diameter = component_diameter(image)
+    return blob_diameter(image) if diameter is None else diameter
 
 
 #: Blob scales (sigma, pixels) :func:`blob_diameter` tries: nuclei of about 4-70 px across.
@@ -182,7 +191,9 @@ def blob_diameter(image: np.ndarray) -> float:
 
 
 def component_diameter(image: np.ndarray) -> float | None:
-    """The Otsu + components estimate of :func:`estimate_diameter` (grey images)."""
+    """The Otsu + components estimate of :func:`estimate_diameter` (grey images): None when
+    no component qualifies, or when more than :data:`MAX_TISSUE_FRACTION` of the mask lies in
+    components of 5 % of the image or more."""
     from skimage.measure import regionprops
 
     grey, _ = polarity_grey(image)
@@ -190,7 +201,11 @@ def component_diameter(image: np.ndarray) -> float | None:
     labels, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, 1))
     if n == 0:
         return None
-    props = [p for p in regionprops(labels) if MIN_COMPONENT <= p.area < 0.05 * labels.size]
+    regions = regionprops(labels)
+    large = sum(p.area for p in regions if p.area >= 0.05 * labels.size)
+    if large > MAX_TISSUE_FRACTION * mask.sum():
+        return None
+    props = [p for p in regions if MIN_COMPONENT <= p.area < 0.05 * labels.size]
     if not props:
         return None
     area = np.array([p.area for p in props], dtype=np.float64)

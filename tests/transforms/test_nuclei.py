@@ -139,3 +139,28 @@ def test_an_image_type_training_hardly_saw_is_flagged():
     assert len(size_flags) == 1 and "48 px" in size_flags[0]
     # an older bundle without a profile flags nothing
     assert check_nuclei_image(None, image_profile(_light_grey(labels), 12.0)) == []
+
+
+def test_nuclei_on_bright_tissue_are_sized_from_scale_space():
+    """Where Otsu separates a bright tissue (an embryo, a cell sheet) from a dark background
+    instead of the nuclei from the tissue, its mask is one large region and the components
+    left are specks; the estimate is the blob scale, which finds the nuclei."""
+    from scipy import ndimage
+
+    from medcnn.transforms.nuclei import blob_diameter, component_diameter
+
+    rng = np.random.default_rng(0)
+    labels = _disks(size=256, radius=7.0, seed=2)
+    rows, cols = np.mgrid[:256, :256]
+    tissue = ((rows - 128) / 110.0) ** 2 + ((cols - 128) / 75.0) ** 2 <= 1.0
+    labels[~tissue] = 0
+    # debris in the background: 5 x 5 specks, large enough to pass as components
+    seeds = (rng.random(labels.shape) < 0.001) & ~tissue
+    specks = ndimage.binary_dilation(seeds, np.ones((5, 5), bool))
+    grey = 5 + 60 * tissue + 40 * (labels > 0) + 60 * specks
+    image = (grey + rng.normal(0, 3, labels.shape)).astype(np.float32)[None]
+    true = median_diameter(labels)
+    assert image_type(image) == "fluorescence"
+    assert component_diameter(image) is None
+    assert estimate_diameter(image) == blob_diameter(image)
+    assert estimate_diameter(image) == pytest.approx(true, rel=0.2)
