@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/cxr.py [--data ../shared/data/cxr_nih] [--work /tmp/medcnn_cxr]
         [--folds 5] [--size 128] [--epochs 20] [--tutorial-epochs 20] [--threads 2]
-        [--recipes medcnn,tutorial] [--only-folds 0,1] [--bootstrap 1000]
+        [--recipes medcnn,tutorial] [--only-folds 0,1] [--bootstrap 1000] [--seed 0]
+    PYTHONPATH=. python bench/cxr.py --summarise WORK [WORK ...]   # runs (seeds) side by side
 
 On ``cxr_nih`` (238 frontal NIH ChestX-ray14 films, pneumonia vs no finding, 139 patients)
 both recipes are trained on the same patient-level, label-stratified 5-fold
@@ -462,7 +463,17 @@ def main() -> int:
         help="medcnn's split.folds inside each outer fold: 1 trains one model on a "
         "train/validation split; k > 1 an ensemble of k cross-validated models",
     )
+    parser.add_argument(
+        "--summarise",
+        nargs="+",
+        type=Path,
+        metavar="WORK",
+        help="print the runs in these work folders (e.g. one per --seed) side by side, with "
+        "the mean of their differences from the tutorial, and exit",
+    )
     args = parser.parse_args()
+    if args.summarise:
+        return summarise(args.summarise)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("medcnn.ingest", "medcnn.stages.preprocess"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -679,6 +690,47 @@ def report(
             default=float,
         )
     )
+
+
+def summarise(works: list[Path]) -> int:
+    """The main rows of finished runs (their ``cxr_results.json``) side by side: each run's
+    AUROC of medcnn and the tutorial overall and within AP films, the paired-bootstrap
+    interval of the difference, medcnn's ECE; then the mean over the runs."""
+    runs = []
+    for work in works:
+        path = work / "cxr_results.json"
+        if not path.is_file():
+            print(f"skipped: {path} is missing (run the benchmark with --work {work} first)")
+            continue
+        runs.append((work, json.loads(path.read_text())))
+    if not runs:
+        return 1
+    print(
+        f"{'run':<28} {'medcnn':>7} {'tutor.':>7} {'diff (95% CI)':>24} | "
+        f"{'AP med.':>7} {'AP tut.':>7} {'AP diff (95% CI)':>24} | {'ECE':>5}"
+    )
+    diffs: dict[str, list[float]] = {"all": [], "AP": []}
+    eces = []
+    for work, run in runs:
+        cells = []
+        for subset in ("all", "AP"):
+            entry = run["table"][subset]
+            med, tut = entry["medcnn"], entry["tutorial"]
+            lo, hi = med["minus_tutorial_ci"]
+            diffs[subset].append(med["minus_tutorial"])
+            cells.append(
+                f"{med['auroc']:>7.3f} {tut['auroc']:>7.3f} "
+                + f"{med['minus_tutorial']:+.3f} ({_f(lo, '+')} to {_f(hi, '+')})".rjust(24)
+            )
+        ece = run["ece"].get("medcnn:calibrated", float("nan"))
+        eces.append(ece)
+        print(f"{work.name:<28} {cells[0]} | {cells[1]} | {ece:5.3f}")
+        print(f"  {run['command']}")
+    print(
+        f"mean of {len(runs)} runs: medcnn - tutorial {np.mean(diffs['all']):+.3f} overall, "
+        f"{np.mean(diffs['AP']):+.3f} within AP films; ECE {np.mean(eces):.3f}"
+    )
+    return 0
 
 
 def _f(value: float | None, sign: str = "") -> str:

@@ -54,3 +54,34 @@ def test_paired_auroc_table_and_swing():
     assert bench.swing(history, "val_auroc") == pytest.approx(
         0.15
     )  # the second half: 0.9, 0.7, 0.8
+
+
+def test_summarise_puts_runs_side_by_side_with_the_mean_difference(tmp_path, capsys):
+    import json
+
+    bench = _bench()
+    for name, (overall, ap) in {"seed0": (0.06, 0.04), "seed1": (0.02, 0.08)}.items():
+        entry = lambda d: {  # noqa: E731
+            "medcnn": {
+                "auroc": 0.8 + d,
+                "minus_tutorial": d,
+                "minus_tutorial_ci": [d - 0.05, d + 0.05],
+            },
+            "tutorial": {"auroc": 0.8},
+        }
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cxr_results.json").write_text(
+            json.dumps(
+                {
+                    "command": f"bench/cxr.py --work {name}",
+                    "table": {"all": entry(overall), "AP": entry(ap)},
+                    "ece": {"medcnn:calibrated": 0.05},
+                }
+            )
+        )
+    assert bench.summarise([tmp_path / "seed0", tmp_path / "seed1", tmp_path / "none"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: " in out and "none" in out
+    assert "+0.060 (+0.010 to +0.110)" in out
+    assert "mean of 2 runs: medcnn - tutorial +0.040 overall, +0.060 within AP films" in out
+    assert bench.summarise([tmp_path / "none"]) == 1
