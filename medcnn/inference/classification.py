@@ -6,6 +6,8 @@ the saliency stage all call these, so they see the same numbers.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 import numpy as np
@@ -104,13 +106,32 @@ def ensemble_calibration(
         for a single model or when a bundle predates stored validation logits (each bundle's
         own calibration is then used).
     """
-    from medcnn.metrics.calibration import fit_calibration
-
     pooled = _pooled_validation(bundles)
     if len(bundles) < 2 or pooled is None:
         return None
     method = str((bundles[0][1].get("calibration") or {}).get("method", "none"))
-    return fit_calibration(*pooled, kind, method)
+    logits, targets = pooled
+    fitted = _fitted_calibration(
+        logits.tobytes(), logits.shape, targets.tobytes(), targets.shape, kind, method
+    )
+    return copy.deepcopy(fitted)
+
+
+@functools.lru_cache(maxsize=8)
+def _fitted_calibration(
+    logits: bytes, logits_shape: tuple, targets: bytes, targets_shape: tuple, kind: str, method: str
+) -> dict[str, Any]:
+    """:func:`~medcnn.metrics.calibration.fit_calibration` on pooled validation logits, kept:
+    the predict and saliency stages ask for the same ensemble's calibration for every
+    subject (and for its thresholds), and the fit is the same each time."""
+    from medcnn.metrics.calibration import fit_calibration
+
+    return fit_calibration(
+        np.frombuffer(logits, dtype=np.float64).reshape(logits_shape),
+        np.frombuffer(targets, dtype=np.float64).reshape(targets_shape),
+        kind,
+        method,
+    )
 
 
 def _pooled_validation(

@@ -91,3 +91,14 @@ def test_an_ensemble_shares_one_calibration_fitted_on_every_folds_validation():
         folds, scheme, common, {"threshold": "youden", "sensitivity": 0.9}
     )
     assert len(thresholds) == 1 and 0.05 < thresholds[0] < 0.95
+    # the fit is made once per ensemble: asked again (each subject, the thresholds, saliency)
+    # it is not refitted, and a caller changing its copy does not change the next one
+    from medcnn.inference import classification as inference
+
+    inference._fitted_calibration.cache_clear()
+    first = ensemble_calibration(folds, "binary")
+    first["slope"][0] = 99.0
+    again = ensemble_calibration(folds, "binary")
+    info = inference._fitted_calibration.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    np.testing.assert_allclose(again["slope"], expected["slope"], rtol=1e-6)
