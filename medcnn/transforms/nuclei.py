@@ -149,16 +149,16 @@ def estimate_diameter(image: np.ndarray, kind: str | None = None) -> float | Non
     stained nuclei breaks Otsu's mask into nucleolus-sized pieces (on the 21 colour images of
     DSB 2018's dev set the component estimate is off by more than 1.6x on 4, the blob scale
     on 1; on the grey ones the component estimate is the better of the two). A grey image
-    whose Otsu mask is mostly tissue (:data:`MAX_TISSUE_FRACTION`) or has no such component
-    is sized by :func:`blob_diameter` too.
+    whose Otsu mask is mostly tissue (:data:`MAX_TISSUE_FRACTION`: nuclei on a bright embryo
+    or cell sheet) is sized by :func:`blob_diameter` too.
 
     Returns:
-        The diameter (None only for an image without any blob response).
+        The diameter, or None when no such component is found (a blank image).
     """
     if (kind or image_type(image)) == "colour":
         return blob_diameter(image)
-    diameter = component_diameter(image)
-    return blob_diameter(image) if diameter is None else diameter
+    diameter, tissue = _components(image)
+    return blob_diameter(image) if tissue else diameter
 
 
 #: Blob scales (sigma, pixels) :func:`blob_diameter` tries: nuclei of about 4-70 px across.
@@ -192,26 +192,31 @@ def blob_diameter(image: np.ndarray) -> float:
 
 def component_diameter(image: np.ndarray) -> float | None:
     """The Otsu + components estimate of :func:`estimate_diameter` (grey images): None when
-    no component qualifies, or when more than :data:`MAX_TISSUE_FRACTION` of the mask lies in
-    components of 5 % of the image or more."""
+    no component qualifies, or when Otsu's mask is mostly tissue (:func:`_components`)."""
+    return _components(image)[0]
+
+
+def _components(image: np.ndarray) -> tuple[float | None, bool]:
+    """(the Otsu + components diameter or None, whether the mask is mostly tissue: more than
+    :data:`MAX_TISSUE_FRACTION` of it in components of 5 % of the image or more)."""
     from skimage.measure import regionprops
 
     grey, _ = polarity_grey(image)
     mask = ndimage.binary_opening(otsu_nuclei(grey) > 0)
     labels, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(2, 1))
     if n == 0:
-        return None
+        return None, False
     regions = regionprops(labels)
     large = sum(p.area for p in regions if p.area >= 0.05 * labels.size)
     if large > MAX_TISSUE_FRACTION * mask.sum():
-        return None
+        return None, True
     props = [p for p in regions if MIN_COMPONENT <= p.area < 0.05 * labels.size]
     if not props:
-        return None
+        return None, False
     area = np.array([p.area for p in props], dtype=np.float64)
     solid = np.array([p.solidity for p in props]) > 0.85
     chosen = area[solid] if solid.any() else area
-    return float(np.median(2.0 * np.sqrt(chosen / np.pi)))
+    return float(np.median(2.0 * np.sqrt(chosen / np.pi))), False
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

@@ -164,3 +164,9 @@ def test_nuclei_on_bright_tissue_are_sized_from_scale_space():
     assert component_diameter(image) is None
     assert estimate_diameter(image) == blob_diameter(image)
     assert estimate_diameter(image) == pytest.approx(true, rel=0.2)
+
+
+def test_a_blank_grey_image_has_no_diameter_estimate():
+    """Nothing to size: no estimate, so the image is not resized (not blown up to the blob
+    scale of its noise)."""
+    assert estimate_diameter(np.full((1, 64, 64), 7.0, np.float32)) is None
