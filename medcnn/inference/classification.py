@@ -127,8 +127,8 @@ def _fitted_calibration(
     from medcnn.metrics.calibration import fit_calibration
 
     return fit_calibration(
-        np.frombuffer(logits, dtype=np.float64).reshape(logits_shape),
-        np.frombuffer(targets, dtype=np.float64).reshape(targets_shape),
+        np.frombuffer(logits, dtype=np.float64).reshape(logits_shape).copy(),
+        np.frombuffer(targets, dtype=np.float64).reshape(targets_shape).copy(),
         kind,
         method,
     )
