@@ -207,10 +207,10 @@ def _components(image: np.ndarray) -> tuple[float | None, bool]:
     if n == 0:
         return None, False
     regions = regionprops(labels)
-    large = sum(p.area for p in regions if p.area >= 0.05 * labels.size)
-    if large > MAX_TISSUE_FRACTION * mask.sum():
+    large = 0.05 * labels.size
+    if sum(p.area for p in regions if p.area >= large) > MAX_TISSUE_FRACTION * mask.sum():
         return None, True
-    props = [p for p in regions if MIN_COMPONENT <= p.area < 0.05 * labels.size]
+    props = [p for p in regions if MIN_COMPONENT <= p.area < large]
     if not props:
         return None, False
     area = np.array([p.area for p in props], dtype=np.float64)

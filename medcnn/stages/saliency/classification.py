@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcnn.data.labels import LabelScheme
 from medcnn.hardware import model_device, native_bf16, pick_device
+from medcnn.inference.classification import decision_thresholds
 from medcnn.models.bundle import load_bundle_cached
 from medcnn.report.figures import overlay_png
 from medcnn.saliency.cam import cam_maps, saliency_map
@@ -115,9 +117,6 @@ def run_saliency(config: dict[str, Any], name: str, subject: str, threads: int =
     description = loaded[0][1]
     labels = list(description.get("labels") or [task["target"]["positive"]])
     # the decision threshold of each label, as prediction chooses it
-    from medcnn.data.labels import LabelScheme
-    from medcnn.inference.classification import decision_thresholds
-
     decision = decision_thresholds(
         loaded, LabelScheme.from_target(task["target"]), task["evaluation"]
     )
