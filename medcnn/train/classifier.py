@@ -138,7 +138,7 @@ def train_fold(
         state, settings, device, model, val_images, memory_format
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    progress = FoldProgress.of(scheme.n_outputs, state)
+    progress = FoldProgress.of(scheme.n_outputs, state, settings["keep"])
     resumable = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     resumable.update({"ema": ema} if ema is not None else {})
     if state is not None:

@@ -131,12 +131,19 @@ class FoldProgress:
     stopped: bool = False
     start_epoch: int = 1
     resumed_from: int | None = None
+    #: ``train.keep``: ``best`` keeps the best validated epoch, ``last`` the last one.
+    keep: str = "best"
+    #: The best validated epoch's scores (early stopping counts from it); with
+    #: ``keep: best`` the same as ``best``, the kept epoch.
+    top: dict[str, Any] = field(
+        default_factory=lambda: {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
+    )
 
     @classmethod
-    def of(cls, n_outputs: int, state: dict[str, Any] | None) -> FoldProgress:
+    def of(cls, n_outputs: int, state: dict[str, Any] | None, keep: str = "best") -> FoldProgress:
         """A fresh start, or the progress saved in a checkpoint ``state``."""
         if state is None:
-            return cls(best_probs=np.zeros((0, n_outputs)))
+            return cls(best_probs=np.zeros((0, n_outputs)), keep=keep)
         return cls(
             best_probs=state["best_probs"].numpy(),
             history=state["history"],
@@ -146,28 +153,36 @@ class FoldProgress:
             stopped=bool(state.get("stopped")),
             start_epoch=state["epoch"] + 1,
             resumed_from=state["epoch"] + 1,
+            keep=keep,
+            top=state.get("top", state["best"]),
         )
 
     def add(self, record: dict[str, float], model: torch.nn.Module, probs: np.ndarray) -> None:
         """Record an epoch; the best is by validation AUROC, ties broken by the lower loss
         (an undefined AUROC, one class in validation, counts as 0 so a model is still
-        kept)."""
+        kept). With ``keep: last`` every epoch replaces the kept weights, and the best
+        validated epoch only decides early stopping."""
         self.history.append(record)
         val_auc, val_loss = record["val_auroc"], record["val_loss"]
         score = val_auc if np.isfinite(val_auc) else 0.0
-        if (score, -val_loss) > (self.best["val_auroc"], -self.best["val_loss"]):
-            self.best = {"epoch": record["epoch"], "val_auroc": score, "val_loss": val_loss}
-            self.best_state = cpu_state(model)
-            self.best_probs = probs
+        scores = {"epoch": record["epoch"], "val_auroc": score, "val_loss": val_loss}
+        improved = (score, -val_loss) > (self.top["val_auroc"], -self.top["val_loss"])
+        if improved:
+            self.top = scores
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1
+        if improved or self.keep == "last":
+            self.best = scores
+            self.best_state = cpu_state(model)
+            self.best_probs = probs
 
     def saved(self) -> dict[str, Any]:
         """The checkpoint's progress entries."""
         return {
             "history": self.history,
             "best": self.best,
+            "top": self.top,
             "best_state": self.best_state,
             "best_probs": torch.as_tensor(self.best_probs),
             "bad_epochs": self.bad_epochs,

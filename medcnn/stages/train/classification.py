@@ -227,6 +227,7 @@ def _fold_metrics(
         "kind": scheme.kind,
         "labels": list(scheme.labels),
         "best_epoch": best["epoch"],
+        "kept": task["train"]["keep"],
         # mean over labels for multi-class/multi-label (the one AUROC of a binary task)
         "val_auroc": best["val_auroc"],
         "val_loss": best["val_loss"],
