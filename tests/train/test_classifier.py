@@ -78,3 +78,44 @@ def test_train_any_label_scheme_writes_per_label_metrics(tmp_path, scheme):
         pair, label_scheme, common, config["tasks"]["cxr"]["evaluation"]
     )
     assert len(thresholds) == 3 and all(0.0 <= t <= 1.0 for t in thresholds)
+
+
+def _progress_after(keep: str, aurocs: list[float]):
+    from medcnn.train.classifier_epoch import FoldProgress
+
+    progress = FoldProgress.of(1, None, keep)
+    for epoch, auroc in enumerate(aurocs, start=1):
+        model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(model.weight, float(epoch))  # the weights name their epoch
+        record = {"epoch": epoch, "val_auroc": auroc, "val_loss": 1.0 / epoch}
+        progress.add(record, model, np.full((2, 1), epoch / 10))
+    return progress
+
+
+def test_keep_best_or_last_epoch_and_early_stopping_counts_from_the_best():
+    aurocs = [0.6, 0.9, 0.7, 0.8, 0.75]
+    best, last = _progress_after("best", aurocs), _progress_after("last", aurocs)
+    assert best.best["epoch"] == 2 and best.best_state["weight"].item() == 2.0
+    assert best.best_probs[0, 0] == pytest.approx(0.2)
+    assert last.best == {"epoch": 5, "val_auroc": 0.75, "val_loss": pytest.approx(0.2)}
+    assert last.best_state["weight"].item() == 5.0 and last.best_probs[0, 0] == pytest.approx(0.5)
+    # both count three epochs without a better AUROC than epoch 2's 0.9
+    assert best.bad_epochs == last.bad_epochs == 3
+    assert best.top["epoch"] == last.top["epoch"] == 2
+    # a resumed run goes on counting from the best validated epoch, not the kept one
+    from medcnn.train.classifier_epoch import FoldProgress
+
+    state = {**last.saved(), "epoch": 5}
+    resumed = FoldProgress.of(1, state, "last")
+    assert resumed.top["epoch"] == 2 and resumed.best["epoch"] == 5 and resumed.start_epoch == 6
+
+
+def test_train_keep_last_keeps_the_final_epoch(tmp_path):
+    config, _ = write_task(tmp_path, train={"epochs": 3, "keep": "last", "patience": 1})
+    metrics = run_train(config, "cxr", 0, threads=1)
+    assert metrics["kept"] == "last"
+    assert metrics["best_epoch"] == metrics["epochs_run"]
+    fold = tmp_path / "results" / "models" / "cxr" / "fold0"
+    history = (fold / "history.csv").read_text().splitlines()
+    last_row = dict(zip(history[0].split(","), history[-1].split(","), strict=True))
+    assert metrics["val_auroc"] == pytest.approx(float(last_row["val_auroc"]))
