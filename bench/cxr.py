@@ -100,7 +100,7 @@ def bench_config(data: Path, work: Path, args: argparse.Namespace) -> dict[str, 
                     "train": {
                         "epochs": args.epochs,
                         "seed": args.seed,
-                        "keep": args.keep,
+                        **({"keep": args.keep} if args.keep else {}),
                         **({"ema_epochs": None} if args.no_ema else {}),
                     },
                     "evaluation": {"bootstrap": 200},
@@ -458,7 +458,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "auto"])
     parser.add_argument("--no-ema", action="store_true", help="ablation: train without EMA")
     parser.add_argument(
-        "--keep", default="best", choices=["best", "last"], help="train.keep of medcnn's models"
+        "--keep",
+        default=None,
+        choices=["best", "last"],
+        help="train.keep of medcnn's models (default: the schema's, last)",
     )
     parser.add_argument(
         "--inner-folds",

@@ -74,3 +74,14 @@ def test_merged_and_split_nuclei_are_counted():
     predicted[12:18, 2:8], predicted[12:18, 8:14] = 6, 7  # halves: one split
     assert merges_and_splits(predicted, reference) == {"merged": 1, "split": 1}
     assert merges_and_splits(reference, reference) == {"merged": 0, "split": 0}
+
+
+def test_a_fold_summary_names_the_kept_epoch_best_or_last():
+    from medcnn.stages.report.cohort import _fold_summary
+
+    scores = {"epoch": 20, "val_auroc": 0.8123, "val_loss": 0.51}
+    last = _fold_summary({"best_epoch": 20, "best": scores, "kept": "last", "epochs_run": 20})
+    assert last["last epoch"] == "20" and last["last val auroc"] == "0.812"
+    assert not any(key.startswith("best") for key in last)
+    best = _fold_summary({"best_epoch": 7, "best": {**scores, "epoch": 7}, "epochs_run": 17})
+    assert best["best epoch"] == "7" and best["epochs run"] == "17"

@@ -195,18 +195,20 @@ def _fold_entries(
 
 
 def _fold_summary(metrics: dict[str, Any]) -> dict[str, str]:
-    """The few facts of a fold a reader wants first: best epoch and its scores, epochs run
-    and why training stopped, images and minutes."""
+    """The few facts of a fold a reader wants first: the kept (best or last) epoch and its
+    scores, epochs run and why training stopped, images and minutes."""
     out: dict[str, str] = {}
     best = metrics.get("best")
     scores = best if isinstance(best, dict) else {}
+    # ``train.keep: last`` keeps the last epoch, not the best validated one
+    kept = "last" if metrics.get("kept") == "last" else "best"
     if metrics.get("best_epoch") is not None:
-        out["best epoch"] = str(metrics["best_epoch"])
+        out[f"{kept} epoch"] = str(metrics["best_epoch"])
     for key, value in scores.items():
         if key != "epoch" and isinstance(value, (int, float)):
-            out[f"best {key.replace('_', ' ')}"] = readable_number(float(value))
+            out[f"{kept} {key.replace('_', ' ')}"] = readable_number(float(value))
     for key in ("val_auroc", "val_dice", "val_mean_auroc"):
-        name = f"best {key.replace('_', ' ')}"
+        name = f"{kept} {key.replace('_', ' ')}"
         if name not in out and isinstance(metrics.get(key), (int, float)):
             out[name] = readable_number(float(metrics[key]))
     if metrics.get("epochs_run") is not None:
