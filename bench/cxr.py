@@ -101,6 +101,7 @@ def bench_config(data: Path, work: Path, args: argparse.Namespace) -> dict[str, 
                         "epochs": args.epochs,
                         "seed": args.seed,
                         **({"keep": args.keep} if args.keep else {}),
+                        **({"patience": _patience(args.patience)} if args.patience else {}),
                         **({"ema_epochs": None} if args.no_ema else {}),
                     },
                     "evaluation": {"bootstrap": 200},
@@ -110,6 +111,11 @@ def bench_config(data: Path, work: Path, args: argparse.Namespace) -> dict[str, 
             },
         }
     )
+
+
+def _patience(text: str) -> int | None:
+    """``--patience``: epochs without a better validation AUROC, or ``none`` (no early stop)."""
+    return None if text.lower() == "none" else int(text)
 
 
 def prepare(config: dict[str, Any]) -> list[dict[str, str]]:
@@ -462,6 +468,11 @@ def main() -> int:
         default=None,
         choices=["best", "last"],
         help="train.keep of medcnn's models (default: the schema's, last)",
+    )
+    parser.add_argument(
+        "--patience",
+        default=None,
+        help="train.patience of medcnn's models, a number or 'none' (default: the schema's)",
     )
     parser.add_argument(
         "--inner-folds",
