@@ -115,6 +115,11 @@ def train_one_epoch(
     return losses, seen, wait
 
 
+def _no_epoch() -> dict[str, Any]:
+    """The scores before any epoch: every validated epoch is better."""
+    return {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
+
+
 @dataclass
 class FoldProgress:
     """The classifier loop's own state, which a resume restores with the resumable parts:
@@ -123,9 +128,7 @@ class FoldProgress:
 
     best_probs: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, Any] = field(
-        default_factory=lambda: {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
-    )
+    best: dict[str, Any] = field(default_factory=_no_epoch)
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     bad_epochs: int = 0
     stopped: bool = False
@@ -135,9 +138,7 @@ class FoldProgress:
     keep: str = "best"
     #: The best validated epoch's scores (early stopping counts from it); with
     #: ``keep: best`` the same as ``best``, the kept epoch.
-    top: dict[str, Any] = field(
-        default_factory=lambda: {"epoch": 0, "val_auroc": -1.0, "val_loss": float("inf")}
-    )
+    top: dict[str, Any] = field(default_factory=_no_epoch)
 
     @classmethod
     def of(cls, n_outputs: int, state: dict[str, Any] | None, keep: str = "best") -> FoldProgress:
