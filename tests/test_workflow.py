@@ -203,3 +203,57 @@ def test_a_tampered_bundle_is_refused(workflow_run, tmp_path):
     weights.write_bytes(bytes(blob))
     with pytest.raises(BundleError, match="does not match"):
         load_bundle(bundle)
+
+
+def test_a_fold_ensemble_predicts_with_one_calibration_for_its_folds(tmp_path):
+    """``split.folds: 2`` (the README's NIH config uses 4) through the real workflow: one
+    bundle per fold, and each held-out image's probability is the mean of both folds'
+    probabilities after one Platt calibration fitted on both folds' validation logits."""
+    import numpy as np
+    import torch
+
+    from medcnn.data.index import read_index
+    from medcnn.metrics.calibration import apply_calibration, fit_calibration
+    from medcnn.models.bundle import load_bundle
+    from tests.conftest import make_tiny_workflow
+
+    _, _, configfile = make_tiny_workflow(tmp_path)
+    config = yaml.safe_load(configfile.read_text())
+    config["tasks"]["cxr"]["split"] = {"test_fraction": 0.3, "folds": 2, "seed": 0}
+    config["batches"] = {"min_batches": 1}
+    configfile.write_text(yaml.safe_dump(config))
+    # up to the task's evaluation (saliency and reports are the other workflow tests')
+    result = run_snakemake(tmp_path, configfile, "results/models/cxr/evaluation.json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    results = tmp_path / "results"
+    split = json.loads((results / "splits" / "cxr.json").read_text())
+    assert len(split["folds"]) == 2
+    val = [set(f["val"]) for f in split["folds"]]
+    assert not val[0] & val[1] and not (val[0] | val[1]) & set(split["test"])
+    bundles = [load_bundle(results / "models" / "cxr" / f"fold{k}") for k in range(2)]
+    logits = np.concatenate([np.asarray(b["validation"]["logits"]) for _, b in bundles])
+    targets = np.concatenate([np.asarray(b["validation"]["targets"]) for _, b in bundles])
+    assert len(logits) == sum(
+        1 for r in read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
+        if r["subject"] in val[0] | val[1] and r["target"] != ""
+    )
+    common = fit_calibration(logits, targets, "binary", "platt")
+    rows = read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
+    arrays = {r["series"]: results / "preprocess" / "cxr" / r["array"] for r in rows}
+    checked = 0
+    for subject in split["test"]:
+        prediction = json.loads((results / "predict" / "cxr" / f"{subject}.json").read_text())
+        assert len(prediction["model"]["weights_sha256"]) == 2
+        for image in prediction["images"]:
+            x = torch.as_tensor(np.load(arrays[image["series"]])[None], dtype=torch.float32)
+            probs = []
+            for model, _ in bundles:
+                with torch.no_grad():
+                    z = model(x).double().numpy()
+                probs.append(1 / (1 + np.exp(-apply_calibration(z, common)[0, 0])))
+            assert image["probability"] == pytest.approx(np.mean(probs), abs=1e-4)
+            checked += 1
+    assert checked >= 2
+    evaluation = json.loads((results / "models" / "cxr" / "evaluation.json").read_text())
+    assert evaluation["split"]["folds"] == 2
