@@ -235,7 +235,8 @@ def test_a_fold_ensemble_predicts_with_one_calibration_for_its_folds(tmp_path):
     logits = np.concatenate([np.asarray(b["validation"]["logits"]) for _, b in bundles])
     targets = np.concatenate([np.asarray(b["validation"]["targets"]) for _, b in bundles])
     assert len(logits) == sum(
-        1 for r in read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
+        1
+        for r in read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
         if r["subject"] in val[0] | val[1] and r["target"] != ""
     )
     common = fit_calibration(logits, targets, "binary", "platt")
