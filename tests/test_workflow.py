@@ -14,7 +14,7 @@ import yaml
 
 from medcnn.config import validate_config
 from medcnn.io.deid import pseudonym
-from tests.conftest import MARK, REPO, run_from_repo, run_snakemake
+from tests.conftest import MARK, REPO, make_tiny_workflow, run_from_repo, run_snakemake
 from tests.ingest.test_pipeline import snapshot
 
 
@@ -215,7 +215,6 @@ def test_a_fold_ensemble_predicts_with_one_calibration_for_its_folds(tmp_path):
     from medcnn.data.index import read_index
     from medcnn.metrics.calibration import apply_calibration, fit_calibration
     from medcnn.models.bundle import load_bundle
-    from tests.conftest import make_tiny_workflow
 
     _, _, configfile = make_tiny_workflow(tmp_path)
     config = yaml.safe_load(configfile.read_text())
@@ -230,17 +229,14 @@ def test_a_fold_ensemble_predicts_with_one_calibration_for_its_folds(tmp_path):
     split = json.loads((results / "splits" / "cxr.json").read_text())
     assert len(split["folds"]) == 2
     val = [set(f["val"]) for f in split["folds"]]
-    assert not val[0] & val[1] and not (val[0] | val[1]) & set(split["test"])
+    validated = val[0] | val[1]
+    assert not val[0] & val[1] and not validated & set(split["test"])
     bundles = [load_bundle(results / "models" / "cxr" / f"fold{k}") for k in range(2)]
     logits = np.concatenate([np.asarray(b["validation"]["logits"]) for _, b in bundles])
     targets = np.concatenate([np.asarray(b["validation"]["targets"]) for _, b in bundles])
-    assert len(logits) == sum(
-        1
-        for r in read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
-        if r["subject"] in val[0] | val[1] and r["target"] != ""
-    )
-    common = fit_calibration(logits, targets, "binary", "platt")
     rows = read_index(results / "preprocess" / "cxr" / "index.tsv").to_dict("records")
+    assert len(logits) == sum(1 for r in rows if r["subject"] in validated and r["target"] != "")
+    common = fit_calibration(logits, targets, "binary", "platt")
     arrays = {r["series"]: results / "preprocess" / "cxr" / r["array"] for r in rows}
     checked = 0
     for subject in split["test"]:
