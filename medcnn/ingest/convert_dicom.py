@@ -29,6 +29,7 @@ from medcnn.ingest.outputs import (
     write_outputs,
 )
 from medcnn.io.bounded import run_bounded
+from medcnn.io.codecs import load_codecs
 from medcnn.io.deid import pseudonym
 from medcnn.io.dicom import DicomImage, DicomReadError, read_image
 from medcnn.io.dicom_frames import time_order
@@ -45,8 +46,13 @@ def needs_worker(entries: list[Entry]) -> bool:
     """Whether decoding these files needs the bounded worker: a codec is involved (or the
     syntax is unknown). Native pixel data was already checked against the bytes present and
     the size limit in the header pass, so it is decoded in-process (a fork per series cost
-    more than the decode itself)."""
-    return any(e.syntax not in NATIVE_SYNTAXES for e in entries)
+    more than the decode itself). When it does, the codec libraries are loaded here first
+    (where ``medcnn ingest`` deferred them), once per process, so that no bounded child has
+    to import them again."""
+    if any(e.syntax not in NATIVE_SYNTAXES for e in entries):
+        load_codecs()
+        return True
+    return False
 
 
 class LabelGridError(DicomReadError):

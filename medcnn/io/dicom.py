@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
 
+from medcnn.io.codecs import load_codecs
 from medcnn.io.dicom_scan import scan_header
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
@@ -205,6 +206,7 @@ JPEG_LS_PREFIX = "1.2.840.10008.1.2.4.8"
 
 
 def _has_plugin(syntax: str, plugin: str) -> bool:
+    load_codecs(syntax)
     try:
         return plugin in get_decoder(pydicom.uid.UID(syntax)).available_plugins
     except (NotImplementedError, ValueError):
@@ -220,6 +222,7 @@ def decoded_pixels(ds: Dataset) -> np.ndarray:
         DicomReadError: the reason, with the transfer syntax.
     """
     syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
+    load_codecs(syntax or None)  # the codec libraries, where medcnn ingest deferred them
     name = getattr(pydicom.uid.UID(syntax), "name", syntax) if syntax else "?"
     if syntax.startswith(JPEG_LS_PREFIX) and _has_plugin(syntax, "pyjpegls"):
         # CharLS reports a damaged stream; libjpeg's JPEG-LS decoder returns pixels anyway.

@@ -12,6 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
+from medcnn.io.codecs import load_codecs
 from medcnn.io.dicom import (
     WARNING_IS_ERROR_SYNTAXES,
     DicomReadError,
@@ -46,6 +47,7 @@ def decode_file(path: Path, header: bool = True) -> tuple[Dataset | None, np.nda
                     syntax = str(meta.get("TransferSyntaxUID", ""))
                     if syntax.startswith(WARNING_IS_ERROR_SYNTAXES):
                         return decode_file(path, header=True)
+                    load_codecs(syntax or None)  # where medcnn ingest deferred them
                     fh.seek(0)
                     pixels = pixel_array(fh)
             except DicomReadError:
