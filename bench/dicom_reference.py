@@ -41,10 +41,15 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pydicom
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+# pydicom as `medcnn ingest` imports it: the codec libraries loaded only for compressed files.
+from medcnn.io.codecs import import_pydicom  # noqa: E402
+
+import_pydicom(defer_codecs=True)
+import pydicom  # noqa: E402
 
 from medcnn.config import validate_config  # noqa: E402
 from medcnn.ingest.manifest import read_manifest  # noqa: E402
