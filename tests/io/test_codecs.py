@@ -125,3 +125,27 @@ def test_ingest_decodes_compressed_scans_with_the_deferred_codecs(tmp_path, synt
     assert "pylibjpeg" in loaded
     (image,) = (tmp_path / "results" / "ingest").rglob("*.nii.gz")
     assert np.array_equal(np.sort(nib.load(image).get_fdata().ravel()), np.sort(pixels.ravel()))
+
+
+def test_forked_workers_load_the_codecs_they_need(tmp_path):
+    """Two workers, three compressed series: each worker loads the libraries itself."""
+    scans = tmp_path / "scans"
+    for i, syntax in enumerate([JPEG2000Lossless, JPEGLSLossless, JPEG2000Lossless]):
+        _compressed(scans / f"s{i}" / "IM1.dcm", syntax, f"FORK000{i}")
+    pixels = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
+    config = {
+        "results": str(tmp_path / "results"),
+        "inputs": [str(scans)],
+        "ingest": {"workers": 2},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    code = (
+        "from medcnn.cli import main\n"
+        f"print(main(['ingest', '--config', {str(tmp_path / 'config.yaml')!r}]))"
+    )
+    assert _python(code) == "0"
+    images = sorted((tmp_path / "results" / "ingest").rglob("*.nii.gz"))
+    assert len(images) == 3
+    for image in images:
+        values = np.sort(nib.load(image).get_fdata().ravel())
+        assert np.array_equal(values, np.sort(pixels.ravel())), image
