@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import warnings
 
 #: pydicom's plugin label -> the libraries it imports (the ``sys.modules`` names kept out).
 CODEC_LIBRARIES = {
@@ -77,7 +78,10 @@ def load_codecs(syntax: str | None = None) -> None:
     ``syntax`` (a Transfer Syntax UID) is an uncompressed one, which needs no plugin."""
     if not _deferred or (syntax is not None and syntax in UNCOMPRESSED):
         return
-    with _lock:
+    # Imported as at a plain `import pydicom`: a caller that turns warnings into errors (as
+    # the checked decode does) must not make a library's import warning fail it.
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if not _deferred:
             return
         from pydicom.pixels.decoders.base import _PIXEL_DATA_DECODERS

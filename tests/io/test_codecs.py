@@ -149,3 +149,17 @@ def test_forked_workers_load_the_codecs_they_need(tmp_path):
     for image in images:
         values = np.sort(nib.load(image).get_fdata().ravel())
         assert np.array_equal(values, np.sort(pixels.ravel())), image
+
+
+def test_loading_under_warnings_as_errors():
+    """The checked decode turns warnings into errors; loading the codecs there still works."""
+    code = (
+        "import warnings\nfrom medcnn.io import codecs\n"
+        "codecs.import_pydicom(defer_codecs=True)\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('error')\n"
+        "    codecs.load_codecs('1.2.840.10008.1.2.4.90')\n"
+        "from pydicom.pixels import get_decoder\n"
+        "print(get_decoder('1.2.840.10008.1.2.4.90').available_plugins)"
+    )
+    assert "pylibjpeg" in _python(code)
