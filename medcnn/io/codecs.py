@@ -34,14 +34,15 @@ CODEC_LIBRARIES = {
 }
 #: Imported by pydicom only to download its own test data (``urllib`` serves as well).
 UNNEEDED = ("requests",)
-#: The function each plugin module registers (pydicom's ``add_plugin`` import paths).
-FUNCTIONS = {("decoders", "gdcm"): "_decode_frame", ("encoders", "gdcm"): "encode_pixel_data"}
+#: The function a plugin module registers where it is not ``_decode_frame`` / ``_encode_frame``.
+FUNCTIONS = {("encoders", "gdcm"): "encode_pixel_data"}
 #: pydicom's deprecated handlers (the ``use_v2_backend`` path), which test for the same libraries.
 LEGACY = {"gdcm": "gdcm_handler", "pyjpegls": "jpeg_ls_handler", "pylibjpeg": "pylibjpeg_handler"}
 
-#: Implicit and explicit VR little endian, deflated, big endian: decoded by pydicom itself.
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: Implicit and explicit VR little endian, big endian and deflated: decoded by pydicom itself.
 UNCOMPRESSED = frozenset(
-    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", DEFLATED}
 )
 
 _lock = threading.Lock()
@@ -107,8 +108,7 @@ def load_codecs(syntax: str | None = None) -> None:
                     coder.add_plugin(label, (path, FUNCTIONS.get((kind, label), default)))
                 # pydicom tries a coder's plugins in the order they were added, and it adds
                 # these before the ones that need no library (pillow, its own RLE codec).
-                rest = {k: f for k, f in coder._available.items() if k not in labels}
-                for k in rest if labels else ():
-                    del coder._available[k]
-                    coder._available[k] = rest[k]
+                if labels:
+                    for k in [k for k in coder._available if k not in labels]:
+                        coder._available[k] = coder._available.pop(k)
         _deferred.clear()

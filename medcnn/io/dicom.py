@@ -206,7 +206,6 @@ JPEG_LS_PREFIX = "1.2.840.10008.1.2.4.8"
 
 
 def _has_plugin(syntax: str, plugin: str) -> bool:
-    load_codecs(syntax)
     try:
         return plugin in get_decoder(pydicom.uid.UID(syntax)).available_plugins
     except (NotImplementedError, ValueError):

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from medcnn.io.codecs import DEFLATED, UNCOMPRESSED
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
 
@@ -29,7 +30,7 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
 #: Uncompressed transfer syntaxes: pixel data read as it lies in the file, with no codec that
 #: could hang or allocate beyond the declared size (checked against the bytes present).
-NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+NATIVE_SYNTAXES = UNCOMPRESSED - {DEFLATED}
 #: Smallest encapsulated frame: an item tag and its length.
 MIN_FRAGMENT_BYTES = 8
 

@@ -21,6 +21,8 @@ from tests.io.synthetic import base_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 CODEC_MODULES = ("gdcm", "jpeg_ls", "pylibjpeg", "openjpeg")
+#: The pixels of every file here (those `hostile_corpus._compressed` writes).
+PIXELS = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
 
 #: pydicom's registry of pixel-data plugins, in the order it tries them, and the deprecated
 #: handlers' answers: what a plain ``import pydicom`` makes.
@@ -93,38 +95,38 @@ def _ingest(tmp_path: Path, scans: Path) -> str:
     return _python(code)
 
 
+def _ct(path: Path, patient: str, syntax: str | None = None) -> None:
+    """A CT slice of PIXELS, uncompressed or compressed with pydicom's own encoder."""
+    ds = base_dataset("1.2.840.10008.5.1.4.1.1.2", "CT", PatientID=patient)
+    ds.set_pixel_data(PIXELS, "MONOCHROME2", 12)
+    if syntax is not None:
+        ds.compress(syntax, encoding_plugin="pydicom")
+    path.parent.mkdir(parents=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
 def test_ingest_of_uncompressed_scans_never_imports_a_codec(tmp_path):
     scans = tmp_path / "scans"
-    pixels = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
-    ds = base_dataset("1.2.840.10008.5.1.4.1.1.2", "CT", PatientID="PLAIN01")
-    ds.set_pixel_data(pixels, "MONOCHROME2", 12)
-    scans.mkdir()
-    ds.save_as(scans / "IM1.dcm", enforce_file_format=True)
+    _ct(scans / "IM1.dcm", "PLAIN01")
     assert _ingest(tmp_path, scans) == "0 []"
     (image,) = (tmp_path / "results" / "ingest").rglob("*.nii.gz")
-    assert np.array_equal(np.sort(nib.load(image).get_fdata().ravel()), np.sort(pixels.ravel()))
+    assert np.array_equal(np.sort(nib.load(image).get_fdata().ravel()), np.sort(PIXELS.ravel()))
 
 
 @pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless])
 def test_ingest_decodes_compressed_scans_with_the_deferred_codecs(tmp_path, syntax):
     scans = tmp_path / "scans"
     if syntax == RLELossless:
-        pixels = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
-        ds = base_dataset("1.2.840.10008.5.1.4.1.1.2", "CT", PatientID="RLE0001")
-        ds.set_pixel_data(pixels, "MONOCHROME2", 12)
-        ds.compress(RLELossless, encoding_plugin="pydicom")
-        scans.mkdir()
-        ds.save_as(scans / "IM1.dcm", enforce_file_format=True)
+        _ct(scans / "IM1.dcm", "RLE0001", RLELossless)
     else:
         _compressed(scans / "IM1.dcm", syntax, "CODEC001")
-        pixels = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
     status, loaded = _ingest(tmp_path, scans).split(" ", 1)
     assert status == "0"
     # Loaded in the process that forks the bounded decoders, once (pylibjpeg: tried first
     # for RLE too, as in a plain import).
     assert "pylibjpeg" in loaded
     (image,) = (tmp_path / "results" / "ingest").rglob("*.nii.gz")
-    assert np.array_equal(np.sort(nib.load(image).get_fdata().ravel()), np.sort(pixels.ravel()))
+    assert np.array_equal(np.sort(nib.load(image).get_fdata().ravel()), np.sort(PIXELS.ravel()))
 
 
 def test_forked_workers_load_the_codecs_they_need(tmp_path):
@@ -132,7 +134,6 @@ def test_forked_workers_load_the_codecs_they_need(tmp_path):
     scans = tmp_path / "scans"
     for i, syntax in enumerate([JPEG2000Lossless, JPEGLSLossless, JPEG2000Lossless]):
         _compressed(scans / f"s{i}" / "IM1.dcm", syntax, f"FORK000{i}")
-    pixels = np.random.default_rng(7).integers(0, 4000, (64, 64)).astype(np.uint16)
     config = {
         "results": str(tmp_path / "results"),
         "inputs": [str(scans)],
@@ -148,7 +149,7 @@ def test_forked_workers_load_the_codecs_they_need(tmp_path):
     assert len(images) == 3
     for image in images:
         values = np.sort(nib.load(image).get_fdata().ravel())
-        assert np.array_equal(values, np.sort(pixels.ravel())), image
+        assert np.array_equal(values, np.sort(PIXELS.ravel())), image
 
 
 def test_loading_under_warnings_as_errors():
