@@ -472,8 +472,9 @@ def sliding_probabilities(
         precision: autocast precision.
         overlap: window overlap fraction.
         sw_batch_size: windows per forward pass.
-        flips: also average the predictions of the image mirrored along each spatial axis
-            (test-time augmentation, ``dims + 1`` passes).
+        flips: test-time augmentation: also average the predictions of the image mirrored
+            along each spatial axis (``dims + 1`` passes), in 2D with a square patch the
+            image's eight quarter turns and mirrors (the training augmentation's group).
 
     Returns:
         float32 ``(classes, *spatial)`` on the CPU.
@@ -498,9 +499,13 @@ def _window_probabilities(
     *spatial)`` float32 on the CPU."""
     x = x.to(device=device, dtype=torch.float32)
     dims = x.ndim - 2
-    variants: list[tuple[int, ...]] = [()]
-    if flips:
-        variants += [(2 + a,) for a in range(dims)]
+    # (flip axes, transposed): 3D mirrors along each axis, dims + 1 passes; 2D on a square
+    # patch, which trains with quarter turns, averages the eight symmetries of the square.
+    variants: list[tuple[tuple[int, ...], bool]] = [((), False)]
+    if flips and dims == 2 and len(set(patch_size)) == 1:
+        variants = [(f, t) for t in (False, True) for f in ((), (2,), (3,), (2, 3))]
+    elif flips:
+        variants += [((2 + a,), False) for a in range(dims)]
 
     def predictor(patch: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
@@ -508,8 +513,9 @@ def _window_probabilities(
         return torch.softmax(logits.float(), dim=1)
 
     total = None
-    for axes in variants:
+    for axes, transposed in variants:
         xin = torch.flip(x, axes) if axes else x
+        xin = xin.transpose(2, 3) if transposed else xin
         prob = sliding_window_inference(
             xin,
             roi_size=tuple(int(p) for p in patch_size),
@@ -519,6 +525,7 @@ def _window_probabilities(
             mode="gaussian",
             padding_mode="constant",
         )
+        prob = prob.transpose(2, 3) if transposed else prob
         prob = torch.flip(prob, axes) if axes else prob
         total = prob if total is None else total + prob
     return (total / len(variants)).float().cpu()

@@ -262,3 +262,30 @@ def test_a_colour_image_is_predicted_once_at_its_estimate(tmp_path, monkeypatch)
     passes.clear()
     _, _, meta = predict_probabilities([_Oracle()], plans, case["image"], flips=True)
     assert passes == [True] and meta["nuclei"]["diameter"] == 40.0
+
+
+def test_square_2d_mirroring_averages_the_eight_symmetries():
+    """With a square 2D patch (trained with quarter turns) test-time augmentation covers the
+    whole symmetry group of the square: an orientation-dependent network's averaged output
+    turns and mirrors exactly with its input; a 3D or non-square patch mirrors per axis."""
+    from medcnn.inference.segmentation import sliding_probabilities
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 3, 5, padding=2).eval()  # no symmetry of its own
+    image = torch.rand(1, 32, 32)
+
+    def tta(x: torch.Tensor) -> torch.Tensor:
+        return sliding_probabilities(model, x, [16, 16], torch.device("cpu"), flips=True)
+
+    base = tta(image)
+    plain = sliding_probabilities(model, image, [16, 16], torch.device("cpu"))
+    assert (base - plain).abs().max() > 1e-3  # the augmentation changes the output
+    np.testing.assert_allclose(tta(image.transpose(1, 2)), base.transpose(1, 2), atol=1e-5)
+    np.testing.assert_allclose(tta(image.rot90(1, (1, 2))), base.rot90(1, (1, 2)), atol=1e-5)
+    np.testing.assert_allclose(tta(image.flip(2)), base.flip(2), atol=1e-5)
+    # a non-square patch: mirrors only, so a transposed input is not equivariant
+    rect = sliding_probabilities(model, image, [16, 8], torch.device("cpu"), flips=True)
+    turned = sliding_probabilities(
+        model, image.transpose(1, 2), [16, 8], torch.device("cpu"), flips=True
+    )
+    assert (turned - rect.transpose(1, 2)).abs().max() > 1e-3
