@@ -22,7 +22,8 @@ from monai.inferers import sliding_window_inference
 from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
 from medcnn.postprocess.instances import instances_from_probabilities, median_diameter
-from medcnn.transforms.segmentation import preprocess_case
+from medcnn.saliency.uncertainty import flip_sets
+from medcnn.transforms.segmentation import preprocess_case, quarter_turns
 from medcnn.transforms.slices import slice_settings, slice_stack, unstack_slices
 from medcnn.transforms.spatial import SegmentationInputError, resample
 
@@ -499,11 +500,11 @@ def _window_probabilities(
     *spatial)`` float32 on the CPU."""
     x = x.to(device=device, dtype=torch.float32)
     dims = x.ndim - 2
-    # (flip axes, transposed): 3D mirrors along each axis, dims + 1 passes; 2D on a square
-    # patch, which trains with quarter turns, averages the eight symmetries of the square.
+    # (flip axes, transposed): mirrors along each axis, dims + 1 passes; a patch trained with
+    # quarter turns averages the eight symmetries of the square (four flips, each transposed).
     variants: list[tuple[tuple[int, ...], bool]] = [((), False)]
-    if flips and dims == 2 and len(set(patch_size)) == 1:
-        variants = [(f, t) for t in (False, True) for f in ((), (2,), (3,), (2, 3))]
+    if flips and quarter_turns(patch_size):
+        variants = [(f, t) for t in (False, True) for f in flip_sets(2)]
     elif flips:
         variants += [((2 + a,), False) for a in range(dims)]
 

@@ -27,7 +27,7 @@ PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
 PIXEL_DATA_TAG_BE = b"\x7f\xe0\x00\x10"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 #: Transfer syntaxes whose body is deflated: byte counts in the file say nothing then.
-DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+DEFLATED_SYNTAXES = frozenset({DEFLATED, "1.2.840.10008.1.2.8.1"})
 #: Uncompressed transfer syntaxes: pixel data read as it lies in the file, with no codec that
 #: could hang or allocate beyond the declared size (checked against the bytes present).
 NATIVE_SYNTAXES = UNCOMPRESSED - {DEFLATED}

@@ -336,6 +336,12 @@ def _crops(patch: list[int], samples_per_image: int, positive_fraction: float) -
     ]
 
 
+def quarter_turns(patch: Sequence[int]) -> bool:
+    """Whether training augments with quarter turns: 2D square patches only (a turned 48x32
+    patch would not batch). Prediction's test-time augmentation follows the same rule."""
+    return len(patch) == 2 and patch[0] == patch[1]
+
+
 def _spatial(
     plans: Mapping[str, Any], patch: list[int], scale_range: Sequence[float]
 ) -> list[Transform]:
@@ -355,8 +361,7 @@ def _spatial(
     else:
         rotate_range = [rotate] if dims == 2 else [rotate] * 3
     spatial: list[Any] = [RandFlipd(keys=keys, prob=0.5, spatial_axis=a) for a in range(dims)]
-    if dims == 2 and patch[0] == patch[1]:
-        # Quarter turns only on square patches: a turned 48x32 patch would not batch.
+    if quarter_turns(patch):
         spatial.append(RandRotate90d(keys=keys, prob=0.5, max_k=3))
     spatial.append(
         RandAffined(
