@@ -22,10 +22,10 @@ from monai.inferers import sliding_window_inference
 from medcnn.hardware import autocast
 from medcnn.models.bundle import load_bundle
 from medcnn.postprocess.instances import instances_from_probabilities, median_diameter
-from medcnn.saliency.uncertainty import flip_sets
-from medcnn.transforms.segmentation import preprocess_case, quarter_turns
+from medcnn.transforms.segmentation import preprocess_case
 from medcnn.transforms.slices import slice_settings, slice_stack, unstack_slices
 from medcnn.transforms.spatial import SegmentationInputError, resample
+from medcnn.transforms.symmetry import flip_sets, quarter_turns
 
 
 def load_models(

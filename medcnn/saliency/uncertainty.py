@@ -9,20 +9,10 @@ tissue).
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 import torch
 
-
-def flip_sets(dims: int, max_augmentations: int | None = None) -> list[tuple[int, ...]]:
-    """Axis sets to flip, identity first: all ``2**dims`` combinations of spatial axes.
-
-    Axes are tensor axes of a ``(B, C, *spatial)`` batch (spatial axes start at 2).
-    """
-    axes = tuple(range(2, 2 + dims))
-    sets = [c for r in range(dims + 1) for c in combinations(axes, r)]
-    return sets[:max_augmentations] if max_augmentations else sets
+from medcnn.transforms.symmetry import flip_sets
 
 
 def tta_uncertainty(

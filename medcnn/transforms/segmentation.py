@@ -50,6 +50,7 @@ from medcnn.transforms.spatial import (
     resampled_shape,
     spacing_of,
 )
+from medcnn.transforms.symmetry import quarter_turns
 
 IMAGE, LABEL = "image", "label"
 
@@ -334,12 +335,6 @@ def _crops(patch: list[int], samples_per_image: int, positive_fraction: float) -
         ),
         DeleteItemsd(keys=[f"{LABEL}_fg_indices", f"{LABEL}_bg_indices"]),
     ]
-
-
-def quarter_turns(patch: Sequence[int]) -> bool:
-    """Whether training augments with quarter turns: 2D square patches only (a turned 48x32
-    patch would not batch). Prediction's test-time augmentation follows the same rule."""
-    return len(patch) == 2 and patch[0] == patch[1]
 
 
 def _spatial(

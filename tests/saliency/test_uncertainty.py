@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from medcnn.saliency.uncertainty import flip_sets, tta_uncertainty
+from medcnn.saliency.uncertainty import tta_uncertainty
+from medcnn.transforms.symmetry import flip_sets
 
 
 class Threshold(torch.nn.Module):
