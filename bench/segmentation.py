@@ -28,7 +28,8 @@ distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_fro
 ``--nuclei-variants full no_rescale rgb`` is the ablation (:data:`NUCLEI_VARIANTS`): the
 schema's nuclei handling, without the per-image rescaling, and the previous release's RGB
 z-score without it. ``--nuclei-run-folds k`` runs one fold (folds as separate processes with
-one ``--work``), ``--nuclei-collect`` prints the table of what they wrote.
+one ``--work``: the first ingests, the others wait on a lock for its manifest),
+``--nuclei-collect`` prints the table of what they wrote.
 
 On a GPU: ``--device cuda`` (the budget is then wall-clock minutes), ``--nuclei-batch 32``
 and ``--nuclei-features 32``; in a workflow ``device: cuda``, ``resources.train.gpu: 1``,
@@ -80,6 +81,7 @@ says so and exits 0. Nothing from the data folder is written into the repository
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import sys
@@ -228,8 +230,13 @@ def ingest_nuclei(config: dict[str, Any]) -> list[dict[str, str]]:
 
     results = Path(config["results"])
     manifest_path = results / "ingest" / "manifest.tsv"
-    if not manifest_path.is_file():
-        run_ingest(config)
+    results.mkdir(parents=True, exist_ok=True)
+    # Several processes may share one --work (--nuclei-run-folds): the first ingests, the
+    # others wait for it and read its manifest (two ingests into one folder lose cases).
+    with open(results / ".ingest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not manifest_path.is_file():
+            run_ingest(config)
     manifest = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
     cases = []
     for subject, rows in manifest.groupby("subject"):
@@ -390,6 +397,7 @@ def run_nuclei_fold(
         "n_test": len(held),
         "train_minutes": metrics["train_seconds"] / 60,
         "clock": metrics["clock"],
+        "train_threads": metrics.get("threads"),
         "train_wall_minutes": metrics["train_wall_seconds"] / 60,
         "fit_cpu_minutes": fit_cpu / 60,
         "fit_wall_minutes": fit_wall / 60,
@@ -515,6 +523,12 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
     }
 
 
+def _train_threads(summary: dict[str, Any], args: argparse.Namespace) -> int:
+    """The threads a fold trained with (its metrics.json), not this run's: a ``--reuse-models``
+    re-evaluation may run with other threads than the training did."""
+    return int(summary.get("train_threads") or args.threads)
+
+
 def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows, summaries = r["rows"], r["summaries"]
     types = {c["type"] for c in r["cases"]}
@@ -561,7 +575,8 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
         lines.append(
             f"  [{s['variant']}] fold {s['fold']}: {s['n_train']} train + {s['n_val']} val, "
             f"{s['n_test']} held out; training {s['train_minutes']:.1f} min of "
-            f"{args.threads}-core CPU time ({s['clock']} clock; wall {s['train_wall_minutes']:.1f}"
+            f"{_train_threads(s, args)}-core CPU time ({s['clock']} clock; wall "
+            f"{s['train_wall_minutes']:.1f}"
             f" min), {s['epochs']} epochs x 50 steps ({s['precision']}), best epoch "
             f"{s['best_epoch']} (val Dice {s['val_dice']:.3f}, touching class best "
             f"{'n/a' if touch is None else f'{touch:.3f}'}); watershed chosen on the val "
@@ -569,8 +584,9 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
         )
     total = sum(s["train_minutes"] for s in summaries)
     fit = sum(s["fit_cpu_minutes"] for s in summaries)
+    cores = "/".join(sorted({str(_train_threads(s, args)) for s in summaries})) or args.threads
     lines.append(
-        f"  training in total {total:.1f} min of {args.threads}-core CPU time (the budget: "
+        f"  training in total {total:.1f} min of {cores}-core CPU time (the budget: "
         f"{args.nuclei_minutes:g} min per variant); preprocess + train + watershed choice "
         f"{fit:.1f} process CPU-minutes"
         + (

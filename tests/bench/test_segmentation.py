@@ -79,3 +79,77 @@ def test_brats_skips_cleanly_without_the_data(tmp_path, capsys):
     assert bench().main(["--data", str(tmp_path), "--only", "brats", "--out", str(out)]) == 0
     assert "skipped: no brats2018" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_processes_sharing_a_work_folder_ingest_once(tmp_path, monkeypatch):
+    """Folds run as separate processes on one --work: the second waits for the first's
+    ingest and reads its manifest instead of ingesting into the same folder again."""
+    import threading
+    import time
+
+    import medcnn.stages.ingest
+
+    calls = []
+
+    def slow_ingest(config):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        manifest = Path(config["results"]) / "ingest" / "manifest.tsv"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("subject\trole\tpath\n")
+
+    module = bench()
+    monkeypatch.setattr(medcnn.stages.ingest, "run", slow_ingest)
+    config = {"results": str(tmp_path / "shared" / "results")}
+    found = []
+    threads = [
+        threading.Thread(target=lambda: found.append(module.ingest_nuclei(config)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert found == [[], []]
+
+
+def test_fold_lines_give_the_threads_the_fold_trained_with(tmp_path):
+    """A --reuse-models re-evaluation at 2 threads of folds trained at 1 says 1-core."""
+    import argparse
+
+    module = bench()
+    m = {"dice": 0.9, "aji": 0.75, "pq": 0.7, "sq": 0.8, "dq": 0.85, "f1": 0.85}
+    row = {"variant": "full", "type": "fluorescence", "model": m, "otsu_cc": m, "otsu_ws": m}
+    summary = {
+        "variant": "full",
+        "fold": 0,
+        "n_train": 78,
+        "n_val": 8,
+        "n_test": 43,
+        "train_minutes": 20.0,
+        "clock": "cpu",
+        "train_threads": 1,
+        "train_wall_minutes": 20.1,
+        "fit_cpu_minutes": 0.0,
+        "epochs": 73,
+        "best_epoch": 70,
+        "val_dice": 0.6,
+        "max_val_dice_touching": 0.2,
+        "precision": "bf16",
+        "postprocess": {},
+        "profile_types": {},
+    }
+    args = argparse.Namespace(
+        nuclei_folds=3, nuclei_variants=["full"], nuclei_minutes=60, threads=2
+    )
+    r = {
+        "cases": [{"type": "fluorescence"}],
+        "summaries": [summary],
+        "rows": [{**row, "flags": []}],
+    }
+    lines = module.nuclei_table({**r, "total_s": 60.0}, args)
+    fold_line = next(x for x in lines if "fold 0:" in x)
+    assert "training 20.0 min of 1-core CPU time" in fold_line
+    assert any("training in total 20.0 min of 1-core CPU time" in x for x in lines)
+    assert any(x.split()[-1] == "0.850" for x in lines if x.startswith("U-Net"))
