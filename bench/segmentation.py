@@ -98,6 +98,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medcnn.inference.segmentation import (  # noqa: E402
+    choose_postprocessing_by,
+    labels_from_probabilities,
     load_models,
     predict_probabilities,
 )
@@ -158,6 +160,15 @@ NUCLEI_VARIANTS: dict[str, dict[str, Any]] = {
     "rgb": {"nucleus_diameter": None, "normalisation": "rgb"},
 }
 NUCLEI_TYPES = ("fluorescence", "colour", "light_grey")
+#: The watershed-choice ablation (first variant only): each score the choice can maximise,
+#: over the configured thresholds and over this wider grid of them (the other settings as
+#: configured), chosen on each fold's validation images and applied to the same held-out
+#: probabilities.
+WIDE_THRESHOLDS = {
+    "interior_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+    "foreground_threshold": [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9],
+}
+CHOICE_SCORES = ("aji", "pq", "f1")
 TASK = "nuclei"
 
 
@@ -361,13 +372,20 @@ def run_nuclei_fold(
     metrics = json.loads((bundle_dir / "metrics.json").read_text())
     history = _read_history(bundle_dir / "history.csv")
     by_subject = {c["subject"]: c for c in cases}
+    choices = (
+        watershed_choices(model, bundle, task, [by_subject[s] for s in val], args)
+        if variant == args.nuclei_variants[0] and args.nuclei_choice_ablation
+        else {}
+    )
     rows = []
     t_pred = time.perf_counter()
     # the rarer kinds first: a run stopped early has scores of every kind
     order = {kind: k for k, kind in enumerate(("light_grey", "colour", "fluorescence"))}
     for subject in sorted(held, key=lambda s: (order[by_subject[s]["type"]], s)):
         case = by_subject[subject]
-        label_img, meta = segment_image([model], bundle, task, Path(case["image"]), args.device)
+        label_img, meta, prob = segment_image(
+            [model], bundle, task, Path(case["image"]), args.device, with_probabilities=True
+        )
         pred = np.asarray(label_img.dataobj)[..., 0].astype(np.int64)
         ref = np.asarray(nib.load(case["label"]).dataobj)[..., 0].astype(np.int64)
         quality = nuclei_quality(bundle["plans"], nib.load(case["image"]), meta)
@@ -381,6 +399,15 @@ def run_nuclei_fold(
             "diameter_source": quality["diameter_source"],
             "flags": quality["quality_flags"],
         }
+        if choices:
+            min_size = int(task["segmentation"]["min_size"])
+            row["choices"] = {
+                name: instance_metrics(
+                    labels_from_probabilities(prob, bundle["plans"], {**c, "min_size": min_size}),
+                    ref,
+                )
+                for name, c in choices.items()
+            }
         if variant == args.nuclei_variants[0]:
             grey = grey_of(case["image"])
             row["otsu_cc"] = instance_metrics(otsu_components(grey), ref)
@@ -411,10 +438,44 @@ def run_nuclei_fold(
         "channels": bundle["plans"]["network"].get("channels"),
         "profile_types": (bundle["plans"].get("nuclei_profile") or {}).get("types"),
         "predict_wall_s": time.perf_counter() - t_pred,
+        "choices": choices,
     }
     with open(work / "folds.jsonl", "a") as fh:
         fh.write(json.dumps(summary, default=str) + "\n")
     return summary, rows
+
+
+def watershed_choices(
+    model: torch.nn.Module,
+    bundle: dict[str, Any],
+    task: dict[str, Any],
+    val_cases: list[dict[str, str]],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """The watershed settings each of :data:`CHOICE_SCORES` chooses on the fold's validation
+    images, over the configured thresholds and over :data:`WIDE_THRESHOLDS`, as the train
+    stage chooses them (its grid, its probabilities): ``{"aji" | "aji, wide": settings}``."""
+    from medcnn.config import tta_enabled
+    from medcnn.stages.train.segmentation import watershed_grid
+
+    probabilities, references = [], []
+    for case in val_cases:
+        prob, _, _ = predict_probabilities(
+            [model],
+            bundle["plans"],
+            case["image"],
+            device=args.device,
+            flips=tta_enabled(task),
+            overlap=float(task["segmentation"]["overlap"]),
+        )
+        probabilities.append(prob)
+        references.append(np.asarray(nib.load(case["label"]).dataobj)[..., 0].astype(np.int64))
+    grid = watershed_grid(task["segmentation"])
+    choices = {}
+    for suffix, g in (("", grid), (", wide", {**grid, **WIDE_THRESHOLDS})):
+        chosen = choose_postprocessing_by(probabilities, references, g, CHOICE_SCORES)
+        choices.update({f"{score}{suffix}": settings for score, (settings, _) in chosen.items()})
+    return choices
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:
@@ -564,6 +625,21 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
                 f"{label:<44} {group:<22} {len(chosen):4d} {m['dice']:6.3f} {m['aji']:6.3f} "
                 f"{m['pq']:6.3f} {m['f1']:7.3f}"
             )
+    names_seen = [n for x in rows for n in x.get("choices", {})]
+    for name in dict.fromkeys(names_seen):
+        for group, kind in groups:
+            chosen = [
+                x["choices"][name]
+                for x in rows
+                if name in x.get("choices", {}) and (kind is None or x["type"] == kind)
+            ]
+            if chosen:
+                m = mean_metrics(chosen)
+                label = f"  watershed by {name} [{args.nuclei_variants[0]}]"
+                lines.append(
+                    f"{label:<44} {group:<22} {len(chosen):4d} {m['dice']:6.3f} "
+                    f"{m['aji']:6.3f} {m['pq']:6.3f} {m['f1']:7.3f}"
+                )
     g = NUCLEI_TARGETS
     lines.append(
         f"{'target (held-out set)':<44} {'all':<22} {'':>4} {g['dice']:6.2f} {g['aji']:6.2f} "
@@ -975,6 +1051,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="segmentation.watershed.score: what the watershed choice maximises (default: the "
         "schema's)",
+    )
+    parser.add_argument(
+        "--no-nuclei-choice-ablation",
+        dest="nuclei_choice_ablation",
+        action="store_false",
+        help="leave out the watershed-choice ablation (each score, configured and wider "
+        "thresholds, on the same models)",
     )
     parser.add_argument(
         "--nuclei-held-fluorescence",

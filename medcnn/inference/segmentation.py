@@ -390,23 +390,55 @@ def choose_postprocessing(
     Returns:
         (best settings, their mean score).
     """
+    return choose_postprocessing_by(probabilities, references, grid, (score,))[score]
+
+
+def choose_postprocessing_by(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    scores: Sequence[str] = ("aji",),
+) -> dict[str, tuple[dict[str, Any], float]]:
+    """:func:`choose_postprocessing` for several scores in one pass over the grid (each
+    setting's watershed is computed once): ``{score: (best settings, their mean score)}``.
+    Ties keep the first setting of the grid's order."""
     import itertools
 
     from medcnn.metrics.instances import instance_metrics
 
     grid = dict(grid or POSTPROCESS_GRID)
     keys = list(grid)
-    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    best: dict[str, tuple[float, dict[str, Any]]] = {s: (-1.0, {}) for s in scores}
     for values in itertools.product(*(grid[k] for k in keys)):
         settings = dict(zip(keys, values, strict=True))
-        scores = [
-            instance_metrics(instances_from_probabilities(p, **settings), r)[score]
+        metrics = [
+            instance_metrics(instances_from_probabilities(p, **settings), r)
             for p, r in zip(probabilities, references, strict=True)
         ]
-        mean = float(np.mean(scores)) if scores else 0.0
-        if mean > best[0]:
-            best = (mean, settings)
-    return best[1], best[0]
+        for s in scores:
+            mean = float(np.mean([m[s] for m in metrics])) if metrics else 0.0
+            if mean > best[s][0]:
+                best[s] = (mean, settings)
+    return {s: (settings, value) for s, (value, settings) in best.items()}
+
+
+#: The watershed thresholds whose choice at the edge of the values tried is worth a warning.
+THRESHOLD_KEYS = ("interior_threshold", "foreground_threshold")
+
+
+def at_grid_edge(settings: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[str]:
+    """``"key value (the largest|smallest tried)"`` for each threshold of ``settings`` chosen
+    at the end of its values in ``grid`` (of more than one value): the best may lie beyond."""
+    edges = []
+    for key in THRESHOLD_KEYS:
+        values = sorted(float(v) for v in grid.get(key, ()))
+        if len(values) < 2 or key not in settings:
+            continue
+        chosen = float(settings[key])
+        if chosen in (values[0], values[-1]):
+            side = "largest" if chosen == values[-1] else "smallest"
+            edges.append(f"{key} {chosen:g} (the {side} tried)")
+    return edges
 
 
 def predict_labels(

@@ -157,6 +157,43 @@ def test_postprocessing_is_chosen_on_validation_images():
     assert score == pytest.approx(1.0)
 
 
+def test_each_score_gets_its_own_best_watershed_from_one_pass():
+    """Per score the same choice as choose_postprocessing (one watershed per setting for all
+    scores); a faint nucleus needs the lowest interior threshold, which is named as an edge."""
+    from medcnn.inference.segmentation import (
+        at_grid_edge,
+        choose_postprocessing,
+        choose_postprocessing_by,
+    )
+    from medcnn.postprocess.instances import target_from_instances
+
+    instances = np.zeros((40, 40), np.int64)
+    instances[5:15, 5:15] = 1
+    instances[15:25, 5:15] = 2
+    instances[28:36, 20:34] = 3
+    instances[30:33, 2:5] = 4  # a faint small nucleus
+    target = target_from_instances(instances)
+    onehot = np.stack([target == c for c in range(3)]).astype(np.float32)
+    prob = onehot.copy()
+    prob[1] = np.where(target == 1, 0.7, 0.0)
+    prob[1][instances == 4] = 0.35
+    prob[0] = 1.0 - prob[1] - prob[2]
+    grid = {"interior_threshold": [0.3, 0.5, 0.8], "foreground_threshold": [0.3, 0.5]}
+    chosen = choose_postprocessing_by([prob], [instances], grid, ("aji", "pq", "f1"))
+    assert set(chosen) == {"aji", "pq", "f1"}
+    for score, (settings, value) in chosen.items():
+        assert (settings, value) == choose_postprocessing([prob], [instances], grid, score)
+    # only an interior threshold below 0.35 marks the faint nucleus: all four found
+    assert chosen["f1"][0]["interior_threshold"] == 0.3
+    assert chosen["f1"][1] == pytest.approx(1.0)
+    assert at_grid_edge(chosen["f1"][0], grid) == [
+        "interior_threshold 0.3 (the smallest tried)",
+        "foreground_threshold 0.3 (the smallest tried)",
+    ]
+    assert at_grid_edge({"interior_threshold": 0.5}, grid) == []
+    assert at_grid_edge({"interior_threshold": 0.8}, {"interior_threshold": [0.8]}) == []
+
+
 class _Oracle(torch.nn.Module):
     """Interior where the normalised nuclei image is above 0.5 (a perfect network for
     well-separated bright disks), background elsewhere; never boundary."""

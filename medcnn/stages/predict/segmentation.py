@@ -194,15 +194,22 @@ def nuclei_quality(
 
 
 def segment_image(
-    models: list[Any], bundle: dict[str, Any], task: dict[str, Any], source: Path, device: Any
-) -> tuple[nib.Nifti1Image, dict[str, Any]]:
+    models: list[Any],
+    bundle: dict[str, Any],
+    task: dict[str, Any],
+    source: Path,
+    device: Any,
+    *,
+    with_probabilities: bool = False,
+) -> tuple[Any, ...]:
     """The label map of one ingest image on its grid, small components dropped (and only the
     largest kept) as the task asks, and its preprocessing meta (what the benchmark and the
-    predict stage both call)."""
+    predict stage both call); ``with_probabilities``: and the class probabilities on that
+    grid, ``(classes, *spatial)``."""
     from medcnn.inference.segmentation import predict_labels
 
     seg = task["segmentation"]
-    label_img, _, meta = predict_labels(
+    label_img, prob, meta = predict_labels(
         models,
         bundle["plans"],
         source,
@@ -216,7 +223,7 @@ def segment_image(
         if seg["largest_component"]:
             label = keep_largest(label)
         label_img = nib.Nifti1Image(label.astype(np.uint8), label_img.affine, label_img.header)
-    return label_img, meta
+    return (label_img, meta, prob) if with_probabilities else (label_img, meta)
 
 
 def _measurements(

@@ -126,7 +126,11 @@ def choose_fold_postprocessing(
     import numpy as np
 
     from medcnn.config import tta_enabled
-    from medcnn.inference.segmentation import choose_postprocessing, predict_probabilities
+    from medcnn.inference.segmentation import (
+        at_grid_edge,
+        choose_postprocessing,
+        predict_probabilities,
+    )
     from medcnn.models.bundle import load_bundle
 
     val = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
@@ -147,9 +151,17 @@ def choose_fold_postprocessing(
         probabilities.append(prob)
         references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
     criterion = str((task["segmentation"].get("watershed") or {}).get("score") or "aji")
-    settings, score = choose_postprocessing(
-        probabilities, references, watershed_grid(task["segmentation"]), score=criterion
-    )
+    grid = watershed_grid(task["segmentation"])
+    settings, score = choose_postprocessing(probabilities, references, grid, score=criterion)
+    for edge in at_grid_edge(settings, grid):
+        log.warning(
+            "task %s fold %d: watershed %s on the validation images; the best may lie beyond "
+            "(widen segmentation.watershed.%s)",
+            split.get("task", "?"),
+            fold,
+            edge,
+            edge.split()[0],
+        )
     settings["min_size"] = int(task["segmentation"]["min_size"])
     description["postprocess"] = {**settings, f"validation_{criterion}": score}
     (out / "bundle.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
