@@ -25,6 +25,11 @@ the foreground, AJI, PQ, F1 at IoU 0.5), means overall and per type, beside two 
 baselines: Otsu threshold of the grey image (the minority side of the threshold is nuclei, so
 dark nuclei on a bright field work too) + connected components, and the same mask split by a
 distance-transform watershed (:func:`~medcnn.postprocess.instances.instances_from_mask`).
+The watershed-choice ablation (``--no-nuclei-choice-ablation`` leaves it out) re-chooses the
+watershed on each fold's validation images for each score it can maximise (AJI, PQ, F1@0.5;
+:data:`CHOICE_SCORES`), over the configured thresholds and over :data:`WIDE_THRESHOLDS`, and
+applies each choice to the same held-out probabilities (``watershed by <score>[, wide]``
+rows; the configured score's row equals the main one).
 ``--nuclei-variants full no_rescale rgb`` is the ablation (:data:`NUCLEI_VARIANTS`): the
 schema's nuclei handling, without the per-image rescaling, and the previous release's RGB
 z-score without it. ``--nuclei-run-folds k`` runs one fold (folds as separate processes with
