@@ -150,7 +150,7 @@ def choose_fold_postprocessing(
         )
         probabilities.append(prob)
         references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
-    criterion = str((task["segmentation"].get("watershed") or {}).get("score") or "aji")
+    criterion = str((task["segmentation"].get("watershed") or {}).get("score") or "pq")
     grid = watershed_grid(task["segmentation"])
     settings, score = choose_postprocessing(probabilities, references, grid, score=criterion)
     for edge in at_grid_edge(settings, grid):
