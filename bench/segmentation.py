@@ -460,21 +460,15 @@ def watershed_choices(
     """The watershed settings each of :data:`CHOICE_SCORES` chooses on the fold's validation
     images, over the configured thresholds and over :data:`WIDE_THRESHOLDS`, as the train
     stage chooses them (its grid, its probabilities): ``{"aji" | "aji, wide": settings}``."""
-    from medcnn.config import tta_enabled
-    from medcnn.stages.train.segmentation import watershed_grid
+    from medcnn.stages.train.segmentation import validation_probabilities, watershed_grid
 
-    probabilities, references = [], []
-    for case in val_cases:
-        prob, _, _ = predict_probabilities(
-            [model],
-            bundle["plans"],
-            case["image"],
-            device=args.device,
-            flips=tta_enabled(task),
-            overlap=float(task["segmentation"]["overlap"]),
-        )
-        probabilities.append(prob)
-        references.append(np.asarray(nib.load(case["label"]).dataobj)[..., 0].astype(np.int64))
+    probabilities, references = validation_probabilities(
+        model,
+        bundle["plans"],
+        task,
+        [(Path(c["image"]), Path(c["label"])) for c in val_cases],
+        args.device,
+    )
     grid = watershed_grid(task["segmentation"])
     choices = {}
     for suffix, g in (("", grid), (", wide", {**grid, **WIDE_THRESHOLDS})):

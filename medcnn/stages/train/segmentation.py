@@ -109,6 +109,37 @@ def watershed_grid(seg: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
+def validation_probabilities(
+    model: Any,
+    plans: dict[str, Any],
+    task: dict[str, Any],
+    cases: list[tuple[Path, Path]],
+    device: Any,
+) -> tuple[list[Any], list[Any]]:
+    """Class probabilities of each ``(image, instance labels)`` ingest pair, predicted as
+    prediction will (the task's test-time augmentation and overlap), and the ``(H, W)``
+    reference instances: what the watershed settings are chosen on."""
+    import nibabel as nib
+    import numpy as np
+
+    from medcnn.config import tta_enabled
+    from medcnn.inference.segmentation import predict_probabilities
+
+    probabilities, references = [], []
+    for image, labels in cases:
+        prob, _, _ = predict_probabilities(
+            [model],
+            plans,
+            image,
+            device=device,
+            flips=tta_enabled(task),
+            overlap=float(task["segmentation"]["overlap"]),
+        )
+        probabilities.append(prob)
+        references.append(np.asarray(nib.load(labels).dataobj)[..., 0])
+    return probabilities, references
+
+
 def choose_fold_postprocessing(
     results: Path,
     rows: list[dict[str, Any]],
@@ -122,15 +153,7 @@ def choose_fold_postprocessing(
 
     Prediction reads them from the bundle, so a predict-only run splits nuclei the same way.
     """
-    import nibabel as nib
-    import numpy as np
-
-    from medcnn.config import tta_enabled
-    from medcnn.inference.segmentation import (
-        at_grid_edge,
-        choose_postprocessing,
-        predict_probabilities,
-    )
+    from medcnn.inference.segmentation import at_grid_edge, choose_postprocessing
     from medcnn.models.bundle import load_bundle
 
     val = [r for r in rows if subject_role(split, r["subject"], fold) == "val"]
@@ -138,18 +161,13 @@ def choose_fold_postprocessing(
         return
     model, description = load_bundle(out)
     model = model.to(device)
-    probabilities, references = [], []
-    for row in val:
-        prob, _, _ = predict_probabilities(
-            [model],
-            description["plans"],
-            results / row["source"],
-            device=device,
-            flips=tta_enabled(task),
-            overlap=float(task["segmentation"]["overlap"]),
-        )
-        probabilities.append(prob)
-        references.append(np.asarray(nib.load(results / row["label_source"]).dataobj)[..., 0])
+    probabilities, references = validation_probabilities(
+        model,
+        description["plans"],
+        task,
+        [(results / r["source"], results / r["label_source"]) for r in val],
+        device,
+    )
     criterion = str((task["segmentation"].get("watershed") or {}).get("score") or "pq")
     grid = watershed_grid(task["segmentation"])
     settings, score = choose_postprocessing(probabilities, references, grid, score=criterion)
