@@ -44,13 +44,14 @@ def brats_folder(root: Path, n: int = 3) -> Path:
 
 def test_brats_leave_one_out_prints_every_method_and_the_cpu_minutes(tmp_path, capsys):
     data = brats_folder(tmp_path / "data", n=2)
-    out = tmp_path / "table.txt"
+    committed = SCRIPT.parent / "results" / "segmentation.txt"
+    committed_before = committed.read_bytes() if committed.exists() else None
     before = torch.get_num_threads()
     try:
         rc = bench().main(
             [
                 *("--data", str(data), "--only", "brats", "--threads", "1"),
-                *("--work", str(tmp_path / "work"), "--out", str(out)),
+                *("--work", str(tmp_path / "work")),
                 *("--brats-cpu-minutes", "0.08", "--brats-spacing", "4"),
                 *("--brats-patch", "8", "8", "8", "--brats-patch-2d", "16", "16"),
                 *("--brats-features-2d", "4", "--brats-batch-2d", "4"),
@@ -59,7 +60,11 @@ def test_brats_leave_one_out_prints_every_method_and_the_cpu_minutes(tmp_path, c
     finally:
         torch.set_num_threads(before)
     assert rc == 0
-    text = out.read_text()
+    # Without --out the table goes to the work folder only; the committed one is left alone.
+    text = (tmp_path / "work" / "segmentation.txt").read_text()
+    assert json.loads((tmp_path / "work" / "segmentation.json").read_text())["command"]
+    if committed_before is not None:
+        assert committed.read_bytes() == committed_before
     assert "leave one case out over 2 cases" in text
     header = next(line for line in text.splitlines() if line.startswith("held-out case"))
     for name in ("3D U-Net", "2D slice U-Net", "ensemble", "baseline"):
