@@ -371,7 +371,7 @@ def _precision(
         *map(int, plans["patch_size"]),
         device=device,
     )
-    return resolve_precision(setting, device, model, example, repeats=2)
+    return resolve_precision(setting, device, model, example, repeats=3)
 
 
 def _write_fold(
