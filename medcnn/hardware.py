@@ -77,10 +77,12 @@ def _step_seconds(
     The precisions take turns, after one warm-up pass each (oneDNN builds its kernels
     then). On a CPU the clock is this process's CPU time, and the statistic the minimum:
     other processes on the cores (three training folds sharing two, a test run) only ever
-    add to a pass, and CPU time leaves out the time they hold the core. With two processes
-    of bursty load beside it, the fp32/bf16 ratio of this network measured 0.99-2.40 by the
-    wall clock and 1.30-1.79 by CPU time (``bench/precision_check.py``); the median of two
-    wall-clock passes once chose fp32 in a training fold where bf16 was 1.5x faster.
+    add to a pass, and CPU time leaves out the time they hold the core (with several torch
+    threads it sums theirs: the CPU cost a ``train.clock: cpu`` budget counts). Beside two
+    processes of bursty load the nuclei U-Net's fp32/bf16 ratio measured 0.78-2.04 by the
+    wall clock's median of two passes and 1.40-1.78 this way (``bench/precision_check.py``,
+    8 checks each); the median of two wall-clock passes once chose fp32 in a training fold
+    where bf16 was about 1.5x faster.
     """
     clock = time.perf_counter if device.type == "cuda" else time.process_time
     times: dict[str, list[float]] = {p: [] for p in precisions}
