@@ -3,14 +3,18 @@
     PYTHONPATH=. python bench/train_speed.py [--size 224] [--batch 16] [--images 48]
         [--epochs 3] [--threads N] [--network densenet121]
 
-Three figures, from one run on one machine:
+Four figures, from one run on one machine:
 
 * **tutorial** - the loop of MONAI's classification tutorials (MedNIST): images read from
   PNG files every epoch through ``LoadImage``/``ScaleIntensity``/``RandRotate``/``RandFlip``/
   ``RandZoom`` in DataLoader workers, ``Adam``, ``CrossEntropyLoss``, fp32, NCHW.
 * **medcnn** - :func:`medcnn.train.classifier_epoch.train_one_epoch` as training runs it: arrays
   cached by ``CacheDataset`` (only augmentation each epoch), channels-last, bf16 autocast where
-  :func:`~medcnn.hardware.resolve_precision` measures that it pays, AdamW + one-cycle.
+  :func:`~medcnn.hardware.resolve_precision` measures that it pays, AdamW (fused, as
+  :func:`medcnn.train.schedules.adamw` makes it) + one-cycle, gradient clipping and the EMA
+  weight average.
+* **plain eager** - what a user writes without tuning: tensors already in memory, no
+  augmentation, fp32, ``torch.optim.AdamW`` with PyTorch's defaults, NCHW or channels-last.
 * **ceiling** - the model's training FLOPs per image (forward + backward, counted by
   ``torch.utils.flop_counter``) at the machine's measured convolution throughput: every
   convolution of the network timed alone (forward + backward, at its own shapes, in the
@@ -18,7 +22,7 @@ Three figures, from one run on one machine:
   normalisation, activations, concatenation and the optimiser, and gives the few non-conv
   FLOPs conv speed.
 
-Both loops alternate epoch by epoch so a change in machine load hits both; the first epoch of
+The loops alternate epoch by epoch so a change in machine load hits them all; the first epoch of
 each (kernel set-up, cache filling) is not counted. Figures are images per second of
 training (forward, backward, optimiser step), median over the counted epochs.
 """
@@ -51,7 +55,7 @@ from medcnn.config import validate_config
 from medcnn.hardware import autocast, cpu_supports_bf16, resolve_precision, resolve_workers
 from medcnn.models.factory import build_network
 from medcnn.train.classifier_epoch import ClassifierStep, train_one_epoch
-from medcnn.train.schedules import lr_schedule
+from medcnn.train.schedules import adamw, lr_schedule
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 #: The schema's training defaults (what a task gets with no ``train:`` keys).
@@ -152,7 +156,7 @@ def medcnn_setup(arrays: list[str], labels: list[int], batch: int, network: str,
         "auto", device, model, example.contiguous(memory_format=torch.channels_last)
     )
     settings = TRAIN_DEFAULTS
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=1e-4)
+    optimizer = adamw(model.parameters(), 1e-3, 1e-4)
     scheduler = lr_schedule(optimizer, settings, 10_000, max(1, len(loader)))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -284,7 +288,7 @@ def main() -> None:
     print(
         f"medcnn chose precision {precision}, layout NHWC (train.channels_last), {workers} "
         f"loader workers; why: {info.get('reason')} "
-        f"(median s per forward+backward of 4 images: {info.get('seconds')})"
+        f"(fastest CPU s of a forward+backward of 4 images: {info.get('seconds')})"
     )
     print(f"training FLOPs per image: {flops / 1e9:.2f} GFLOP (forward + backward)")
     print(

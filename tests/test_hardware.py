@@ -58,3 +58,48 @@ def test_auto_precision_keeps_fp32_when_bf16_is_not_faster(monkeypatch):
     )
     assert chosen == "fp32"
     assert info["seconds"] == {"fp32": 1.0, "bf16": 1.05}
+
+
+def test_auto_precision_stops_timing_once_bf16_is_far_slower(monkeypatch):
+    """Without bf16 units (a 2-core AVX2 CPU: 16.2 s against 1.6 s per DenseNet121 pass) the
+    first timed round settles it; the two rounds left would cost half a minute."""
+    monkeypatch.setattr(hardware.time, "process_time", lambda: CLOCK[0])
+    passes = {"fp32": 0, "bf16": 0}
+
+    class NoBf16Units(Ticking):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            bf16 = torch.is_autocast_enabled("cpu")
+            passes["bf16" if bf16 else "fp32"] += 1
+            CLOCK[0] += 10.0 if bf16 else 1.0
+            return self.linear(x)
+
+    chosen, info = hardware.resolve_precision(
+        "auto", torch.device("cpu"), NoBf16Units(), torch.zeros(3, 4), repeats=3
+    )
+    assert chosen == "fp32"
+    assert info["seconds"] == {"fp32": 1.0, "bf16": 10.0}
+    assert "bf16 0.10x fp32" in info["reason"]
+    # A warm-up pass and one timed pass each, not four.
+    assert passes == {"fp32": 2, "bf16": 2}
+
+
+def test_auto_precision_times_every_round_when_the_ratio_is_near_the_bar(monkeypatch):
+    """At 0.6x (above half the 1.1x bar) a later, calmer pass could still matter: all
+    three rounds run."""
+    monkeypatch.setattr(hardware.time, "process_time", lambda: CLOCK[0])
+    passes = {"bf16": 0}
+
+    class Near(Ticking):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if torch.is_autocast_enabled("cpu"):
+                passes["bf16"] += 1
+                CLOCK[0] += 1.0 / 0.6
+            else:
+                CLOCK[0] += 1.0
+            return self.linear(x)
+
+    chosen, _ = hardware.resolve_precision(
+        "auto", torch.device("cpu"), Near(), torch.zeros(3, 4), repeats=3
+    )
+    assert chosen == "fp32"
+    assert passes["bf16"] == 4

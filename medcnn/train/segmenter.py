@@ -48,7 +48,7 @@ from medcnn.train.checkpoint import (
     settings_digest,
 )
 from medcnn.train.loaders import segmenter_loader
-from medcnn.train.schedules import PolySchedule
+from medcnn.train.schedules import PolySchedule, adamw
 from medcnn.train.segmenter_epoch import (
     EpochPlan,
     SegmenterProgress,
@@ -205,10 +205,8 @@ class SegmenterParts:
         dataset, loader, generator = segmenter_loader(train_items, plans, settings, device)
         iterations = int(settings["iterations_per_epoch"])
         epochs = int(settings["epochs"])
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=float(settings["learning_rate"]),
-            weight_decay=float(settings["weight_decay"]),
+        optimizer = adamw(
+            model.parameters(), float(settings["learning_rate"]), float(settings["weight_decay"])
         )
         schedule = PolySchedule(
             optimizer, float(settings["learning_rate"]), float(settings["warmup_epochs"]) / epochs
