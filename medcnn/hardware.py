@@ -13,7 +13,7 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 #: bf16 must be at least this much faster than fp32 to be chosen by ``auto`` (it costs some
 #: accuracy in the gradients, so a tie goes to fp32).
 BF16_MIN_SPEEDUP = 1.1
+
+#: ``train.compile: auto`` keeps the compiled network when its training pass is at least this
+#: much faster than the eager one, and compiles only with a time budget of at least
+#: :data:`COMPILE_MIN_MINUTES` (a first compile costs about a CPU-minute).
+COMPILE_MIN_SPEEDUP = 1.1
+COMPILE_MIN_MINUTES = 10.0
 
 
 def pick_device(setting: str) -> torch.device:
@@ -183,3 +189,87 @@ def resolve_workers(setting: int | str, device: torch.device, threads: int) -> i
     if device.type == "cuda":
         return max(1, min(8, (os.cpu_count() or 2) - 1))
     return 1 if threads >= 4 else 0
+
+
+def resolve_compile(
+    setting: str | bool,
+    device: torch.device,
+    model: torch.nn.Module,
+    train_pass: Callable[[Callable[[torch.Tensor], torch.Tensor]], None],
+    budget_minutes: float | None,
+    repeats: int = 3,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
+    """The forward to train with: ``model`` itself or ``torch.compile(model)``, which shares
+    its parameters (the eager module stays what is validated and saved).
+
+    Args:
+        setting: ``train.compile``: ``auto``, True or False.
+        device: the training device.
+        model: the network, in training mode.
+        train_pass: one forward + backward of a training batch through the callable given
+            (gradients are cleared after each pass here).
+        budget_minutes: the training time budget (None: none); ``auto`` compiles only with
+            at least :data:`COMPILE_MIN_MINUTES`.
+        repeats: timed passes of each for ``auto``.
+
+    Returns:
+        (the forward, ``{"setting", "reason", "seconds": {"eager", "compiled"}}``). A compile
+        that fails (no C++ compiler, an operator TorchInductor cannot lower) gives the eager
+        model and the error as the reason, logged as a warning.
+    """
+    info: dict[str, Any] = {"setting": setting}
+    if setting is False or setting == "false":
+        info["reason"] = "configured"
+        return model, info
+    if setting == "auto" and device.type != "cpu":
+        info["reason"] = "auto: compiled only on a CPU, where it was measured"
+        return model, info
+    if setting == "auto" and (budget_minutes is None or budget_minutes < COMPILE_MIN_MINUTES):
+        info["reason"] = (
+            f"auto: a time budget under {COMPILE_MIN_MINUTES:g} minutes does not repay a compile"
+        )
+        return model, info
+    # The passes must not move the training run: its random numbers, normalisation
+    # statistics and gradients are as they were before.
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    with torch.random.fork_rng(devices=[]):
+        try:
+            compiled = torch.compile(model, dynamic=False)
+            for _ in range(2):  # the compile, then the backward graph's first run
+                train_pass(compiled)
+                model.zero_grad(set_to_none=True)
+        except Exception as exc:  # inductor raises many types; training goes on eager
+            model.zero_grad(set_to_none=True)
+            info["reason"] = f"compile failed, training eager: {type(exc).__name__}: {exc}"[:500]
+            log.warning("train.compile: %s", info["reason"])
+            _restore(model, buffers)
+            return model, info
+        if setting is True or setting == "true":
+            info.update(reason="configured", compiled=True)
+            _restore(model, buffers)
+            return compiled, info
+        clock = time.process_time
+        times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        for _ in range(repeats):
+            for name, forward in (("eager", model), ("compiled", compiled)):
+                start = clock()
+                train_pass(forward)
+                times[name].append(clock() - start)
+                model.zero_grad(set_to_none=True)
+    _restore(model, buffers)
+    seconds = {k: min(v) for k, v in times.items()}
+    speedup = seconds["eager"] / max(seconds["compiled"], 1e-9)
+    keep = speedup >= COMPILE_MIN_SPEEDUP
+    info.update(
+        reason=f"measured: compiled {speedup:.2f}x eager (kept at >= {COMPILE_MIN_SPEEDUP}x)",
+        seconds={k: round(v, 4) for k, v in seconds.items()},
+    )
+    info["compiled"] = keep
+    log.info("compile auto -> %s (%s)", "compiled" if keep else "eager", info["reason"])
+    return (compiled if keep else model), info
+
+
+def _restore(model: torch.nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, value in model.named_buffers():
+            value.copy_(buffers[name])

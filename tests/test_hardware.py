@@ -103,3 +103,88 @@ def test_auto_precision_times_every_round_when_the_ratio_is_near_the_bar(monkeyp
     )
     assert chosen == "fp32"
     assert passes["bf16"] == 4
+
+
+class FakeCompiled(torch.nn.Module):
+    """What the monkeypatched ``torch.compile`` returns: the same network, whose passes
+    advance the fake CPU clock by ``cost`` instead of 1.0 (or raise, like a machine
+    without a C++ compiler)."""
+
+    def __init__(self, model: torch.nn.Module, cost: float | None) -> None:
+        super().__init__()
+        self.model, self.cost = model, cost
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cost is None:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+        CLOCK[0] += self.cost
+        return self.model.linear(x)
+
+
+class Counted(torch.nn.Module):
+    """A linear layer with a batch-norm whose eager passes cost 1.0 s of fake CPU time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+        self.norm = torch.nn.BatchNorm1d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CLOCK[0] += 1.0
+        return self.norm(self.linear(x))
+
+
+def _compile_case(monkeypatch, cost: float | None, setting="auto", budget=20.0, device="cpu"):
+    monkeypatch.setattr(hardware.time, "process_time", lambda: CLOCK[0])
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: FakeCompiled(model, cost))
+    model = Counted().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+
+    def train_pass(forward):
+        forward(x).sum().backward()
+
+    forward, info = hardware.resolve_compile(
+        setting, torch.device(device), model, train_pass, budget
+    )
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the passes moved the model"
+    assert all(p.grad is None for p in model.parameters())
+    return model, forward, info
+
+
+def test_compile_auto_keeps_the_compiled_network_when_it_is_faster(monkeypatch):
+    model, forward, info = _compile_case(monkeypatch, cost=0.6)
+    assert isinstance(forward, FakeCompiled) and forward.model is model
+    assert info["compiled"] is True
+    assert info["seconds"] == {"eager": 1.0, "compiled": 0.6}
+    assert "compiled 1.67x eager" in info["reason"]
+
+
+def test_compile_auto_stays_eager_when_compiling_does_not_pay(monkeypatch):
+    model, forward, info = _compile_case(monkeypatch, cost=0.95)
+    assert forward is model
+    assert info["compiled"] is False
+    assert "compiled 1.05x eager" in info["reason"]
+
+
+def test_compile_auto_skips_short_budgets_and_gpus_and_false(monkeypatch):
+    for kwargs, reason in (
+        ({"budget": 5.0}, "under 10 minutes"),
+        ({"budget": None}, "under 10 minutes"),
+        ({"device": "cuda"}, "only on a CPU"),
+        ({"setting": False}, "configured"),
+    ):
+        model, forward, info = _compile_case(monkeypatch, cost=0.1, **kwargs)
+        assert forward is model, kwargs
+        assert reason in info["reason"], (kwargs, info)
+
+
+def test_compile_true_is_untimed_and_a_failed_compile_trains_eager(monkeypatch, caplog):
+    model, forward, info = _compile_case(monkeypatch, cost=2.0, setting=True, budget=None)
+    assert isinstance(forward, FakeCompiled)
+    assert info["compiled"] is True and "seconds" not in info
+    model, forward, info = _compile_case(monkeypatch, cost=None, setting=True)
+    assert forward is model
+    assert "compile failed, training eager: RuntimeError: InvalidCxxCompiler" in info["reason"]
+    assert "compile failed" in caplog.text

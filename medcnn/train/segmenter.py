@@ -32,7 +32,7 @@ from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 
 from medcnn.config import section_defaults
-from medcnn.hardware import resolve_precision
+from medcnn.hardware import autocast, resolve_compile, resolve_precision
 from medcnn.io.files import finite
 from medcnn.models.bundle import save_bundle
 from medcnn.models.factory import build_network
@@ -157,14 +157,21 @@ def train_segmenter(
     save = Checkpointer(checkpoint_path, fingerprint, resumable, {"precision": precision})
     save.enabled, save.write = settings["checkpoint"], save_checkpoint  # (tests replace it)
     step = SegmenterStep(parts.model, parts.loss_fn, parts.optimizer, scaler, device, precision)
+    budget = _budget(max_minutes)
+    compiling = now()
+    compile_info = _compile(step, settings["compile"], plans, device, max_minutes)
+    if budget is not None:  # the compile counts in the budget
+        budget -= now() - compiling
+    compile_info["budget_seconds"] = round(now() - compiling, 1)
     validation = SegmenterValidation(
         val_items, plans, device, precision, float(settings["overlap"]), int(settings["val_every"])
     )
-    loop = (step, parts.plan(_budget(max_minutes), now), validation)
+    loop = (step, parts.plan(budget, now), validation)
     _run_epochs(progress, parts, *loop, save, max_minutes)
     parts.model.load_state_dict(progress.best_state)
     parts.model.eval()
     run = dict(device=str(device), precision=precision, precision_info=info, threads=threads)
+    run["compile_info"] = compile_info
     metrics = _fold_metrics(plans, progress, clock, parts.iterations, n_items, run)
     bundle_name = name or f"{metrics['task']}-{plans['network']['name']}"
     _write_fold(out, parts.model, bundle_name, plans, task_cfg, metrics, progress.history)
@@ -370,6 +377,34 @@ def _precision(
         device=device,
     )
     return resolve_precision(setting, device, model, example, repeats=3)
+
+
+def _compile(
+    step: SegmenterStep,
+    setting: str | bool,
+    plans: Mapping[str, Any],
+    device: torch.device,
+    max_minutes: float | None,
+) -> dict[str, Any]:
+    """``train.compile``: the step's compiled forward where it pays (or is asked for), for
+    the training batch shape; what was decided and why."""
+    shape = (
+        int(plans["batch_size"]),
+        int(plans["network"]["in_channels"]),
+        *map(int, plans["patch_size"]),
+    )
+    example = torch.zeros(shape, device=device)
+
+    def train_pass(forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        with autocast(device, step.precision):
+            out = forward(example)
+        out.float().sum().backward()
+
+    step.model.train()
+    forward, info = resolve_compile(setting, device, step.model, train_pass, max_minutes)
+    if forward is not step.model:
+        step.compiled, step.compiled_shape = forward, shape
+    return info
 
 
 def _write_fold(

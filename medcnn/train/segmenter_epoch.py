@@ -82,14 +82,22 @@ class SegmenterStep:
     scaler: torch.amp.GradScaler
     device: torch.device
     precision: str
+    #: the compiled training forward (``train.compile``) and the batch shape it was compiled
+    #: for; a batch of another shape (the short one at the end of the loader) runs eager
+    #: rather than compiling again
+    compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+    compiled_shape: tuple[int, ...] = ()
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> tuple[float, int]:
         """One optimiser step on a batch of patches; (its loss, the patches in it)."""
         images = batch[IMAGE].to(self.device, non_blocking=True).float()
         labels = batch[LABEL].to(self.device, non_blocking=True).long()
         self.optimizer.zero_grad(set_to_none=True)
+        forward = self.model
+        if self.compiled is not None and tuple(images.shape) == self.compiled_shape:
+            forward = self.compiled
         with autocast(self.device, self.precision):
-            logits = self.model(images)
+            logits = forward(images)
         loss = self.loss_fn(logits.float(), labels)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
