@@ -440,6 +440,7 @@ def run_nuclei_fold(
         "val_dice": metrics["val_dice"],
         "max_val_dice_touching": max((float(t) for t in touching), default=None),
         "precision": metrics.get("precision"),
+        "compile": compile_summary(metrics.get("compile_info")),
         "postprocess": bundle.get("postprocess"),
         "patch": bundle["plans"]["patch_size"],
         "channels": bundle["plans"]["network"].get("channels"),
@@ -585,6 +586,18 @@ def run_nuclei(data: Path, work: Path, args: argparse.Namespace) -> dict[str, An
     }
 
 
+def compile_summary(info: dict | None) -> str | None:
+    """``train.compile``'s decision in a few words (None: a fold from before the setting)."""
+    if not info:
+        return None
+    state = "compiled" if info.get("compiled") else "eager"
+    seconds = info.get("seconds")
+    timed = (
+        f" {seconds['eager'] / seconds['compiled']:.2f}x" if seconds and seconds["compiled"] else ""
+    )
+    return f"{state}{timed}, {info.get('budget_seconds', 0):.0f} s of the budget to decide"
+
+
 def _train_threads(summary: dict[str, Any], args: argparse.Namespace) -> int:
     """The threads a fold trained with (its metrics.json), not this run's: a ``--reuse-models``
     re-evaluation may run with other threads than the training did."""
@@ -654,7 +667,8 @@ def nuclei_table(r: dict[str, Any], args: argparse.Namespace) -> list[str]:
             f"{s['n_test']} held out; training {s['train_minutes']:.1f} min of "
             f"{_train_threads(s, args)}-core CPU time ({s['clock']} clock; wall "
             f"{s['train_wall_minutes']:.1f}"
-            f" min), {s['epochs']} epochs x 50 steps ({s['precision']}), best epoch "
+            f" min), {s['epochs']} epochs x 50 steps ({s['precision']}"
+            f"{', ' + s['compile'] if s.get('compile') else ''}), best epoch "
             f"{s['best_epoch']} (val Dice {s['val_dice']:.3f}, touching class best "
             f"{'n/a' if touch is None else f'{touch:.3f}'}); watershed chosen on the val "
             f"images: {s['postprocess']}; training profile {s['profile_types']}"
