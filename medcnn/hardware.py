@@ -91,21 +91,43 @@ def _step_seconds(
     where bf16 was about 1.5x faster.
     """
     clock = time.perf_counter if device.type == "cuda" else time.process_time
-    times: dict[str, list[float]] = {p: [] for p in precisions}
-    for k in range(repeats + 1):
-        for precision in precisions:
-            start = clock()
+
+    def step(precision: str) -> Callable[[], None]:
+        def run() -> None:
             with autocast(device, precision):
                 out = model(batch)
             out.float().sum().backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            if k:
-                times[precision].append(clock() - start)
+
+        return run
+
+    passes = {p: step(p) for p in precisions}
+    return _fastest_seconds(passes, model, repeats, clock, warmup=True, settled=_decided)
+
+
+def _fastest_seconds(
+    passes: dict[str, Callable[[], None]],
+    model: torch.nn.Module,
+    repeats: int,
+    clock: Callable[[], float],
+    warmup: bool,
+    settled: Callable[[dict[str, list[float]]], bool] | None = None,
+) -> dict[str, float]:
+    """The fastest of ``repeats`` timed runs of each pass, the passes taking turns (after
+    one untimed round with ``warmup``), ``model``'s gradients cleared after every run;
+    fewer rounds once ``settled`` says the runs so far decide."""
+    times: dict[str, list[float]] = {name: [] for name in passes}
+    for k in range(repeats + int(warmup)):
+        for name, run in passes.items():
+            start = clock()
+            run()
+            if k or not warmup:
+                times[name].append(clock() - start)
             model.zero_grad(set_to_none=True)
-        if k and _decided(times):
+        if settled is not None and all(times.values()) and settled(times):
             break
-    return {p: min(t) for p, t in times.items()}
+    return {name: min(t) for name, t in times.items()}
 
 
 def _decided(times: dict[str, list[float]]) -> bool:
@@ -218,7 +240,7 @@ def resolve_compile(
         model and the error as the reason, logged as a warning.
     """
     info: dict[str, Any] = {"setting": setting}
-    if setting is False or setting == "false":
+    if setting is False:
         info["reason"] = "configured"
         return model, info
     if setting == "auto" and device.type != "cpu":
@@ -232,39 +254,36 @@ def resolve_compile(
     # The passes must not move the training run: its random numbers, normalisation
     # statistics and gradients are as they were before.
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-    with torch.random.fork_rng(devices=[]):
-        try:
-            compiled = torch.compile(model, dynamic=False)
-            for _ in range(2):  # the compile, then the backward graph's first run
-                train_pass(compiled)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                compiled = torch.compile(model, dynamic=False)
+                for _ in range(2):  # the compile, then the backward graph's first run
+                    train_pass(compiled)
+                    model.zero_grad(set_to_none=True)
+            except Exception as exc:  # inductor raises many types; training goes on eager
                 model.zero_grad(set_to_none=True)
-        except Exception as exc:  # inductor raises many types; training goes on eager
-            model.zero_grad(set_to_none=True)
-            info["reason"] = f"compile failed, training eager: {type(exc).__name__}: {exc}"[:500]
-            log.warning("train.compile: %s", info["reason"])
-            _restore(model, buffers)
-            return model, info
-        if setting is True or setting == "true":
-            info.update(reason="configured", compiled=True)
-            _restore(model, buffers)
-            return compiled, info
-        clock = time.process_time
-        times: dict[str, list[float]] = {"eager": [], "compiled": []}
-        for _ in range(repeats):
-            for name, forward in (("eager", model), ("compiled", compiled)):
-                start = clock()
-                train_pass(forward)
-                times[name].append(clock() - start)
-                model.zero_grad(set_to_none=True)
-    _restore(model, buffers)
-    seconds = {k: min(v) for k, v in times.items()}
+                info["reason"] = f"compile failed, training eager: {type(exc).__name__}: {exc}"
+                info["reason"] = info["reason"][:500]
+                log.warning("train.compile: %s", info["reason"])
+                return model, info
+            if setting is True:
+                info.update(reason="configured", compiled=True)
+                return compiled, info
+            passes = {
+                "eager": lambda: train_pass(model),
+                "compiled": lambda: train_pass(compiled),
+            }
+            seconds = _fastest_seconds(passes, model, repeats, time.process_time, warmup=False)
+    finally:
+        _restore(model, buffers)
     speedup = seconds["eager"] / max(seconds["compiled"], 1e-9)
     keep = speedup >= COMPILE_MIN_SPEEDUP
     info.update(
         reason=f"measured: compiled {speedup:.2f}x eager (kept at >= {COMPILE_MIN_SPEEDUP}x)",
         seconds={k: round(v, 4) for k, v in seconds.items()},
+        compiled=keep,
     )
-    info["compiled"] = keep
     log.info("compile auto -> %s (%s)", "compiled" if keep else "eager", info["reason"])
     return (compiled if keep else model), info
 

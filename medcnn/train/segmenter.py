@@ -160,9 +160,10 @@ def train_segmenter(
     budget = _budget(max_minutes)
     compiling = now()
     compile_info = _compile(step, settings["compile"], plans, device, max_minutes)
+    spent = now() - compiling
     if budget is not None:  # the compile counts in the budget
-        budget -= now() - compiling
-    compile_info["budget_seconds"] = round(now() - compiling, 1)
+        budget -= spent
+    compile_info["budget_seconds"] = round(spent, 1)
     validation = SegmenterValidation(
         val_items, plans, device, precision, float(settings["overlap"]), int(settings["val_every"])
     )
@@ -369,14 +370,18 @@ def _precision(
     this network on a patch batch is clearly faster."""
     if state is not None and state.get("precision"):
         return state["precision"], {"reason": "resumed"}
-    example = torch.zeros(
+    return resolve_precision(setting, device, model, _example_batch(plans, device), repeats=3)
+
+
+def _example_batch(plans: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+    """A training batch's shape, in zeros: what the precision and compile checks time."""
+    return torch.zeros(
         int(plans["batch_size"]),
         # the network's inputs (2D-on-volume: the slice and its context slices per channel)
         int(plans["network"]["in_channels"]),
         *map(int, plans["patch_size"]),
         device=device,
     )
-    return resolve_precision(setting, device, model, example, repeats=3)
 
 
 def _compile(
@@ -388,12 +393,7 @@ def _compile(
 ) -> dict[str, Any]:
     """``train.compile``: the step's compiled forward where it pays (or is asked for), for
     the training batch shape; what was decided and why."""
-    shape = (
-        int(plans["batch_size"]),
-        int(plans["network"]["in_channels"]),
-        *map(int, plans["patch_size"]),
-    )
-    example = torch.zeros(shape, device=device)
+    example = _example_batch(plans, device)
 
     def train_pass(forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
         with autocast(device, step.precision):
@@ -403,7 +403,7 @@ def _compile(
     step.model.train()
     forward, info = resolve_compile(setting, device, step.model, train_pass, max_minutes)
     if forward is not step.model:
-        step.compiled, step.compiled_shape = forward, shape
+        step.compiled, step.compiled_shape = forward, tuple(example.shape)
     return info
 
 
