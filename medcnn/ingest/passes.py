@@ -23,6 +23,7 @@ from medcnn.ingest.convert_dicom import convert_projections, convert_volumes
 from medcnn.ingest.dicom_headers import STAGE, read_entry, subject_ids
 from medcnn.ingest.discovery import Candidate
 from medcnn.ingest.workers import Workers, merge_grids, shared
+from medcnn.io import dicom_values
 from medcnn.io.deid import pseudonym
 
 #: Files per header task: large enough that a task's overhead (pickling, a pipe round
@@ -103,6 +104,7 @@ def read_headers(cands: list[Candidate], ctx: Context, workers: Workers) -> list
     Quarantines go into ``ctx`` as a pass in one process would make them: a duplicate
     SOPInstanceUID is the later file's, in discovery order.
     """
+    dicom_values.clear()
     chunks = [cands[i : i + HEADER_CHUNK] for i in range(0, len(cands), HEADER_CHUNK)]
     done = dict(workers.run(header_task, chunks, _header_crash))
     for index, result in done.items():

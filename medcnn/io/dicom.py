@@ -19,11 +19,15 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
 
+from medcnn.io import dicom_values
 from medcnn.io.codecs import load_codecs
 from medcnn.io.dicom_scan import scan_header
 from medcnn.io.errors import DicomReadError
 from medcnn.io.files import open_regular
 from medcnn.io.limits import Limits, check_dicom_size, pixel_bytes_after_header
+
+# Headers repeat their values file after file: pydicom converts each distinct one once.
+dicom_values.install()
 
 __all__ = ["DicomImage", "DicomReadError", "looks_like_dicom", "read_header", "read_image"]
 
