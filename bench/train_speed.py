@@ -56,6 +56,7 @@ from medcnn.hardware import autocast, cpu_supports_bf16, resolve_precision, reso
 from medcnn.models.factory import build_network
 from medcnn.train.classifier_epoch import ClassifierStep, train_one_epoch
 from medcnn.train.schedules import adamw, lr_schedule
+from medcnn.train.weights import ExponentialAverage
 from medcnn.transforms.radiograph import KEY, augment_transforms
 
 #: The schema's training defaults (what a task gets with no ``train:`` keys).
@@ -165,9 +166,7 @@ def medcnn_setup(arrays: list[str], labels: list[int], batch: int, network: str,
         model, loss_fn, optimizer, scheduler, scaler, device, precision, torch.channels_last
     )
     step.clip_grad_norm = settings["clip_grad_norm"]
-    step.ema = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.99), use_buffers=True
-    )
+    step.ema = ExponentialAverage(model, 0.99)
 
     def epoch() -> int:
         _, seen, _ = train_one_epoch(step, loader)

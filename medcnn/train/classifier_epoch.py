@@ -16,6 +16,7 @@ import torch
 from medcnn.hardware import autocast
 from medcnn.train import distributed
 from medcnn.train.checkpoint import cpu_state
+from medcnn.train.weights import ExponentialAverage, clip_gradients
 from medcnn.transforms.radiograph import KEY
 
 
@@ -36,7 +37,7 @@ class ClassifierStep:
     multiclass: bool = False
     #: largest gradient norm (None: no clipping)
     clip_grad_norm: float | None = None
-    #: exponential moving average of the weights (``torch.optim.swa_utils.AveragedModel``)
+    #: exponential moving average of the weights (:class:`medcnn.train.weights.ExponentialAverage`)
     ema: torch.nn.Module | None = None
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, int]:
@@ -59,7 +60,7 @@ class ClassifierStep:
         if self.clip_grad_norm:
             # Unscaled first, so the norm is the true gradient's (fp16 loss scaling).
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            clip_gradients(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
@@ -71,16 +72,14 @@ class ClassifierStep:
 
 def weight_average(
     model: torch.nn.Module, settings: dict[str, Any], steps_per_epoch: int
-) -> torch.optim.swa_utils.AveragedModel | None:
+) -> ExponentialAverage | None:
     """The exponential moving average of the weights (batch-norm statistics included) over
     about ``train.ema_epochs`` epochs of steps; None when that is null."""
     epochs = settings["ema_epochs"]
     if not epochs:
         return None
     decay = 1.0 - 1.0 / max(1.0, float(epochs) * steps_per_epoch)
-    return torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
-    )
+    return ExponentialAverage(model, decay)
 
 
 def validate_both(

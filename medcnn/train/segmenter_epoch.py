@@ -17,6 +17,7 @@ from medcnn.hardware import autocast
 from medcnn.train.checkpoint import cpu_state, rng_state
 from medcnn.train.schedules import PolySchedule
 from medcnn.train.validation import validate_segmenter
+from medcnn.train.weights import clip_gradients
 from medcnn.transforms.segmentation import IMAGE, LABEL
 
 
@@ -101,7 +102,7 @@ class SegmenterStep:
         loss = self.loss_fn(logits.float(), labels)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 12.0)
+        clip_gradients(self.model.parameters(), 12.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach()), int(images.shape[0])
