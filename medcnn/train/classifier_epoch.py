@@ -16,6 +16,7 @@ import torch
 from medcnn.hardware import autocast
 from medcnn.train import distributed
 from medcnn.train.checkpoint import cpu_state
+from medcnn.train.loaders import without_meta_tracking
 from medcnn.train.weights import ExponentialAverage, clip_gradients
 from medcnn.transforms.radiograph import KEY
 
@@ -105,12 +106,13 @@ def train_one_epoch(
     losses: list[float] = []
     seen, wait = 0, 0.0
     waited = time.perf_counter()
-    for batch in loader:
-        wait += time.perf_counter() - waited
-        loss, images = step(batch)
-        losses.append(loss)
-        seen += images
-        waited = time.perf_counter()
+    with without_meta_tracking():
+        for batch in loader:
+            wait += time.perf_counter() - waited
+            loss, images = step(batch)
+            losses.append(loss)
+            seen += images
+            waited = time.perf_counter()
     return losses, seen, wait
 
 

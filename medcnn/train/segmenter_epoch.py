@@ -15,6 +15,7 @@ import torch
 
 from medcnn.hardware import autocast
 from medcnn.train.checkpoint import cpu_state, rng_state
+from medcnn.train.loaders import without_meta_tracking
 from medcnn.train.schedules import PolySchedule
 from medcnn.train.validation import validate_segmenter
 from medcnn.train.weights import clip_gradients
@@ -133,20 +134,21 @@ def train_epoch(step: SegmenterStep, plan: EpochPlan, epoch: int, elapsed: float
     patches = 0
     total_steps = plan.epochs * plan.iterations
     n_step = (epoch - 1) * plan.iterations
-    batches = iter(plan.loader)
-    for _ in range(plan.iterations):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(plan.loader)
-            batch = next(batches)
-        progress = n_step / total_steps
-        if plan.budget_s:
-            progress = max(progress, (elapsed + plan.now() - started) / plan.budget_s)
-        plan.schedule.step(progress)
-        loss, patches = step(batch)
-        losses.append(loss)
-        n_step += 1
+    with without_meta_tracking():
+        batches = iter(plan.loader)
+        for _ in range(plan.iterations):
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(plan.loader)
+                batch = next(batches)
+            progress = n_step / total_steps
+            if plan.budget_s:
+                progress = max(progress, (elapsed + plan.now() - started) / plan.budget_s)
+            plan.schedule.step(progress)
+            loss, patches = step(batch)
+            losses.append(loss)
+            n_step += 1
     train_seconds = plan.now() - started
     wall_seconds = time.perf_counter() - wall_started
     return {
