@@ -39,7 +39,7 @@ from medcnn.transforms.slices import (
 @contextmanager
 def without_meta_tracking() -> Iterator[None]:
     """MONAI's metadata tracking off while the training batches are drawn (and in loader
-    workers forked meanwhile), as it was before.
+    workers forked meanwhile), restored afterwards.
 
     The training transforms read no metadata and end in ``EnsureTyped(track_meta=False)``,
     so every value is the same (``tests/train/test_loaders_meta.py`` compares them); with

@@ -16,7 +16,7 @@ Both are what PyTorch's own helpers compute, with less around it:
 - :func:`clip_gradients` is ``torch.nn.utils.clip_grad_norm_``, which multiplies every gradient
   by ``min(1, max_norm / (norm + 1e-6))`` at each step; on the CPU, where reading the norm
   costs no device synchronisation, the multiplication is skipped when that factor is 1 (the
-  gradients are then the same bytes): 1.4 ms instead of 4.8 for DenseNet121's gradients.
+  gradients are then the same bytes): 2.3 ms instead of 4.0 for DenseNet121's gradients.
   Elsewhere (CUDA) ``clip_grad_norm_`` itself runs, without a synchronisation per step.
 """
 
@@ -55,9 +55,9 @@ class ExponentialAverage(AveragedModel):
 
     def _tensors(self, model: torch.nn.Module) -> tuple[list, list, list, list]:
         """(averaged floats, model floats, averaged others, model others)."""
-        for key in (id(self.module), id(model)):
-            if key not in self._slots:
-                self._slots[key] = self._slots_of(self.module if key == id(self.module) else model)
+        for module in (self.module, model):
+            if id(module) not in self._slots:
+                self._slots[id(module)] = self._slots_of(module)
         mine = [table[name] for table, name in self._slots[id(self.module)]]
         theirs = [table[name] for table, name in self._slots[id(model)]]
         if len(mine) != len(theirs):
